@@ -1,0 +1,2 @@
+// placeholder: xenapi's public surface is exported here as it is built.
+export {}

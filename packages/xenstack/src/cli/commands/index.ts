@@ -1,0 +1,9 @@
+/**
+ * The CLI's command modules. Each exports `register(program)`; add a module here to add a command.
+ * Order is the order `xenstack --help` lists them in.
+ */
+import type { Command } from 'commander'
+import * as start from './start.js'
+import * as version from './version.js'
+
+export const commandModules: { register(program: Command): void }[] = [start, version]
