@@ -13,10 +13,19 @@ export interface JsonRpcRequest {
  * null id throws JsonRpcRequestError — XAPI answers it with HTTP 500).
  */
 export declare function parseJsonRpcRequest(body: string | Buffer): JsonRpcRequest
-export declare function encodeJsonRpcRequest(method: string, params: unknown[], id: string | number, version?: JsonRpcVersion): string
+export declare function encodeJsonRpcRequest(
+  method: string,
+  params: unknown[],
+  id: string | number,
+  version?: JsonRpcVersion,
+): string
 export declare function encodeJsonRpcSuccess(version: JsonRpcVersion, id: string | number, result: unknown): string
 /** 1.0: {result: null, error: [code, ...params], id}; 2.0: {jsonrpc, error: {code: 1, message: code, data: params}, id}. */
-export declare function encodeJsonRpcFailure(version: JsonRpcVersion, id: string | number, errorDescription: string[]): string
+export declare function encodeJsonRpcFailure(
+  version: JsonRpcVersion,
+  id: string | number,
+  errorDescription: string[],
+): string
 
 export type JsonRpcOutcome = { ok: true; result: unknown } | { ok: false; errorDescription: string[] }
 /** Parses a response of either version into success or XAPI's [code, ...params]. */
