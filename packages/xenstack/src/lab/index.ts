@@ -1,0 +1,27 @@
+/** The lab: real isolated Linux hosts wired to the XAPI simulator. See ./lab.ts for the API. */
+export {
+  Lab,
+  withLab,
+  preflight,
+  autoLabName,
+  labRoot,
+  DEFAULT_LAB_ROOT,
+  type LabOptions,
+  type LabHost,
+  type LabSshEndpoint,
+  type LabState,
+  type LabExecOptions,
+} from './lab.js'
+export {
+  planLab,
+  parseCidr,
+  DEFAULT_NETWORKS,
+  HIMN,
+  type LabEnvironment,
+  type LabPlan,
+  type LabHostPlan,
+  type LabRole,
+  type LabNetworkName,
+  type LabNetworkSettings,
+} from './topology.js'
+export { CommandError, type RunResult } from './sys.js'

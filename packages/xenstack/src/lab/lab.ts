@@ -1,0 +1,896 @@
+/**
+ * The lab: real isolated Linux hosts on this machine that reproduce XenServer pools (dom0 + compute VM per
+ * host), controllers and a storage node, for tests, the demo and benchmarks.
+ *
+ * API
+ * ---
+ *   import { withLab, Lab } from '@xenstack/xenstack/lab'   (also re-exported from '@xenstack/xenstack')
+ *
+ *   await withLab({ hosts: 1 }, async (lab) => {
+ *     const r = await lab.exec('compute-1', ['ip', '-br', 'addr'])   // { code, stdout, stderr }, never throws on exit code
+ *     await lab.execOk('dom0-1', ['sh', '-c', 'echo hi > /etc/xapi.d/plugins/x'])  // throws CommandError unless exit 0
+ *     lab.backingPath('dom0-1', '/etc/xapi.d/plugins/x')                // where that write landed on the machine
+ *     const h = lab.host('controller-1')  // { name, role, netns, xapiHost, ssh: { host, port, user, identityFile,
+ *                                         //   knownHostsFile }, addresses: { management: '192.168.0.2/24' }, … }
+ *     // ssh -F lab.sshConfigFile root@compute-1   (or ssh2 with h.ssh; host keys are in h.ssh.knownHostsFile)
+ *   })
+ *
+ *   Lab.up(options) / lab.down() do the same by hand; `Lab.destroy(name)` removes a (stale) lab by name.
+ *
+ * Options (all optional): `name` (default: unique per process), `hosts` (XenServer hosts, default 1),
+ * `controllers` (default 1), `storageNode` (default true), `networks: { management: { cidr }, storage: { cidr } }`,
+ * `httpProbePort` (default 8000, false for none), `root` (labs directory, default $XENSTACK_LAB_ROOT or
+ * /tmp/xenstack-labs), `seed(host, paths)` (write files into a host's backing dirs before it starts — files
+ * written into the backing dirs from outside while the lab runs are not reliably visible, overlayfs rule).
+ *
+ * Host names: `dom0-<i>` and `compute-<i>` per XenServer host `xs<i>`, `controller-<j>`, `storage`.
+ * Each host has its own network, mount and UTS namespaces (hostname = host name); /etc, /root and /var are
+ * overlays whose upper dirs are the host's backing dirs under `<lab dir>/hosts/<host>/{etc,root,var}`; /run is
+ * a private tmpfs; sshd (key-only, own host key) listens on port 22 of the host's admin address, reachable
+ * from the machine. Controllers run an HTTP endpoint on their management address (port `httpProbePort`)
+ * answering `{"host":…, "client":"<source address>"}` and logging each request to <host dir>/log/http-probe.log.
+ *
+ * Teardown kills every process in the lab's namespaces, deletes the namespaces (their links go with them)
+ * and the lab directory. What a lab creates is recorded in `<lab dir>/state.json` before it is created, so
+ * `up` of the same name (or `Lab.destroy`) after a crash removes the leftovers first.
+ */
+import { createHash } from 'node:crypto'
+import {
+  chmodSync,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs'
+import { readdir } from 'node:fs/promises'
+import { connect } from 'node:net'
+import { join } from 'node:path'
+import { HOST_PROGRAMS } from './host-programs.js'
+import {
+  CommandError,
+  cmdline,
+  isAlive,
+  run,
+  runOk,
+  sleep,
+  startDaemon,
+  waitFor,
+  type RunOptions,
+  type RunResult,
+} from './sys.js'
+import {
+  COMPUTE_DOMID,
+  HIMN,
+  planLab,
+  validateLabName,
+  netnsPrefix,
+  type LabEnvironment,
+  type LabHostPlan,
+  type LabNetworkName,
+  type LabPlan,
+  type LabRole,
+} from './topology.js'
+
+export const DEFAULT_LAB_ROOT = '/tmp/xenstack-labs'
+export const labRoot = (root?: string): string => root ?? process.env.XENSTACK_LAB_ROOT ?? DEFAULT_LAB_ROOT
+
+const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+const SLOT_MIN = 200
+const SLOT_MAX = 249
+
+export interface LabOptions extends LabEnvironment {
+  name?: string
+  root?: string
+  /** Called for each host after its backing dirs exist and before the host starts. */
+  seed?: (host: LabHostPlan, paths: { etc: string; root: string; var: string }) => void | Promise<void>
+  /** Progress lines (timings); default: none. */
+  log?: (line: string) => void
+}
+
+export interface LabSshEndpoint {
+  host: string
+  port: number
+  user: string
+  identityFile: string
+  knownHostsFile: string
+}
+
+export interface LabHost {
+  name: string
+  role: LabRole
+  netns: string
+  xapiHost: string | null
+  ssh: LabSshEndpoint
+  addresses: Partial<Record<LabNetworkName | 'himn', string>>
+  /** Backing dirs of the host's /etc, /root and /var overlays. */
+  backing: { etc: string; root: string; var: string }
+  /** PID of the process holding the host's mount and UTS namespaces. */
+  holderPid: number
+}
+
+/** Written to <lab dir>/state.json before anything is created, then updated as things are created. */
+export interface LabState {
+  name: string
+  dir: string
+  slot: number
+  createdAt: string
+  netns: string[]
+  rootLinks: string[]
+  pids: Record<string, number>
+  env: LabEnvironment
+  /** PID of the supervisor process holding this lab (lab up), if any. */
+  supervisorPid?: number
+}
+
+export interface LabExecOptions extends Omit<RunOptions, 'allowedExitCodes'> {
+  allowedExitCodes?: number[]
+}
+
+let autoNameCounter = 0
+/** A name unique to this process and call, for labs made by tests. */
+export function autoLabName(): string {
+  return `t${process.pid.toString(36)}${(autoNameCounter++).toString(36)}`
+}
+
+export class Lab {
+  readonly hosts: LabHost[]
+  private readonly byName: Map<string, LabHost>
+  private downed = false
+
+  private constructor(
+    readonly name: string,
+    readonly dir: string,
+    readonly plan: LabPlan,
+    private state: LabState,
+  ) {
+    this.hosts = plan.hosts.map((p) => this.hostInfo(p))
+    this.byName = new Map(this.hosts.map((h) => [h.name, h]))
+  }
+
+  get sshConfigFile(): string {
+    return join(this.dir, 'admin', 'ssh_config')
+  }
+  get identityFile(): string {
+    return join(this.dir, 'admin', 'id_ed25519')
+  }
+  get knownHostsFile(): string {
+    return join(this.dir, 'admin', 'known_hosts')
+  }
+  get slot(): number {
+    return this.plan.slot
+  }
+
+  host(name: string): LabHost {
+    const h = this.byName.get(name)
+    if (!h) throw new Error(`lab ${this.name}: no host "${name}" (hosts: ${[...this.byName.keys()].join(', ')})`)
+    return h
+  }
+
+  hostPlan(name: string): LabHostPlan {
+    const p = this.plan.hosts.find((h) => h.name === name)
+    if (!p) throw new Error(`lab ${this.name}: no host "${name}"`)
+    return p
+  }
+
+  hostDir(name: string): string {
+    return join(this.dir, 'hosts', this.host(name).name)
+  }
+
+  /** Where a path under the host's /etc, /root or /var lands on the machine (its overlay's upper dir). */
+  backingPath(host: string, path: string): string {
+    const m = /^\/(etc|root|var)(\/.*)?$/.exec(path)
+    if (!m) throw new Error(`backingPath: ${path} is not under /etc, /root or /var (only those are per host)`)
+    return join(this.hostDir(host), m[1], m[2] ?? '')
+  }
+
+  /** The URL of a controller's HTTP reachability endpoint. */
+  httpProbeUrl(host = 'controller-1'): string {
+    if (this.plan.httpProbePort === false) throw new Error(`lab ${this.name}: the HTTP probe is disabled`)
+    const addr = this.host(host).addresses.management
+    if (!addr) throw new Error(`lab ${this.name}: ${host} has no management address`)
+    return `http://${addr.split('/')[0]}:${this.plan.httpProbePort}/`
+  }
+
+  /**
+   * Runs argv on the host (its network, mount and UTS namespaces; PATH, HOME=/root, cwd /) and resolves
+   * with the exit code and output. Does not reject on a non-zero exit code; see execOk.
+   */
+  exec(host: string, argv: string[], opts: LabExecOptions = {}): Promise<RunResult> {
+    const h = this.host(host)
+    return run(['nsenter', '-t', String(h.holderPid), '-m', '-u', '-n', '--', ...argv], {
+      ...opts,
+      env: { PATH, HOME: '/root', LANG: 'C.UTF-8', USER: 'root', LOGNAME: 'root', ...(opts.env ?? {}) },
+      cwd: opts.cwd ?? '/',
+    })
+  }
+
+  /** Like exec, but rejects with a CommandError (naming the host) unless the exit code is allowed (default 0). */
+  async execOk(host: string, argv: string[], opts: LabExecOptions = {}): Promise<RunResult> {
+    const r = await this.exec(host, argv, opts)
+    if (!(opts.allowedExitCodes ?? [0]).includes(r.code)) throw new CommandError(argv, r, `on lab host ${host}`)
+    return r
+  }
+
+  /** Starts a long-running process on the host, detached, output appended to <host dir>/log/<logName>. */
+  startOnHost(host: string, argv: string[], logName: string, env?: NodeJS.ProcessEnv): number {
+    const h = this.host(host)
+    const pid = startDaemon(
+      ['nsenter', '-t', String(h.holderPid), '-m', '-u', '-n', '--', ...argv],
+      join(this.hostDir(host), 'log', logName),
+      { PATH, HOME: '/root', LANG: 'C.UTF-8', ...(env ?? {}) },
+    )
+    return pid
+  }
+
+  /**
+   * Attaches a guest interface: a veth `vif<domid>.<device>` in the compute host's dom0 (enslaved to `bridge`)
+   * whose peer `eth<device>` (with `mac`) appears in the compute host, down and unaddressed, as a hot-plugged NIC.
+   */
+  async attachGuestInterface(compute: string, device: number, mac: string, bridge: string): Promise<string> {
+    const c = this.hostPlan(compute)
+    if (c.role !== 'compute' || !c.dom0) throw new Error(`attachGuestInterface: ${compute} is not a compute VM`)
+    const d = this.hostPlan(c.dom0)
+    const vif = `vif${COMPUTE_DOMID}.${device}`
+    const eth = `eth${device}`
+    await runOk(
+      [
+        'ip',
+        'link',
+        'add',
+        'name',
+        eth,
+        'netns',
+        c.netns,
+        'address',
+        mac,
+        'type',
+        'veth',
+        'peer',
+        'name',
+        vif,
+        'netns',
+        d.netns,
+      ],
+      {},
+      `attach ${eth} (${mac}) to ${compute}`,
+    )
+    await runOk(
+      ['ip', '-n', d.netns, 'link', 'set', vif, 'master', bridge, 'up'],
+      {},
+      `plug ${vif} into ${bridge} on ${d.name}`,
+    )
+    return eth
+  }
+
+  /** Detaches what attachGuestInterface attached (no error if it is already gone). */
+  async detachGuestInterface(compute: string, device: number): Promise<void> {
+    const c = this.hostPlan(compute)
+    if (!c.dom0) return
+    const d = this.hostPlan(c.dom0)
+    await run(['ip', '-n', d.netns, 'link', 'del', `vif${COMPUTE_DOMID}.${device}`])
+  }
+
+  /** Summary for `lab status` / `lab up --json`. */
+  describe(): { name: string; dir: string; hosts: Omit<LabHost, 'holderPid' | 'backing'>[] } {
+    return {
+      name: this.name,
+      dir: this.dir,
+      hosts: this.hosts.map(({ name, role, netns, xapiHost, ssh, addresses }) => ({
+        name,
+        role,
+        netns,
+        xapiHost,
+        ssh,
+        addresses,
+      })),
+    }
+  }
+
+  /** Removes everything the lab created. Idempotent. */
+  async down(): Promise<void> {
+    if (this.downed) return
+    this.downed = true
+    await destroyLabDir(this.dir, { skipPid: process.pid })
+  }
+
+  private hostInfo(p: LabHostPlan): LabHost {
+    const d = join(this.dir, 'hosts', p.name)
+    return {
+      name: p.name,
+      role: p.role,
+      netns: p.netns,
+      xapiHost: p.xapiHost,
+      ssh: {
+        host: p.admin.hostAddress,
+        port: 22,
+        user: 'root',
+        identityFile: join(this.dir, 'admin', 'id_ed25519'),
+        knownHostsFile: join(this.dir, 'admin', 'known_hosts'),
+      },
+      addresses: { ...p.addresses },
+      backing: { etc: join(d, 'etc'), root: join(d, 'root'), var: join(d, 'var') },
+      holderPid: this.state.pids[`${p.name}.holder`] ?? 0,
+    }
+  }
+
+  /** Re-reads state (e.g. a supervisor's lab from another process). */
+  static attach(name: string, root?: string): Lab {
+    const dir = join(labRoot(root), validateLabName(name))
+    const state = readState(dir)
+    if (!state) throw new Error(`no lab named "${name}" (no ${join(dir, 'state.json')})`)
+    const plan = planLab(state.name, state.slot, state.env)
+    return new Lab(state.name, dir, plan, state)
+  }
+
+  /** Removes a lab by name (after a crash, or one held by a supervisor): processes, namespaces, links, dir. */
+  static async destroy(name: string, root?: string): Promise<boolean> {
+    const dir = join(labRoot(root), validateLabName(name))
+    const had = existsSync(join(dir, 'state.json'))
+    await destroyLabDir(dir, { name })
+    return had
+  }
+
+  static async up(options: LabOptions = {}): Promise<Lab> {
+    const log = options.log ?? (() => {})
+    const t0 = performance.now()
+    const lap = (() => {
+      let t = t0
+      return (what: string) => {
+        const now = performance.now()
+        log(`${what}: ${Math.round(now - t)} ms`)
+        t = now
+      }
+    })()
+    await preflight()
+    const name = validateLabName(options.name ?? autoLabName())
+    const root = labRoot(options.root)
+    const dir = join(root, name)
+    mkdirSync(root, { recursive: true })
+    // a stale lab of the same name (crash, killed supervisor): remove what it recorded
+    if (existsSync(dir) || (await listNetns()).some((n) => n.startsWith(netnsPrefix(name) + '-'))) {
+      log(`cleaning up a stale lab "${name}"`)
+      await destroyLabDir(dir, { name })
+    }
+    const slot = allocateSlot(root, name)
+    let plan: LabPlan
+    try {
+      plan = planLab(name, slot, options)
+    } catch (e) {
+      releaseSlot(root, slot, name)
+      throw e
+    }
+    mkdirSync(dir, { recursive: true, mode: 0o755 })
+    const state: LabState = {
+      name,
+      dir,
+      slot,
+      createdAt: new Date().toISOString(),
+      netns: [plan.switchNetns, ...plan.hosts.map((h) => h.netns)],
+      rootLinks: plan.hosts.map((h) => h.admin.rootIf),
+      pids: {},
+      env: stripFunctions(options),
+    }
+    writeState(dir, state)
+    const lab = new Lab(name, dir, plan, state)
+    try {
+      await lab.build(options, lap)
+    } catch (e) {
+      await destroyLabDir(dir, { skipPid: process.pid }).catch(() => {})
+      throw e
+    }
+    log(`lab ${name} up: ${Math.round(performance.now() - t0)} ms`)
+    return lab
+  }
+
+  private async build(options: LabOptions, lap: (what: string) => void): Promise<void> {
+    const { plan, dir, state } = this
+    // -- dirs, keys, configs ----------------------------------------------------------------------
+    const admin = join(dir, 'admin')
+    const bin = join(dir, 'bin')
+    mkdirSync(admin, { recursive: true, mode: 0o700 })
+    mkdirSync(bin, { recursive: true })
+    writeHelpers(bin)
+    const keygen = (file: string, comment: string) =>
+      runOk(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file], {}, 'ssh-keygen')
+    const jobs: Promise<unknown>[] = [keygen(join(admin, 'id_ed25519'), `xenstack-lab-${plan.name}-admin`)]
+    for (const h of plan.hosts) {
+      const d = join(dir, 'hosts', h.name)
+      for (const sub of ['etc', 'root', 'var', '.ovl/etc', '.ovl/root', '.ovl/var', 'ssh', 'log', 'run', 'xenstored'])
+        mkdirSync(join(d, sub), { recursive: true })
+      chmodSync(join(d, 'root'), 0o700)
+      mkdirSync(join(d, 'root', '.ssh'), { recursive: true, mode: 0o700 })
+      jobs.push(keygen(join(d, 'ssh', 'ssh_host_ed25519_key'), `xenstack-lab-${plan.name}-${h.name}`))
+    }
+    await Promise.all(jobs)
+    const adminPub = readFileSync(join(admin, 'id_ed25519.pub'), 'utf8')
+    const etcHosts = [
+      readFileSync('/etc/hosts', 'utf8').trimEnd(),
+      `# xenstack lab ${plan.name}`,
+      ...plan.hosts.flatMap((h) =>
+        Object.entries(h.addresses).map(
+          ([net, a]) => `${a!.split('/')[0]} ${net === 'management' ? h.name : `${h.name}-${net}`}`,
+        ),
+      ),
+      '',
+    ].join('\n')
+    for (const h of plan.hosts) {
+      const d = join(dir, 'hosts', h.name)
+      writeFileSync(join(d, 'ssh', 'sshd_config'), sshdConfig(h, d))
+      writeFileSync(join(d, 'root', '.ssh', 'authorized_keys'), adminPub, { mode: 0o600 })
+      writeFileSync(join(d, 'etc', 'hostname'), h.name + '\n')
+      writeFileSync(join(d, 'etc', 'hosts'), etcHosts)
+      if (h.role === 'dom0') mkdirSync(join(d, 'etc', 'xapi.d', 'plugins'), { recursive: true })
+      mkdirSync(join(d, 'var', 'lib', 'misc'), { recursive: true })
+      if (options.seed) await options.seed(h, { etc: join(d, 'etc'), root: join(d, 'root'), var: join(d, 'var') })
+    }
+    lap('keys, dirs, configs')
+
+    // -- namespaces and links ---------------------------------------------------------------------
+    const rootBatch: string[] = [`netns add ${plan.switchNetns}`]
+    for (const h of plan.hosts) rootBatch.push(`netns add ${h.netns}`)
+    for (const h of plan.hosts) {
+      rootBatch.push(`link add name ${h.admin.rootIf} type veth peer name adm0 netns ${h.netns}`)
+      for (const l of h.links) {
+        // each link is created once, from the host that owns the non-switch/non-dom0 end
+        rootBatch.push(
+          `link add name ${l.name} netns ${h.netns}${l.mac ? ` address ${l.mac}` : ''} type veth peer name ${l.peer.name} netns ${l.peer.netns}`,
+        )
+      }
+    }
+    await ipBatch(rootBatch, undefined, 'create namespaces and links')
+    for (const h of plan.hosts) writeFileSync(`/proc/sys/net/ipv6/conf/${h.admin.rootIf}/disable_ipv6`, '1')
+    const rootAddr = plan.hosts.flatMap((h) => [
+      `addr add ${h.admin.rootAddress}/30 dev ${h.admin.rootIf}`,
+      `link set ${h.admin.rootIf} up`,
+    ])
+    const perNs = new Map<string, string[]>()
+    const ns = (n: string) => perNs.get(n) ?? (perNs.set(n, ['link set lo up']), perNs.get(n)!)
+    ns(plan.switchNetns).push(
+      'link add mgmt type bridge forward_delay 0 stp_state 0',
+      'link add stor type bridge forward_delay 0 stp_state 0',
+      'link set mgmt up',
+      'link set stor up',
+    )
+    for (const h of plan.hosts) {
+      const b = ns(h.netns)
+      b.push(`addr add ${h.admin.hostAddress}/30 dev adm0`, 'link set adm0 up')
+      for (const [br, addr] of Object.entries(h.bridges ?? {})) {
+        b.push(`link add ${br} type bridge forward_delay 0 stp_state 0`)
+        if (addr) b.push(`addr add ${addr} dev ${br}`)
+        b.push(`link set ${br} up`)
+      }
+    }
+    for (const h of plan.hosts) {
+      for (const l of h.links) {
+        const b = ns(h.netns)
+        if (l.address) b.push(`addr add ${l.address} dev ${l.name}`)
+        if (l.network === 'uplink') b.push(`link set ${l.name} master ${l.name === 'eth0' ? 'xenbr0' : 'xenbr1'}`)
+        b.push(`link set ${l.name} up`)
+        const p = ns(l.peer.netns)
+        if (l.peer.bridge) p.push(`link set ${l.peer.name} master ${l.peer.bridge}`)
+        p.push(`link set ${l.peer.name} up`)
+      }
+    }
+    // bridges must exist before ports are enslaved: dom0 batches run after the compute/switch ones are
+    // only needed for ordering within one namespace, which the push order above guarantees.
+    await Promise.all([
+      ipBatch(rootAddr, undefined, 'address the admin links'),
+      ...[...perNs.entries()].map(([n, lines]) => ipBatch(orderBatch(lines), n, `configure ${n}`)),
+    ])
+    lap('namespaces, links, addresses')
+
+    // -- holders: private mount + UTS namespaces with overlays ------------------------------------
+    const holderScript = [
+      'set -e',
+      'h=$1; d=$2; bin=$3',
+      'hostname "$h"',
+      'for p in etc root var; do',
+      '  mount -t overlay "xsl-$h-$p" -o "lowerdir=/$p,upperdir=$d/$p,workdir=$d/.ovl/$p" "/$p"',
+      'done',
+      'mount -t tmpfs -o mode=0755,size=16m "xsl-$h-run" /run',
+      'mkdir -m 0755 /run/sshd /run/xenstored /run/lock',
+      'mount --bind "$d/xenstored" /run/xenstored',
+      'mount -t overlay "xsl-$h-bin" -o "lowerdir=$bin:/usr/local/bin" /usr/local/bin',
+      ': > "$d/run/holder.ready"',
+      'exec sleep infinity',
+    ].join('\n')
+    for (const h of plan.hosts) {
+      const d = join(dir, 'hosts', h.name)
+      state.pids[`${h.name}.holder`] = startDaemon(
+        [
+          'ip',
+          'netns',
+          'exec',
+          h.netns,
+          'unshare',
+          '--mount',
+          '--uts',
+          '--propagation',
+          'private',
+          '--',
+          '/bin/sh',
+          '-c',
+          holderScript,
+          'xsl-holder',
+          h.name,
+          d,
+          bin,
+        ],
+        join(d, 'log', 'holder.log'),
+      )
+    }
+    writeState(dir, state)
+    await Promise.all(
+      plan.hosts.map((h) =>
+        waitFor(`${h.name}'s mount namespace (see ${join(dir, 'hosts', h.name, 'log', 'holder.log')})`, () => {
+          if (!isAlive(state.pids[`${h.name}.holder`]))
+            throw new Error(
+              `${h.name}: the namespace holder exited: ${readTail(join(dir, 'hosts', h.name, 'log', 'holder.log'))}`,
+            )
+          return existsSync(join(dir, 'hosts', h.name, 'run', 'holder.ready'))
+        }),
+      ),
+    )
+    for (const h of this.hosts) h.holderPid = state.pids[`${h.name}.holder`]
+    lap('holders (overlays on /etc /root /var, tmpfs /run)')
+
+    // -- daemons: sshd everywhere, dnsmasq on every dom0's HIMN, HTTP probe on controllers ----------
+    for (const h of plan.hosts) {
+      const d = join(dir, 'hosts', h.name)
+      state.pids[`${h.name}.sshd`] = this.startOnHost(
+        h.name,
+        ['/usr/sbin/sshd', '-D', '-f', join(d, 'ssh', 'sshd_config'), '-E', join(d, 'log', 'sshd.log')],
+        'sshd.out',
+      )
+      if (h.role === 'dom0') {
+        state.pids[`${h.name}.dnsmasq`] = this.startOnHost(h.name, dnsmasqArgv(), 'dnsmasq.log')
+      }
+      if (h.role === 'compute') {
+        // a compute VM forwards nothing until xenstack's rules say so
+        await this.execOk(h.name, ['iptables', '-P', 'FORWARD', 'DROP'])
+      }
+      if (h.role === 'controller' && plan.httpProbePort !== false) {
+        state.pids[`${h.name}.http-probe`] = this.startOnHost(
+          h.name,
+          [
+            process.execPath,
+            join(bin, 'lab-http-probe.mjs'),
+            h.addresses.management!.split('/')[0],
+            String(plan.httpProbePort),
+            h.name,
+            join(d, 'run', 'http-probe.ready'),
+          ],
+          'http-probe.log',
+        )
+      }
+    }
+    writeState(dir, state)
+    await Promise.all([
+      ...plan.hosts.map((h) =>
+        waitFor(`sshd on ${h.name} (${h.admin.hostAddress}:22)`, () => tcpOpen(h.admin.hostAddress, 22)),
+      ),
+      ...plan.hosts
+        .filter((h) => h.role === 'controller' && plan.httpProbePort !== false)
+        .map((h) =>
+          waitFor(`the HTTP probe on ${h.name}`, () =>
+            existsSync(join(dir, 'hosts', h.name, 'run', 'http-probe.ready')),
+          ),
+        ),
+      ...plan.hosts
+        .filter((h) => h.role === 'dom0')
+        .map((h) =>
+          waitFor(`dnsmasq on ${h.name}`, async () => {
+            const r = await run(['ip', 'netns', 'exec', h.netns, 'ss', '-Hlnu', 'sport = :67'])
+            return r.stdout.trim() !== ''
+          }),
+        ),
+    ])
+    lap('sshd, dnsmasq, http probe')
+
+    // -- ssh client side: known_hosts and ssh_config for xenstack ---------------------------------
+    const known: string[] = []
+    const cfg: string[] = [`# ssh -F ${join(admin, 'ssh_config')} root@<host>  (lab ${plan.name})`]
+    for (const h of plan.hosts) {
+      const pub = readFileSync(join(dir, 'hosts', h.name, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8')
+        .split(' ')
+        .slice(0, 2)
+        .join(' ')
+      known.push(`${h.admin.hostAddress} ${pub}`)
+      cfg.push(`Host ${h.name}`, `  HostName ${h.admin.hostAddress}`, `  HostKeyAlias ${h.admin.hostAddress}`)
+    }
+    writeFileSync(join(admin, 'known_hosts'), known.join('\n') + '\n')
+    cfg.push(
+      'Host *',
+      '  User root',
+      `  IdentityFile ${join(admin, 'id_ed25519')}`,
+      '  IdentitiesOnly yes',
+      `  UserKnownHostsFile ${join(admin, 'known_hosts')}`,
+      '  GlobalKnownHostsFile /dev/null',
+      '  StrictHostKeyChecking yes',
+      '  BatchMode yes',
+      '  ConnectTimeout 5',
+      '  LogLevel ERROR',
+      '  KexAlgorithms curve25519-sha256,sntrup761x25519-sha512@openssh.com',
+      '',
+    )
+    writeFileSync(join(admin, 'ssh_config'), cfg.join('\n'))
+    lap('ssh client config')
+  }
+}
+
+/** `await withLab(options, async lab => …)`: the lab is up inside the callback and down after it, whatever happens. */
+export async function withLab<T>(options: LabOptions, fn: (lab: Lab) => Promise<T>): Promise<T> {
+  const lab = await Lab.up(options)
+  try {
+    return await fn(lab)
+  } finally {
+    await lab.down()
+  }
+}
+
+// --- preflight -----------------------------------------------------------------------------------
+
+/** Throws one clear line naming what is missing to build a lab (root, capabilities, kernel features, tools). */
+export async function preflight(): Promise<void> {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0)
+    throw new Error('the lab needs root (network namespaces, veth links, overlay mounts): run it as root')
+  const caps = /CapEff:\s*([0-9a-f]+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0'
+  const eff = BigInt('0x' + caps)
+  for (const [bit, cap] of [
+    [21n, 'CAP_SYS_ADMIN'],
+    [12n, 'CAP_NET_ADMIN'],
+  ] as const)
+    if (!((eff >> bit) & 1n)) throw new Error(`the lab needs ${cap} (an unprivileged container will not do)`)
+  if (!/\toverlay$/m.test(readFileSync('/proc/filesystems', 'utf8')))
+    throw new Error('the lab needs the kernel overlay filesystem (modprobe overlay)')
+  const missing: string[] = []
+  for (const [tool, pkg] of [
+    ['/usr/sbin/sshd', 'openssh-server'],
+    ['/usr/bin/ssh-keygen', 'openssh-client'],
+    ['/usr/sbin/dnsmasq', 'dnsmasq-base'],
+    ['/usr/bin/nsenter', 'util-linux'],
+    ['/usr/bin/unshare', 'util-linux'],
+    ['/usr/sbin/iptables', 'iptables'],
+    ['/usr/bin/python3', 'python3'],
+  ] as const)
+    if (!existsSync(tool)) missing.push(`${tool} (${pkg})`)
+  if ((await run(['ip', '-V']).catch(() => ({ code: 1 }))).code !== 0) missing.push('ip (iproute2)')
+  if (missing.length) throw new Error(`the lab needs ${missing.join(', ')}: run ./scripts/setup.sh`)
+}
+
+// --- teardown ------------------------------------------------------------------------------------
+
+async function listNetns(): Promise<string[]> {
+  try {
+    return await readdir('/run/netns')
+  } catch {
+    return []
+  }
+}
+
+/** Kills every process in the lab's namespaces, deletes them and the root links, frees the slot, removes the dir. */
+export async function destroyLabDir(dir: string, opts: { name?: string; skipPid?: number } = {}): Promise<void> {
+  const state = readState(dir)
+  const name = state?.name ?? opts.name
+  const prefix = name ? netnsPrefix(name) + '-' : undefined
+  const existing = await listNetns()
+  const namespaces = new Set<string>([
+    ...(state?.netns ?? []).filter((n) => existing.includes(n)),
+    ...(prefix ? existing.filter((n) => n.startsWith(prefix)) : []),
+  ])
+  // the supervisor (not in any lab namespace) first, so it does not react to what follows
+  const sup = state?.supervisorPid
+  if (sup && sup !== opts.skipPid && isAlive(sup) && (cmdline(sup) ?? '').includes('lab')) {
+    try {
+      process.kill(sup, 'SIGTERM')
+    } catch {
+      // gone
+    }
+    await waitFor('the lab supervisor to exit', () => !isAlive(sup), 3000).catch(() => {
+      try {
+        process.kill(sup, 'SIGKILL')
+      } catch {
+        // gone
+      }
+    })
+  }
+  const pidsOf = async (n: string) =>
+    (await run(['ip', 'netns', 'pids', n])).stdout
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number)
+      .filter((p) => p !== process.pid && p !== opts.skipPid)
+  const signalAll = async (sig: NodeJS.Signals) => {
+    let n = 0
+    for (const ns of namespaces)
+      for (const p of await pidsOf(ns)) {
+        try {
+          process.kill(p, sig)
+          n++
+        } catch {
+          // gone
+        }
+      }
+    return n
+  }
+  if ((await signalAll('SIGTERM')) > 0) {
+    const end = Date.now() + 2000
+    for (;;) {
+      let left = 0
+      for (const ns of namespaces) left += (await pidsOf(ns)).length
+      if (left === 0) break
+      if (Date.now() > end) {
+        await signalAll('SIGKILL')
+        await sleep(50)
+        break
+      }
+      await sleep(20)
+    }
+  }
+  if (namespaces.size)
+    await ipBatch(
+      [...namespaces].map((n) => `netns del ${n}`),
+      undefined,
+      'delete namespaces',
+      true,
+    )
+  for (const l of state?.rootLinks ?? []) {
+    if (existsSync(`/sys/class/net/${l}`)) await run(['ip', 'link', 'del', l])
+  }
+  if (state) releaseSlot(join(dir, '..'), state.slot, state.name)
+  rmSync(dir, { recursive: true, force: true })
+}
+
+// --- slots: one 169.254.<slot>.0/24 admin range per running lab ------------------------------------
+
+function allocateSlot(root: string, name: string): number {
+  const slots = join(root, '.slots')
+  mkdirSync(slots, { recursive: true })
+  // stable first guess per name, so a lab tends to keep its addresses
+  const first =
+    SLOT_MIN + (parseInt(createHash('sha1').update(name).digest('hex').slice(0, 6), 16) % (SLOT_MAX - SLOT_MIN + 1))
+  for (let k = 0; k <= SLOT_MAX - SLOT_MIN; k++) {
+    const slot = SLOT_MIN + ((first - SLOT_MIN + k) % (SLOT_MAX - SLOT_MIN + 1))
+    const file = join(slots, String(slot))
+    if (existsSync(file)) {
+      // reclaim a slot whose lab is gone
+      const owner = readFileSync(file, 'utf8').trim()
+      if (owner && !existsSync(join(root, owner, 'state.json')) && !existsSync(`/sys/class/net/xl${slot}h0`)) {
+        try {
+          unlinkSync(file)
+        } catch {
+          continue
+        }
+      } else continue
+    }
+    if (existsSync(`/sys/class/net/xl${slot}h0`)) continue
+    try {
+      const fd = openSync(file, 'wx')
+      writeFileSync(fd, name)
+      closeSync(fd)
+      return slot
+    } catch {
+      continue
+    }
+  }
+  throw new Error(`no free lab slot: ${SLOT_MAX - SLOT_MIN + 1} labs are running (see ${slots})`)
+}
+
+function releaseSlot(root: string, slot: number, name: string): void {
+  const file = join(root, '.slots', String(slot))
+  try {
+    if (readFileSync(file, 'utf8').trim() === name) unlinkSync(file)
+  } catch {
+    // already free
+  }
+}
+
+// --- helpers -------------------------------------------------------------------------------------
+
+export function readState(dir: string): LabState | undefined {
+  try {
+    return JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as LabState
+  } catch {
+    return undefined
+  }
+}
+
+export function writeState(dir: string, state: LabState): void {
+  const tmp = join(dir, 'state.json.tmp')
+  writeFileSync(tmp, JSON.stringify(state, null, 2) + '\n')
+  // rename is atomic: a crash leaves the old or the new state, never half of one
+  renameSync(tmp, join(dir, 'state.json'))
+}
+
+function stripFunctions(o: LabOptions): LabEnvironment {
+  const { hosts, controllers, storageNode, networks, httpProbePort } = o
+  return JSON.parse(JSON.stringify({ hosts, controllers, storageNode, networks, httpProbePort })) as LabEnvironment
+}
+
+async function ipBatch(lines: string[], netns: string | undefined, what: string, force = false): Promise<void> {
+  if (!lines.length) return
+  const argv = ['ip', ...(netns ? ['-n', netns] : []), ...(force ? ['-force'] : []), '-batch', '-']
+  await runOk(argv, { stdin: lines.join('\n') + '\n' }, what)
+}
+
+/** Within one namespace: create links and bridges before enslaving and addressing. */
+function orderBatch(lines: string[]): string[] {
+  const rank = (l: string) => (l.startsWith('link add') ? 0 : l.includes(' master ') ? 1 : l.startsWith('addr') ? 2 : 3)
+  return [...lines].sort((a, b) => rank(a) - rank(b))
+}
+
+function tcpOpen(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host, port, timeout: 500 })
+    s.once('connect', () => {
+      s.destroy()
+      resolve(true)
+    })
+    s.once('error', () => resolve(false))
+    s.once('timeout', () => {
+      s.destroy()
+      resolve(false)
+    })
+  })
+}
+
+function readTail(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim().split('\n').slice(-3).join(' | ')
+  } catch {
+    return '(no log)'
+  }
+}
+
+function sshdConfig(h: LabHostPlan, d: string): string {
+  return [
+    `# lab host ${h.name}: its own config, host key, pid file and log (the machine's /etc/ssh is not used)`,
+    'Port 22',
+    'ListenAddress 0.0.0.0',
+    `HostKey ${join(d, 'ssh', 'ssh_host_ed25519_key')}`,
+    'PidFile /run/sshd.pid',
+    'PermitRootLogin prohibit-password',
+    'PubkeyAuthentication yes',
+    'PasswordAuthentication no',
+    'KbdInteractiveAuthentication no',
+    'AuthorizedKeysFile .ssh/authorized_keys',
+    // root's password is locked on this machine: with UsePAM no, sshd refuses even key logins for root
+    'UsePAM yes',
+    'UseDNS no',
+    'PrintMotd no',
+    'LogLevel VERBOSE',
+    'AcceptEnv LANG LC_*',
+    'Subsystem sftp /usr/lib/openssh/sftp-server',
+    '',
+  ].join('\n')
+}
+
+function dnsmasqArgv(): string[] {
+  // like XAPI's HIMN: other_config ip_begin=169.254.0.1 ip_end=169.254.255.254 netmask=255.255.0.0; no DNS
+  return [
+    '/usr/sbin/dnsmasq',
+    '--keep-in-foreground',
+    '--conf-file=/dev/null',
+    '--port=0',
+    `--interface=${HIMN.bridge}`,
+    '--bind-dynamic',
+    '--dhcp-authoritative',
+    `--dhcp-range=${HIMN.rangeStart},${HIMN.rangeEnd},255.255.0.0,12h`,
+    '--dhcp-option=3',
+    '--dhcp-option=6',
+    '--dhcp-leasefile=/var/lib/misc/dnsmasq.xenapi.leases',
+    '--pid-file=/run/dnsmasq.xenapi.pid',
+    '--log-dhcp',
+    '--log-facility=-',
+  ]
+}
+
+/** Small programs installed into every host's /usr/local/bin (read-only overlay) and used by the lab itself. */
+function writeHelpers(bin: string): void {
+  for (const [f, text] of Object.entries(HOST_PROGRAMS)) writeFileSync(join(bin, f), text, { mode: 0o755 })
+}

@@ -1,0 +1,108 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { existsSync, readFileSync } from 'node:fs'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { requirePrerequisite } from '@xenstack/testkit'
+import { Lab, withLab, preflight } from '../../src/lab/index.js'
+import { machineSnapshot, compareSnapshots } from '../../src/lab/snapshot.js'
+import { run } from '../../src/lab/sys.js'
+
+const execFileP = promisify(execFile)
+
+async function labPrerequisite(t: import('node:test').TestContext): Promise<boolean> {
+  let missing: string | undefined
+  try {
+    await preflight()
+  } catch (e) {
+    missing = (e as Error).message
+  }
+  return requirePrerequisite(t, missing ?? 'lab', () => missing === undefined)
+}
+
+const ssh = (lab: Lab, host: string, cmd: string) =>
+  execFileP('ssh', ['-F', lab.sshConfigFile, host, cmd], { timeout: 20000 }).then((r) => r.stdout)
+
+test('bring-up and teardown leave the machine unchanged; hosts are isolated and reachable by ssh and exec', async (t) => {
+  if (!(await labPrerequisite(t))) return
+  const before = await machineSnapshot()
+  let lab!: Lab
+  const pids: number[] = []
+  await withLab(
+    { hosts: 1, networks: { management: { cidr: '10.40.0.0/22' }, storage: { cidr: '10.40.8.0/26' } } },
+    async (l) => {
+      lab = l
+      assert.deepEqual(
+        lab.hosts.map((h) => `${h.name}:${h.role}`),
+        ['controller-1:controller', 'storage:storage', 'dom0-1:dom0', 'compute-1:compute'],
+      )
+      // own UTS namespace and addresses from the environment's CIDRs (not /24s)
+      for (const h of lab.hosts) {
+        const r = await lab.execOk(h.name, ['hostname'])
+        assert.equal(r.stdout.trim(), h.name)
+      }
+      assert.equal(lab.host('controller-1').addresses.management, '10.40.0.2/22')
+      assert.equal(lab.host('compute-1').addresses.management, '10.40.0.3/22')
+      assert.equal(lab.host('compute-1').addresses.storage, '10.40.8.3/26')
+      const addr = await lab.execOk('compute-1', ['ip', '-o', '-4', 'addr', 'show', 'eth0'])
+      assert.match(addr.stdout, /inet 10\.40\.0\.3\/22/)
+      // dom0: HIMN bridge with 169.254.0.1/16, management and storage bridges without addresses
+      const br = await lab.execOk('dom0-1', ['ip', '-o', '-4', 'addr', 'show'])
+      assert.match(br.stdout, /xenapi\s+inet 169\.254\.0\.1\/16/)
+      assert.doesNotMatch(br.stdout, /xenbr[01]\s+inet /)
+      // compute forwards nothing by default
+      const fwd = await lab.execOk('compute-1', ['iptables', '-S', 'FORWARD'])
+      assert.match(fwd.stdout, /^-P FORWARD DROP$/m)
+      // writes to /etc, /root and /var land in the host's backing dir and nowhere else
+      await lab.execOk('compute-1', [
+        'sh',
+        '-c',
+        'mkdir -p /etc/nova && echo a > /etc/nova/lab.conf && echo b > /root/lab.txt && echo c > /var/lab.txt',
+      ])
+      assert.equal(readFileSync(lab.backingPath('compute-1', '/etc/nova/lab.conf'), 'utf8'), 'a\n')
+      assert.equal(readFileSync(lab.backingPath('compute-1', '/root/lab.txt'), 'utf8'), 'b\n')
+      assert.equal(readFileSync(lab.backingPath('compute-1', '/var/lab.txt'), 'utf8'), 'c\n')
+      assert.equal(existsSync('/etc/nova/lab.conf'), false)
+      assert.equal((await lab.exec('dom0-1', ['test', '-e', '/etc/nova/lab.conf'])).code, 1)
+      // ssh by key with xenstack's own known_hosts (StrictHostKeyChecking yes), for every host
+      for (const h of lab.hosts) {
+        const out = await ssh(lab, h.name, 'hostname; echo x > /root/ssh.txt')
+        assert.equal(out.trim(), h.name)
+        assert.equal(readFileSync(lab.backingPath(h.name, '/root/ssh.txt'), 'utf8'), 'x\n')
+      }
+      const known = readFileSync(lab.host('dom0-1').ssh.knownHostsFile, 'utf8')
+      assert.match(known, new RegExp(`^${lab.host('dom0-1').ssh.host.replace(/\./g, '\\.')} ssh-ed25519 `, 'm'))
+      // a plugin file written over ssh lands in dom0's backing /etc/xapi.d/plugins
+      await ssh(lab, 'dom0-1', 'printf "#!/bin/sh\\n" > /etc/xapi.d/plugins/echo && chmod 755 /etc/xapi.d/plugins/echo')
+      assert.ok(existsSync(lab.backingPath('dom0-1', '/etc/xapi.d/plugins/echo')))
+      for (const h of lab.hosts) {
+        const r = await run(['ip', 'netns', 'pids', h.netns])
+        pids.push(...r.stdout.split(/\s+/).filter(Boolean).map(Number))
+      }
+      assert.ok(pids.length >= lab.hosts.length * 2, 'holders and sshds are running in the lab namespaces')
+    },
+  )
+  const after = await machineSnapshot()
+  assert.deepEqual(compareSnapshots(before, after, lab), [])
+  assert.equal(existsSync(lab.dir), false, 'the lab dir is removed')
+  const alive = pids.filter(
+    (p) => existsSync(`/proc/${p}`) && !readFileSync(`/proc/${p}/stat`, 'utf8').includes(') Z '),
+  )
+  assert.deepEqual(alive, [], 'no lab process survives teardown')
+})
+
+test('up cleans a stale lab of the same name left by a crash', async (t) => {
+  if (!(await labPrerequisite(t))) return
+  const name = `st${process.pid.toString(36)}`
+  const first = await Lab.up({ name, hosts: 1, controllers: 0, storageNode: false, httpProbePort: false })
+  // simulate a crash: the process that made it is gone, the lab is still there
+  const stale = first.hosts.map((h) => h.holderPid)
+  const second = await Lab.up({ name, hosts: 1, controllers: 0, storageNode: false, httpProbePort: false })
+  try {
+    for (const p of stale) assert.equal(existsSync(`/proc/${p}/ns`), false, `stale holder ${p} was killed`)
+    assert.equal((await second.execOk('compute-1', ['hostname'])).stdout.trim(), 'compute-1')
+  } finally {
+    await second.down()
+  }
+  assert.equal((await run(['ip', 'netns', 'list'])).stdout.includes(`xsl-${name}-`), false)
+})
