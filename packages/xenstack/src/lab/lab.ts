@@ -880,6 +880,8 @@ function dnsmasqArgv(): string[] {
     `--interface=${HIMN.bridge}`,
     '--bind-dynamic',
     '--dhcp-authoritative',
+    // no ICMP probe of an address before offering it (seconds per lease); the lab's HIMN has no strangers
+    '--no-ping',
     `--dhcp-range=${HIMN.rangeStart},${HIMN.rangeEnd},255.255.0.0,12h`,
     '--dhcp-option=3',
     '--dhcp-option=6',
