@@ -1,0 +1,308 @@
+/**
+ * The session layer and the client's public surface.
+ *
+ *   transport (transport.ts)  →  connection pool (http.ts, undici Pool)  →  session (this file)  →  API
+ *
+ * The session layer logs in with `session.login_with_password(user, pwd, version, originator)`, prepends the
+ * session to every call, bounds the calls in flight (Limiter), logs in again once on SESSION_INVALID and retries,
+ * follows HOST_IS_SLAVE to the master (same scheme and port), applies a per-call timeout, converts results by the
+ * datamodel's result type (ints → numbers, datetimes → Date on both transports) and logs out on close().
+ */
+import type { Pool } from 'undici'
+import { fromWire, getMessage, type MessageSpec, type XapiType } from '@xenstack/xapi-wire'
+import { ErrorCode, Redactor, XapiTransportError, XenAPIError, defaultLogger, type Logger } from './errors.js'
+import { createPool, swapHost, type HttpOptions, type TlsOptions } from './http.js'
+import { Limiter } from './limiter.js'
+import { createTransport, type Transport, type TransportKind, type TransportOption } from './transport.js'
+
+export interface ConnectOptions {
+  /** `http://host[:port]` or `https://host[:port]`; `user:password@` in the URL is taken out and used. */
+  url: string
+  username?: string
+  password?: string
+  /** Default `auto`: JSON-RPC, falling back to XML-RPC once. */
+  transport?: TransportOption
+  /** Default timeout of one call in ms (default 60 000). Long polls (event.from) get their own. */
+  timeout?: number
+  /** Calls in flight at once; the rest queue (default 16). */
+  maxConcurrentCalls?: number
+  tls?: TlsOptions
+  logger?: Logger
+  /** `originator` of the login (default `xenstack`), which XAPI uses to count sessions. */
+  originator?: string
+  /** API version string sent at login (XAPI ignores it; default `1.2`). */
+  apiVersion?: string
+  /** Pool-master redirects (HOST_IS_SLAVE) followed per call before giving up (default 3). */
+  maxRedirects?: number
+  /** HTTP keep-alive and socket options. */
+  http?: Omit<HttpOptions, 'tls'>
+}
+
+export interface CallOptions {
+  /** Milliseconds before the call is aborted with XapiTimeoutError (default: the connection's timeout). */
+  timeout?: number
+  signal?: AbortSignal
+  /** Internal: long polls and streams bypass the in-flight bound so they cannot starve ordinary calls. */
+  unqueued?: boolean
+}
+
+/** Methods that never take a session (XAPI §4.5, §5). */
+const SESSIONLESS = new Set([
+  'session.login_with_password',
+  'session.slave_local_login_with_password',
+  'session.slave_login',
+  'session.create_from_db_file',
+  'system.listMethods',
+  'system.methodSignature',
+  'system.methodHelp',
+  'system.multicall',
+])
+
+interface MethodInfo {
+  takesSession: boolean
+  /** Types of the parameters after the session. */
+  paramTypes: (XapiType | undefined)[] | undefined
+  /** Result type; undefined for unknown methods (result returned as decoded). */
+  result: XapiType | undefined
+  spec?: MessageSpec
+}
+
+const methodCache = new Map<string, MethodInfo>()
+
+function methodInfo(method: string): MethodInfo {
+  let info = methodCache.get(method)
+  if (info) return info
+  const isAsync = method.startsWith('Async.')
+  const bare = isAsync ? method.slice(6) : method
+  const found = getMessage(bare)
+  if (found) {
+    const m = found.message
+    const params = m.takesSession ? m.params.slice(1) : m.params
+    info = {
+      takesSession: m.takesSession,
+      paramTypes: params.map((p) => p.type),
+      // Async.* answers with a task ref, which needs no conversion.
+      result: isAsync ? undefined : m.result,
+      spec: m,
+    }
+  } else {
+    info = {
+      takesSession: !SESSIONLESS.has(bare) && !bare.startsWith('system.'),
+      paramTypes: undefined,
+      result: undefined,
+    }
+  }
+  methodCache.set(method, info)
+  return info
+}
+
+/** The task-related and other helpers get at the session layer through this narrow interface. */
+export interface XapiCore {
+  readonly url: string
+  readonly sessionId: string | undefined
+  readonly logger: Logger
+  readonly redactor: Redactor
+  readonly closed: AbortSignal
+  callWith(method: string, params: unknown[], opts?: CallOptions): Promise<unknown>
+  httpPool(): Pool
+  ensureSession(): Promise<string>
+  tls(): TlsOptions | undefined
+}
+
+export class XapiSession implements XapiCore {
+  url: string
+  sessionId: string | undefined
+  readonly logger: Logger
+  readonly redactor = new Redactor()
+  readonly limiter: Limiter
+  readonly defaultTimeout: number
+  private readonly username: string
+  private readonly password: string
+  private readonly options: ConnectOptions
+  private pool: Pool
+  private transport: Transport
+  private loginPromise: Promise<string> | undefined
+  private readonly closing = new AbortController()
+  private closedPromise: Promise<void> | undefined
+
+  constructor(options: ConnectOptions) {
+    const u = new URL(options.url)
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+      throw new Error(`url: expected http:// or https://, got ${u.protocol} in ${u.origin}`)
+    }
+    this.username = options.username ?? (u.username ? decodeURIComponent(u.username) : 'root')
+    this.password = options.password ?? (u.password ? decodeURIComponent(u.password) : '')
+    this.redactor.add(this.password)
+    if (u.password) this.redactor.add(u.password)
+    this.options = options
+    this.url = u.origin
+    this.logger = options.logger ?? defaultLogger
+    this.limiter = new Limiter(options.maxConcurrentCalls ?? 16)
+    this.defaultTimeout = options.timeout ?? 60_000
+    this.pool = createPool(this.url, { ...options.http, tls: options.tls }, this.logger)
+    this.transport = this.makeTransport(options.transport ?? 'auto')
+  }
+
+  get closed(): AbortSignal {
+    return this.closing.signal
+  }
+  /** The transport in use (after `auto` has decided). */
+  get transportKind(): TransportKind {
+    return this.transport.kind
+  }
+  httpPool(): Pool {
+    return this.pool
+  }
+  tls(): TlsOptions | undefined {
+    return this.options.tls
+  }
+
+  private makeTransport(kind: TransportOption): Transport {
+    return createTransport(kind, this.pool, this.url, (reason) =>
+      this.logger.debug?.(`JSON-RPC not available at ${this.url}, using XML-RPC: ${this.redactor.text(reason)}`),
+    )
+  }
+
+  /** Calls `method` with the session prepended (when it takes one), converting the result. */
+  call(method: string, ...params: unknown[]): Promise<unknown> {
+    return this.callWith(method, params)
+  }
+
+  callWith(method: string, params: unknown[], opts: CallOptions = {}): Promise<unknown> {
+    if (this.closing.signal.aborted) {
+      return Promise.reject(
+        new XapiTransportError(`${method}: the connection to ${this.url} is closed`, method, this.url),
+      )
+    }
+    const info = methodInfo(method)
+    if (opts.unqueued) return this.invoke(method, params, opts, info)
+    return this.limiter.run(() => this.invoke(method, params, opts, info), opts.signal)
+  }
+
+  private async invoke(method: string, params: unknown[], opts: CallOptions, info: MethodInfo): Promise<unknown> {
+    const timeout = opts.timeout ?? this.defaultTimeout
+    const maxRedirects = this.options.maxRedirects ?? 3
+    let relogins = 0
+    let redirects = 0
+    if (this.logger.debug) this.logger.debug(`call ${method} ${JSON.stringify(this.redactor.params(method, params))}`)
+    for (;;) {
+      const session = info.takesSession ? await this.ensureSession() : undefined
+      const transport = this.transport
+      try {
+        const raw = await transport.call({
+          method,
+          params: session === undefined ? params : [session, ...params],
+          paramTypes: info.paramTypes && session !== undefined ? [undefined, ...info.paramTypes] : info.paramTypes,
+          timeout,
+          signal: opts.signal,
+        })
+        return info.result ? fromWire(raw, info.result) : raw
+      } catch (e) {
+        if (e instanceof XenAPIError) {
+          if (e.code === ErrorCode.SESSION_INVALID && session !== undefined && relogins++ === 0) {
+            this.logger.debug?.(`${method}: session expired on ${this.url}, logging in again`)
+            await this.relogin(session)
+            continue
+          }
+          if (e.code === ErrorCode.HOST_IS_SLAVE && e.params[0] && redirects++ < maxRedirects) {
+            this.redirect(e.params[0], transport)
+            continue
+          }
+          throw this.redactXenAPIError(e)
+        }
+        throw this.redactor.error(e)
+      }
+    }
+  }
+
+  private redactXenAPIError(e: XenAPIError): XenAPIError {
+    const params = e.params.map((p) => this.redactor.text(p))
+    if (params.every((p, i) => p === e.params[i])) return e
+    return new XenAPIError(e.code, params, e.method, e.url)
+  }
+
+  async ensureSession(): Promise<string> {
+    if (this.sessionId !== undefined) return this.sessionId
+    if (!this.loginPromise) {
+      this.loginPromise = this.login().finally(() => {
+        this.loginPromise = undefined
+      })
+    }
+    return this.loginPromise
+  }
+
+  private async relogin(stale: string): Promise<void> {
+    if (this.sessionId === stale) this.sessionId = undefined
+    await this.ensureSession()
+  }
+
+  /** Switches to the pool master named by HOST_IS_SLAVE, keeping scheme and port. */
+  private redirect(master: string, from: Transport): void {
+    if (this.transport !== from) return // another call already moved us
+    const next = swapHost(this.url, master)
+    this.logger.debug?.(`${this.url} is a pool member; the master is ${next}`)
+    const oldPool = this.pool
+    this.url = next
+    this.pool = createPool(next, { ...this.options.http, tls: this.options.tls }, this.logger)
+    // `auto` that has not fallen back yet may still fall back on the master.
+    this.transport = this.makeTransport(
+      (this.options.transport ?? 'auto') === 'auto' && from.kind === 'json-rpc' ? 'auto' : from.kind,
+    )
+    this.sessionId = undefined
+    void oldPool.close().catch(() => undefined)
+  }
+
+  private async login(): Promise<string> {
+    const method = 'session.login_with_password'
+    const params = [
+      this.username,
+      this.password,
+      this.options.apiVersion ?? '1.2',
+      this.options.originator ?? 'xenstack',
+    ]
+    const maxRedirects = this.options.maxRedirects ?? 3
+    for (let redirects = 0; ;) {
+      const transport = this.transport
+      try {
+        const ref = await transport.call({ method, params, timeout: this.defaultTimeout })
+        if (typeof ref !== 'string' || !ref) {
+          throw new XapiTransportError(
+            `${method}: expected a session ref from ${this.url}, got ${typeof ref}`,
+            method,
+            this.url,
+          )
+        }
+        this.sessionId = ref
+        return ref
+      } catch (e) {
+        if (e instanceof XenAPIError) {
+          if (e.code === ErrorCode.HOST_IS_SLAVE && e.params[0] && redirects++ < maxRedirects) {
+            this.redirect(e.params[0], transport)
+            continue
+          }
+          throw this.redactXenAPIError(e)
+        }
+        throw this.redactor.error(e)
+      }
+    }
+  }
+
+  /** Logs the session out (errors ignored: the session may already be gone) and closes every socket. */
+  close(): Promise<void> {
+    if (this.closedPromise) return this.closedPromise
+    this.closedPromise = (async () => {
+      const session = this.sessionId
+      this.closing.abort(new XapiTransportError(`connection to ${this.url} closed`, 'close', this.url))
+      if (session !== undefined) {
+        try {
+          await this.transport.call({ method: 'session.logout', params: [session], timeout: 5_000 })
+        } catch (e) {
+          this.logger.debug?.(`session.logout on ${this.url} failed: ${this.redactor.text(String(e))}`)
+        }
+        this.sessionId = undefined
+      }
+      await this.pool.destroy().catch(() => undefined)
+    })()
+    return this.closedPromise
+  }
+}

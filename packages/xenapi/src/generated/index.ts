@@ -1,0 +1,3 @@
+/* eslint-disable */
+// GENERATED FILE (bootstrap stub)
+export {}

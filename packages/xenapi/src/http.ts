@@ -1,0 +1,101 @@
+/**
+ * The HTTP layer: one undici Pool (keep-alive sockets) per pool-master origin, with XAPI's TLS choices —
+ * system CAs (default), a custom CA, a pinned SHA-256 certificate fingerprint, or `insecure: true` (warned once).
+ */
+import type { TLSSocket } from 'node:tls'
+import { Pool, buildConnector } from 'undici'
+import type { Logger } from './errors.js'
+
+export interface TlsOptions {
+  /** PEM CA certificate(s) to trust instead of the system store. */
+  ca?: string | Buffer | (string | Buffer)[]
+  /**
+   * Pin the server certificate by its SHA-256 fingerprint (hex, with or without colons, any case; an optional
+   * `sha256/` prefix). When set, the CA chain is not consulted: only that certificate is accepted.
+   */
+  fingerprint?: string
+  /** Skip certificate verification entirely. Logged as a warning once per origin. */
+  insecure?: boolean
+}
+
+export interface HttpOptions {
+  tls?: TlsOptions
+  /** Idle keep-alive sockets are closed after this many ms (default 30 s). */
+  keepAliveTimeout?: number
+  /** Upper bound on sockets to one host (default: unlimited; the session layer bounds calls in flight). */
+  connections?: number | null
+}
+
+const warnedInsecure = new Set<string>()
+
+export function normaliseFingerprint(fp: string): string {
+  return fp
+    .replace(/^sha256[/:]/i, '')
+    .replace(/[^0-9a-f]/gi, '')
+    .toLowerCase()
+}
+
+/** Thrown (as a socket error) when a pinned fingerprint does not match the certificate the server presented. */
+export class CertificatePinError extends Error {
+  override readonly name = 'CertificatePinError'
+  readonly code = 'ERR_XENAPI_CERT_PIN_MISMATCH'
+  constructor(
+    readonly host: string,
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super(`TLS certificate of ${host} has SHA-256 fingerprint ${actual}, expected the pinned ${expected}`)
+  }
+}
+
+/** Builds the undici Pool for one origin (`http://host:port` or `https://…`). */
+export function createPool(origin: string, options: HttpOptions, logger: Logger): Pool {
+  const url = new URL(origin)
+  const tls = options.tls ?? {}
+  let connect: buildConnector.connector | buildConnector.BuildOptions | undefined
+  if (url.protocol === 'https:') {
+    if (tls.fingerprint) {
+      const expected = normaliseFingerprint(tls.fingerprint)
+      if (expected.length !== 64) {
+        throw new Error(`tls.fingerprint: expected a SHA-256 fingerprint (64 hex digits), got ${tls.fingerprint}`)
+      }
+      // No TLS session resumption: a resumed session presents no certificate to check.
+      const base = buildConnector({ rejectUnauthorized: false, maxCachedSessions: 0 })
+      connect = (opts, callback) => {
+        base(opts, (err, socket) => {
+          if (err || !socket) return callback(err ?? new Error('TLS connect failed'), null)
+          const cert = (socket as TLSSocket).getPeerCertificate?.()
+          const actual = normaliseFingerprint(cert?.fingerprint256 ?? '')
+          if (actual !== expected) {
+            socket.destroy()
+            return callback(new CertificatePinError(url.host, expected, actual || '(none)'), null)
+          }
+          callback(null, socket)
+        })
+      }
+    } else if (tls.insecure) {
+      if (!warnedInsecure.has(url.host)) {
+        warnedInsecure.add(url.host)
+        logger.warn(`TLS certificate verification is DISABLED for ${url.host} (insecure: true)`)
+      }
+      connect = { rejectUnauthorized: false }
+    } else if (tls.ca) {
+      connect = { ca: tls.ca, rejectUnauthorized: true }
+    } else {
+      connect = { rejectUnauthorized: true }
+    }
+  }
+  return new Pool(url.origin, {
+    connections: options.connections ?? null,
+    pipelining: 1,
+    keepAliveTimeout: options.keepAliveTimeout ?? 30_000,
+    ...(connect ? { connect } : {}),
+  })
+}
+
+/** Replaces the host of a URL, keeping scheme and port (used for HOST_IS_SLAVE). IPv6 literals get brackets. */
+export function swapHost(url: string, host: string): string {
+  const u = new URL(url)
+  u.hostname = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host
+  return u.origin
+}

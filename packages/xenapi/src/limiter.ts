@@ -1,0 +1,59 @@
+/**
+ * A bounded number of calls in flight with a FIFO queue behind it. XAPI serialises much of its work per host, and
+ * os-xenapi's fixed session pool blocked forever when exhausted; here a waiting call only waits for a slot, and
+ * leaves the queue when its signal aborts.
+ */
+export class Limiter {
+  private active = 0
+  private readonly waiting: { resolve: () => void; reject: (e: unknown) => void; signal?: AbortSignal }[] = []
+  /** The highest number of calls seen in flight at once (for diagnostics and tests). */
+  peak = 0
+
+  constructor(readonly max: number) {
+    if (!Number.isInteger(max) || max < 1) throw new Error(`maxConcurrentCalls: expected an integer >= 1, got ${max}`)
+  }
+
+  get inFlight(): number {
+    return this.active
+  }
+  get queued(): number {
+    return this.waiting.length
+  }
+
+  async run<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    if (this.active >= this.max) await this.wait(signal)
+    else this.active++
+    if (this.active > this.peak) this.peak = this.active
+    try {
+      return await fn()
+    } finally {
+      this.release()
+    }
+  }
+
+  private wait(signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason)
+      const entry = { resolve, reject, signal }
+      this.waiting.push(entry)
+      signal?.addEventListener(
+        'abort',
+        () => {
+          const i = this.waiting.indexOf(entry)
+          if (i >= 0) {
+            this.waiting.splice(i, 1)
+            reject(signal.reason)
+          }
+        },
+        { once: true },
+      )
+    })
+  }
+
+  private release(): void {
+    const next = this.waiting.shift()
+    // The slot passes straight to the next waiter: `active` stays the same.
+    if (next) next.resolve()
+    else this.active--
+  }
+}
