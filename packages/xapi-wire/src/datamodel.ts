@@ -60,10 +60,6 @@ export interface ClassSpec {
   /** Whether changes to this class produce events. */
   emitsEvents: boolean
   state: LifecycleState
-  /** Field by wire name. */
-  fieldMap: ReadonlyMap<string, FieldSpec>
-  /** Message by unqualified name. */
-  messageMap: ReadonlyMap<string, MessageSpec>
 }
 
 function deepFreeze<T>(v: T): T {
@@ -114,8 +110,6 @@ function build(): ClassSpec[] {
       hasGetAllRecords: rc.hasGetAllRecords,
       emitsEvents: rc.emitsEvents,
       state: rc.state,
-      fieldMap: new Map(fields.map((f) => [f.name, f])),
-      messageMap: new Map(messages.map((m) => [m.name, m])),
     }
     return deepFreeze(cls)
   })
@@ -124,6 +118,19 @@ function build(): ClassSpec[] {
 /** All 67 classes, in datamodel order. */
 export const classes: readonly ClassSpec[] = Object.freeze(build())
 export { datamodelCounts }
+
+const fieldMaps = new Map<string, ReadonlyMap<string, FieldSpec>>(
+  classes.map((c) => [c.name, new Map(c.fields.map((f) => [f.name, f]))]),
+)
+const messageMaps = new Map<string, ReadonlyMap<string, MessageSpec>>(
+  classes.map((c) => [c.name, new Map(c.messages.map((m) => [m.name, m]))]),
+)
+
+/** A field of a class by wire name (`getField('VM', 'power_state')`); the class name as in getClass. */
+export function getField(cls: string | ClassSpec, field: string): FieldSpec | undefined {
+  const c = typeof cls === 'string' ? getClass(cls) : cls
+  return c ? fieldMaps.get(c.name)?.get(field) : undefined
+}
 
 const byLowerName = new Map(classes.map((c) => [c.name.toLowerCase(), c]))
 const enums = new Map<string, EnumSpec>()
@@ -144,13 +151,13 @@ export function getMessage(wireName: string): { cls: ClassSpec; message: Message
   const dot = wireName.indexOf('.')
   if (dot > 0) {
     const cls = classByExactName.get(wireName.slice(0, dot))
-    const message = cls?.messageMap.get(wireName.slice(dot + 1))
+    const message = cls && messageMaps.get(cls.name)?.get(wireName.slice(dot + 1))
     if (cls && message) found = { cls, message }
   } else {
     // Class_message: class names contain underscores (VM_metrics, pool_patch), so try every split.
     for (let i = wireName.indexOf('_'); i > 0 && !found; i = wireName.indexOf('_', i + 1)) {
       const cls = classByExactName.get(wireName.slice(0, i))
-      const message = cls?.messageMap.get(wireName.slice(i + 1))
+      const message = cls && messageMaps.get(cls.name)?.get(wireName.slice(i + 1))
       if (cls && message) found = { cls, message }
     }
   }
