@@ -1,0 +1,308 @@
+/**
+ * Task types: how one planned task runs on its node. Fuel's types (shell, puppet, upload_file, copy_files,
+ * sync, reboot; stage/group/skipped never reach here) and `native` tasks written in TypeScript.
+ *
+ * A failed task's error carries node, task, step (the command or resource), exit code and the last 40 lines
+ * of output, so "Task X failed on node Y" is never all a user gets.
+ */
+import { readFile, readdir, stat } from 'node:fs/promises'
+import { join, posix, relative } from 'node:path'
+import type { NodeAccess, NodeExecutor, ResourceReport, ResourceVerbs } from './ports.js'
+import type { RunContext, TaskRunner } from './scheduler.js'
+import { tailLines, type PlanTask, type ResourceChange, type TaskOutcome } from './types.js'
+
+const ANY_EXIT = Array.from({ length: 256 }, (_, i) => i)
+
+/** What a native task receives. */
+export interface NativeTaskContext {
+  node: string
+  task: PlanTask
+  exec: NodeExecutor
+  /** The environment's merged settings (release + enabled plugins). */
+  settings: Record<string, unknown>
+  /** Facts gathered from the node (empty when node access gathers none). */
+  facts: Record<string, unknown>
+  /** A XenAPI connection to the node's pool, when the environment has one for this node. */
+  xapi?: unknown
+  resources?: ResourceVerbs
+  log(line: string): void
+  signal: AbortSignal
+  dryRun: boolean
+}
+
+/**
+ * A task written in TypeScript. `resources` are converged by the engine through node access (so a dry run is
+ * their `plan`, and a second deploy changes nothing); `run` does the imperative rest and is skipped on dry run.
+ */
+export interface NativeTask {
+  resources?(ctx: NativeTaskContext): unknown[] | Promise<unknown[]>
+  run?(ctx: NativeTaskContext): Promise<void | ResourceChange[]>
+}
+
+export interface PluginScripts {
+  /** Local directory holding the plugin's deployment scripts. */
+  localDir: string
+  /** Where they are synced on the node, and the cwd of the plugin's shell tasks. */
+  remoteDir: string
+}
+
+export interface TaskRunnerOptions {
+  access: NodeAccess
+  settings?: Record<string, unknown>
+  natives?: Map<string, NativeTask>
+  /** Per plugin name (a PlanTask's `source`). */
+  scripts?: Map<string, PluginScripts>
+  xapi?(node: string): unknown
+  /** Receives every output line as it is known (after the command ends), prefixed by node and task. */
+  log?(node: string, task: string, line: string): void
+  /** Poll interval while waiting for a reboot (default 2 s). */
+  rebootPollMs?: number
+}
+
+export class TaskStepError extends Error {
+  constructor(
+    message: string,
+    readonly step?: string,
+    readonly exitCode?: number,
+    readonly tail?: string[],
+  ) {
+    super(message)
+  }
+}
+
+/** Builds the runner the scheduler calls for each task. */
+export function createTaskRunner(opts: TaskRunnerOptions): TaskRunner {
+  const synced = new Map<string, Promise<void>>()
+  const syncScripts = (node: string, exec: NodeExecutor, plugin: string): Promise<void> => {
+    const s = opts.scripts?.get(plugin)
+    if (!s) return Promise.resolve()
+    const key = `${node}\0${plugin}`
+    let p = synced.get(key)
+    if (!p) {
+      p = syncDirectory(exec, s.localDir, s.remoteDir)
+      p.catch(() => synced.delete(key))
+      synced.set(key, p)
+    }
+    return p
+  }
+
+  return async (task: PlanTask, ctx: RunContext): Promise<TaskOutcome> => {
+    const exec = await opts.access.executor(task.node)
+    const params = task.parameters
+    const fail = (e: unknown): TaskOutcome => {
+      const se = e instanceof TaskStepError ? e : undefined
+      const message = e instanceof Error ? e.message : String(e)
+      return {
+        status: 'failed',
+        error: { node: task.node, task: task.id, step: se?.step, exitCode: se?.exitCode, message, tail: se?.tail },
+        outputTail: se?.tail,
+      }
+    }
+    try {
+      switch (task.type) {
+        case 'shell':
+        case 'puppet': {
+          await syncScripts(task.node, exec, task.source)
+          const cmd =
+            task.type === 'shell'
+              ? str(task, 'cmd')
+              : `puppet apply --modulepath=${String(params.puppet_modules ?? '/etc/puppet/modules')} ${str(task, 'puppet_manifest')}`
+          const cwd = typeof params.cwd === 'string' ? params.cwd : (opts.scripts?.get(task.source)?.remoteDir ?? '/')
+          return await runCommand(exec, task, cmd, cwd, opts)
+        }
+        case 'upload_file': {
+          const path = str(task, 'path')
+          const data = params.data
+          if (typeof data !== 'string')
+            throw new TaskStepError(`parameters.data must be a string (yaql_exp is not supported)`, `upload ${path}`)
+          await ensureDir(exec, posix.dirname(path))
+          await exec.put(path, data, { mode: 0o644 })
+          return { status: 'succeeded', changes: [{ resource: `file ${path}`, result: 'changed' }] }
+        }
+        case 'copy_files': {
+          const files = params.files
+          if (!Array.isArray(files)) throw new TaskStepError('parameters.files must be a list of {src, dst}')
+          const mode = typeof params.permissions === 'string' ? parseInt(params.permissions, 8) : 0o644
+          const changes: ResourceChange[] = []
+          for (const f of files as { src: string; dst: string }[]) {
+            const step = `copy ${f.src} -> ${f.dst}`
+            const data = await readFile(f.src).catch((e: Error) => {
+              throw new TaskStepError(`cannot read ${f.src}: ${e.message}`, step)
+            })
+            await ensureDir(exec, posix.dirname(f.dst))
+            await exec.put(f.dst, data, { mode })
+            changes.push({ resource: `file ${f.dst}`, result: 'changed' })
+          }
+          return { status: 'succeeded', changes }
+        }
+        case 'sync': {
+          await syncDirectory(exec, str(task, 'src'), str(task, 'dst'))
+          return { status: 'succeeded' }
+        }
+        case 'reboot':
+          return await reboot(exec, task, ctx, opts.rebootPollMs ?? 2000)
+        case 'native':
+          return await runNative(exec, task, ctx, opts, false)
+        default:
+          throw new TaskStepError(`task type ${JSON.stringify(task.type)} is not supported by the engine`)
+      }
+    } catch (e) {
+      return fail(e)
+    }
+  }
+}
+
+function str(task: PlanTask, name: string): string {
+  const v = task.parameters[name]
+  if (typeof v !== 'string' || v === '')
+    throw new TaskStepError(`parameters.${name} must be a non-empty string (task ${task.id}, from ${task.source})`)
+  return v
+}
+
+async function runCommand(
+  exec: NodeExecutor,
+  task: PlanTask,
+  cmd: string,
+  cwd: string,
+  opts: TaskRunnerOptions,
+): Promise<TaskOutcome> {
+  let r
+  try {
+    r = await exec.run(cmd, { cwd, timeoutMs: task.timeoutMs, allowedExitCodes: ANY_EXIT })
+  } catch (e) {
+    throw new TaskStepError((e as Error).message, cmd)
+  }
+  const output = r.stdout + (r.stderr ? (r.stdout && !r.stdout.endsWith('\n') ? '\n' : '') + r.stderr : '')
+  const tail = tailLines(output, 40)
+  if (opts.log) for (const line of tail) opts.log(task.node, task.id, line)
+  if (r.code !== 0) throw new TaskStepError(`command exited with code ${r.code}`, cmd, r.code, tail)
+  return { status: 'succeeded', outputTail: tail }
+}
+
+async function ensureDir(exec: NodeExecutor, dir: string): Promise<void> {
+  const r = await exec.run(['mkdir', '-p', dir], { allowedExitCodes: ANY_EXIT })
+  if (r.code !== 0) throw new TaskStepError(`cannot create ${dir}`, `mkdir -p ${dir}`, r.code, tailLines(r.stderr))
+}
+
+/** Copies a local directory tree to the node (files keep their mode); what is already equal is rewritten. */
+export async function syncDirectory(exec: NodeExecutor, localDir: string, remoteDir: string): Promise<void> {
+  const walk = async (dir: string): Promise<string[]> => {
+    const out: string[] = []
+    for (const e of await readdir(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name)
+      if (e.isDirectory()) out.push(...(await walk(p)))
+      else if (e.isFile()) out.push(p)
+    }
+    return out
+  }
+  const files = await walk(localDir).catch((e: Error) => {
+    throw new TaskStepError(`cannot read scripts directory ${localDir}: ${e.message}`, `sync ${localDir}`)
+  })
+  await ensureDir(exec, remoteDir)
+  const dirs = new Set(files.map((f) => posix.dirname(posix.join(remoteDir, relative(localDir, f)))))
+  for (const d of dirs) if (d !== remoteDir) await ensureDir(exec, d)
+  for (const f of files) {
+    const st = await stat(f)
+    await exec.put(posix.join(remoteDir, relative(localDir, f)), await readFile(f), { mode: st.mode & 0o777 })
+  }
+}
+
+async function bootId(exec: NodeExecutor): Promise<string> {
+  const r = await exec.run('cat /proc/sys/kernel/random/boot_id', { allowedExitCodes: ANY_EXIT, timeoutMs: 10_000 })
+  if (r.code !== 0) throw new Error(`cannot read the boot id: ${r.stderr.trim()}`)
+  return r.stdout.trim()
+}
+
+/** Reboots the node and waits until it is back with a new boot id (Fuel compared /proc/1's mtime). */
+async function reboot(exec: NodeExecutor, task: PlanTask, ctx: RunContext, pollMs: number): Promise<TaskOutcome> {
+  const before = await bootId(exec)
+  await exec.run('nohup sh -c "sleep 1; reboot" >/dev/null 2>&1 &', { allowedExitCodes: ANY_EXIT })
+  const deadline = Date.now() + (task.timeoutMs ?? 900_000)
+  while (Date.now() < deadline) {
+    if (ctx.signal.aborted) throw new TaskStepError('reboot wait aborted', 'wait for new boot id')
+    await new Promise((r) => setTimeout(r, pollMs))
+    try {
+      if ((await bootId(exec)) !== before) return { status: 'succeeded' }
+    } catch {
+      // The node is down: keep waiting.
+    }
+  }
+  throw new TaskStepError(`node did not come back with a new boot id in time`, 'wait for new boot id')
+}
+
+export function nativeContext(
+  exec: NodeExecutor,
+  task: PlanTask,
+  signal: AbortSignal,
+  opts: TaskRunnerOptions,
+  dryRun: boolean,
+  facts: Record<string, unknown>,
+  log: (line: string) => void,
+): NativeTaskContext {
+  return {
+    node: task.node,
+    task,
+    exec,
+    settings: opts.settings ?? {},
+    facts,
+    xapi: opts.xapi?.(task.node),
+    resources: opts.access.resources,
+    log,
+    signal,
+    dryRun,
+  }
+}
+
+function handlerName(task: PlanTask): string {
+  return typeof task.parameters.handler === 'string' ? task.parameters.handler : task.id
+}
+
+export function toChanges(entries: ResourceReport[]): ResourceChange[] {
+  return entries.map((e) => ({
+    resource: e.id,
+    result: e.status === 'failed' ? 'failed' : e.status === 'changed' || e.inSync === false ? 'changed' : 'unchanged',
+    diff: e.diff.length ? e.diff.join('\n') : undefined,
+  }))
+}
+
+async function runNative(
+  exec: NodeExecutor,
+  task: PlanTask,
+  ctx: RunContext,
+  opts: TaskRunnerOptions,
+  dryRun: boolean,
+): Promise<TaskOutcome> {
+  const name = handlerName(task)
+  const native = opts.natives?.get(name)
+  if (!native) throw new TaskStepError(`no native task named ${JSON.stringify(name)} is registered`)
+  const lines: string[] = []
+  const facts = (await opts.access.facts?.(task.node)) ?? {}
+  const nctx = nativeContext(exec, task, ctx.signal, opts, dryRun, facts, (line) => {
+    lines.push(line)
+    if (lines.length > 200) lines.splice(0, lines.length - 40)
+    opts.log?.(task.node, task.id, line)
+  })
+  const changes: ResourceChange[] = []
+  try {
+    if (native.resources) {
+      const resources = await native.resources(nctx)
+      if (resources.length) {
+        if (!opts.access.resources) throw new TaskStepError('node access provides no resource verbs', 'resources')
+        const report = await opts.access.resources.apply(exec, resources)
+        changes.push(...toChanges(report.entries))
+        if (!report.ok) {
+          const bad = report.entries.find((e) => e.status === 'failed')
+          throw new TaskStepError(bad?.error ?? 'a resource failed', bad?.id, undefined, lines.slice(-40))
+        }
+      }
+    }
+    if (native.run) {
+      const more = await native.run(nctx)
+      if (more) changes.push(...more)
+    }
+  } catch (e) {
+    if (e instanceof TaskStepError) throw e
+    throw new TaskStepError((e as Error)?.message ?? String(e), undefined, undefined, lines.slice(-40))
+  }
+  return { status: 'succeeded', outputTail: lines.slice(-40), changes }
+}
