@@ -112,19 +112,27 @@ export const NULL_REF = 'OpaqueRef:NULL' as Ref<never>
 
 /** The result of \`event.from\` (xapi-protocol.md §7.1). */
 export interface EventBatch {
-  events: EventRecord[]
+  events: eventRecord[]
   /** Live rows per lowercase class name. */
   valid_ref_counts: Record<string, number>
   token: string
 }
 `)
   const enumNames = new Map<string, string>()
+  const enumValues = new Map<string, string>()
   for (const c of model) {
     for (const e of c.enums) {
       const tn = enumTypeName(e.name)
-      if (enumNames.has(tn) && enumNames.get(tn) !== e.name) throw new Error(`enum type name clash: ${tn}`)
+      if (enumNames.has(tn)) {
+        if (enumNames.get(tn) !== e.name) throw new Error(`enum type name clash: ${tn}`)
+        const first = enumValues.get(tn)!
+        if (first !== JSON.stringify(e.values.map((v) => v.name)))
+          throw new Error(`enum ${e.name} declared twice with different values`)
+        continue // the same enum declared by several classes
+      }
       if (known.has(tn) || tn.endsWith('Record') || tn.endsWith('Api')) throw new Error(`enum ${e.name} clashes: ${tn}`)
       enumNames.set(tn, e.name)
+      enumValues.set(tn, JSON.stringify(e.values.map((v) => v.name)))
       out.push(comment(`enum ${e.name} (class ${c.name})`, ''))
       out.push(`export type ${tn} = ${e.values.map((v) => JSON.stringify(v.name)).join(' | ')}\n`)
       out.push(`export const ${tn}Values: readonly ${tn}[] = ${JSON.stringify(e.values.map((v) => v.name))}\n\n`)
@@ -207,19 +215,17 @@ export function renderApi(model: ModelClass[], source: string): string {
   const out: string[] = [HEADER(source, 'Typed methods for every XenAPI message.')]
   const body: string[] = []
   const live = (m: ModelMessage): boolean => m.state !== 'Removed_s'
-  const collect = (sig: { params: string; result: string }): void => {
-    for (const m of `${sig.params} ${sig.result}`.matchAll(/\b([A-Z]\w*(?:Record|CreateArgs)|EventBatch|Ref)\b/g))
-      typeNames.add(m[1]!)
-    for (const m of `${sig.params} ${sig.result}`.matchAll(/\b([A-Z][A-Za-z0-9]*)\b/g)) {
-      if (m[1] !== 'Record' && m[1] !== 'Date' && m[1] !== 'Promise') typeNames.add(m[1]!)
-    }
+  // Import every type types.ts defines (unused type imports cost nothing and keep this simple).
+  for (const c of model) {
+    typeNames.add(recordTypeName(c.name))
+    if (c.messages.some((m) => m.name === 'create' && m.implicit)) typeNames.add(`${c.name}CreateArgs`)
+    for (const e of c.enums) typeNames.add(enumTypeName(e.name))
   }
   for (const c of model) {
     body.push(comment(`The messages of class \`${c.name}\`. ${c.description.replace(/\s+/g, ' ')}`, ''))
     body.push(`export class ${c.name}Api {\n  constructor(private readonly call: Caller) {}\n\n`)
     for (const m of c.messages.filter(live)) {
       const sig = methodSignature(c, m, known)
-      collect(sig)
       body.push(methodDoc(c, m, false))
       body.push(
         `  ${m.name}(${sig.params}): Promise<${sig.result}> {\n` +
@@ -238,7 +244,9 @@ export function renderApi(model: ModelClass[], source: string): string {
       body.push(`export class ${c.name}AsyncApi {\n  constructor(private readonly call: Caller) {}\n\n`)
       for (const m of asyncs) {
         const sig = methodSignature(c, m, known)
-        body.push(methodDoc(c, m, true))
+        body.push(
+          `  /** \`Async.${c.name}.${m.name}\`: runs {@link ${c.name}Api.${m.name}} as a task; resolves with its result. */\n`,
+        )
         body.push(
           `  ${m.name}(${sig.params}): Promise<${sig.result}> {\n` +
             `    return this.call(${JSON.stringify(`${c.name}.${m.name}`)}, ${argList(m, sig.names)}) as Promise<${sig.result}>\n  }\n\n`,
