@@ -119,7 +119,7 @@ export class XapiSession implements XapiCore {
   private readonly username: string
   private readonly password: string
   private readonly options: ConnectOptions
-  private pool: Pool
+  private http: Pool
   private transport: Transport
   private loginPromise: Promise<string> | undefined
   private readonly closing = new AbortController()
@@ -139,7 +139,7 @@ export class XapiSession implements XapiCore {
     this.logger = options.logger ?? defaultLogger
     this.limiter = new Limiter(options.maxConcurrentCalls ?? 16)
     this.defaultTimeout = options.timeout ?? 60_000
-    this.pool = createPool(this.url, { ...options.http, tls: options.tls }, this.logger)
+    this.http = createPool(this.url, { ...options.http, tls: options.tls }, this.logger)
     this.transport = this.makeTransport(options.transport ?? 'auto')
   }
 
@@ -151,14 +151,14 @@ export class XapiSession implements XapiCore {
     return this.transport.kind
   }
   httpPool(): Pool {
-    return this.pool
+    return this.http
   }
   tls(): TlsOptions | undefined {
     return this.options.tls
   }
 
   private makeTransport(kind: TransportOption): Transport {
-    return createTransport(kind, this.pool, this.url, (reason) =>
+    return createTransport(kind, this.http, this.url, (reason) =>
       this.logger.debug?.(`JSON-RPC not available at ${this.url}, using XML-RPC: ${this.redactor.text(reason)}`),
     )
   }
@@ -241,9 +241,9 @@ export class XapiSession implements XapiCore {
     if (this.transport !== from) return // another call already moved us
     const next = swapHost(this.url, master)
     this.logger.debug?.(`${this.url} is a pool member; the master is ${next}`)
-    const oldPool = this.pool
+    const oldPool = this.http
     this.url = next
-    this.pool = createPool(next, { ...this.options.http, tls: this.options.tls }, this.logger)
+    this.http = createPool(next, { ...this.options.http, tls: this.options.tls }, this.logger)
     // `auto` that has not fallen back yet may still fall back on the master.
     this.transport = this.makeTransport(
       (this.options.transport ?? 'auto') === 'auto' && from.kind === 'json-rpc' ? 'auto' : from.kind,
@@ -301,7 +301,7 @@ export class XapiSession implements XapiCore {
         }
         this.sessionId = undefined
       }
-      await this.pool.destroy().catch(() => undefined)
+      await this.http.destroy().catch(() => undefined)
     })()
     return this.closedPromise
   }

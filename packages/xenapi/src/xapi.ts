@@ -4,6 +4,7 @@
  */
 import type { Readable } from 'node:stream'
 import { XapiSession, type ConnectOptions } from './client.js'
+import { createApi, createAsyncApi, type XenApi, type XenAsyncApi } from './generated/index.js'
 import { ObjectCache, watch, type WatchOptions, type XapiEvent, type XapiEventsReset } from './events.js'
 import {
   callPlugin,
@@ -15,7 +16,23 @@ import {
 import { exportVdi, importVdi, type ExportVdiOptions, type ImportVdiOptions } from './streaming.js'
 import { callAsync, waitTask, type AsyncCallOptions, type WaitTaskOptions } from './tasks.js'
 
+// The generated classes (`xapi.VM`, `xapi.host`, …) are merged into Xapi's type here and installed as lazy getters in
+// the constructor.
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type, @typescript-eslint/no-unsafe-declaration-merging
+export interface Xapi extends XenApi {}
+
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 export class Xapi extends XapiSession {
+  /** `xapi.async.VM.start(vm, false, false)`: the Async.* form of every message that has one, waiting for the task. */
+  readonly async: XenAsyncApi
+
+  constructor(options: ConnectOptions) {
+    super(options)
+    const api = createApi((method, params) => this.callWith(method, params))
+    Object.defineProperties(this, Object.getOwnPropertyDescriptors(api))
+    this.async = createAsyncApi((method, params) => callAsync(this, method, params))
+  }
+
   /** `Async.<method>`: waits for the task, destroys it, returns its converted result. */
   callAsync(method: string, ...params: unknown[]): Promise<unknown> {
     return callAsync(this, method, params)
