@@ -63,7 +63,6 @@ function validateValue(path: string, s: Record<string, any>, errors: SettingErro
     case 'text':
     case 'password':
     case 'textarea':
-    case 'hidden':
     case 'file':
       if (v === null && (nullable || type === 'text')) return
       if (typeof v !== 'string') return err(`expected a string, found ${show(type, v)}`)
