@@ -1,2 +1,49 @@
-// placeholder: xapi-sim's public surface is exported here as it is built.
-export {}
+/**
+ * @xenstack/xapi-sim — a XAPI simulator faithful to XenServer's wire behaviour. See README.md for the API.
+ */
+export { Simulator, createSimulator, DEFAULT_PASSWORD } from './simulator.js'
+export type { SimulatorOptions, ListenOptions, Listening } from './simulator.js'
+export { Database, newRef, frozenEmpty } from './store.js'
+export type { Row, Change, ChangeOp, XapiRecord } from './store.js'
+export { Dispatcher, WireResult, coerce } from './dispatch.js'
+export type { CallContext, MessageImpl, CallHook, CallInfo, CallOutcome, Transport } from './dispatch.js'
+export { HttpFront, httpError } from './http.js'
+export type { HttpContext, HttpHandler, HttpMiddleware } from './http.js'
+export { XapiError, toErrorDescription } from './errors.js'
+export { Model, model, NULL_REF, EPOCH } from './model.js'
+export type { ClassModel } from './model.js'
+export {
+  XmlEncoders,
+  encodeUntyped,
+  decodeMethodCall,
+  decodeMethodResponse,
+  methodResponse,
+  escapeXml,
+  formatDouble,
+} from './xml.js'
+export type { WireValue, DecodedCall } from './xml.js'
+export {
+  buildPool,
+  createGuestMetrics,
+  randomMac,
+  loopbackAddress,
+  softwareVersion,
+  RELEASES,
+  DEFAULT_TEMPLATES,
+} from './builder.js'
+export type {
+  PoolDescription,
+  HostDescription,
+  SrDescription,
+  NetworkDescription,
+  VmDescription,
+  UpdateDescription,
+  PatchDescription,
+  BuiltPool,
+} from './builder.js'
+export type { Session, SessionLimits } from './semantics/session.js'
+export type { TaskLimits } from './semantics/task.js'
+export { formatToken, parseToken } from './semantics/event.js'
+export { parseQuery, evalQuery, constructorRecord } from './semantics/implicit.js'
+export { refreshVmOperations, assertVmOperation, hasPvDrivers, allocate, release, cloneVdi } from './semantics/vm.js'
+export { formatXapiDate, nowXapi } from './time.js'

@@ -1,0 +1,395 @@
+/**
+ * The datamodel-driven object store: one table per class, every record holding the class's full field set in wire
+ * form (ints and floats as numbers, datetimes as XAPI strings `20250319T04:16:24Z`, refs as `OpaqueRef:<uuid>`,
+ * sets as arrays, maps as objects). Nested values are never mutated in place — updates replace them — so empty sets
+ * and maps are shared frozen objects and snapshots taken for events stay valid.
+ *
+ * Every mutation bumps a global generation; rows remember the generation they were created and last changed at, and
+ * a change log ordered by generation lets event.from answer "what changed since token T" without scanning tables.
+ * One-to-many relations (VIF.VM ↔ VM.VIFs, …) are kept consistent on create, update and destroy.
+ */
+import { EventEmitter } from 'node:events'
+import { randomUUID } from 'node:crypto'
+import { XapiError } from './errors.js'
+import { NULL_REF, type ClassModel, type Model, model as sharedModel } from './model.js'
+
+export type XapiRecord = Record<string, unknown>
+
+export interface Row {
+  ref: string
+  cls: ClassModel
+  rec: XapiRecord
+  /** Generation of the last change. */
+  gen: number
+  /** Generation at which the row was created. */
+  born: number
+}
+
+export type ChangeOp = 'add' | 'mod' | 'del'
+
+/** What `db.on('change', …)` listeners receive. */
+export interface Change {
+  op: ChangeOp
+  /** Class name as in the datamodel (`VM`, `VIF`). */
+  cls: string
+  ref: string
+  /** The record after the change (for `del`, the last state). */
+  rec: XapiRecord
+  /** Fields whose value changed (for `mod`). */
+  fields?: string[]
+  gen: number
+}
+
+interface LogEntry {
+  gen: number
+  row: Row
+  /** Set when the entry records a deletion. */
+  deleted: boolean
+}
+
+/** One-to-many relations: [child class, child ref field, parent class, parent set field]. */
+const RELATIONS: [string, string, string, string][] = [
+  ['VIF', 'VM', 'VM', 'VIFs'],
+  ['VBD', 'VM', 'VM', 'VBDs'],
+  ['VBD', 'VDI', 'VDI', 'VBDs'],
+  ['console', 'VM', 'VM', 'consoles'],
+  ['crashdump', 'VM', 'VM', 'crash_dumps'],
+  ['VTPM', 'VM', 'VM', 'VTPMs'],
+  ['VUSB', 'VM', 'VM', 'VUSBs'],
+  ['VGPU', 'VM', 'VM', 'VGPUs'],
+  ['VM', 'snapshot_of', 'VM', 'snapshots'],
+  ['VM', 'parent', 'VM', 'children'],
+  ['VM', 'resident_on', 'host', 'resident_VMs'],
+  ['VM', 'appliance', 'VM_appliance', 'VMs'],
+  ['VDI', 'SR', 'SR', 'VDIs'],
+  ['VDI', 'snapshot_of', 'VDI', 'snapshots'],
+  ['PBD', 'SR', 'SR', 'PBDs'],
+  ['PBD', 'host', 'host', 'PBDs'],
+  ['PIF', 'host', 'host', 'PIFs'],
+  ['PIF', 'network', 'network', 'PIFs'],
+  ['PIF', 'bond_slave_of', 'Bond', 'slaves'],
+  ['VIF', 'network', 'network', 'VIFs'],
+  ['host_cpu', 'host', 'host', 'host_CPUs'],
+  ['host_crashdump', 'host', 'host', 'crashdumps'],
+  ['host_patch', 'host', 'host', 'patches'],
+  ['host_patch', 'pool_patch', 'pool_patch', 'host_patches'],
+  ['task', 'subtask_of', 'task', 'subtasks'],
+  ['Bond', 'master', 'PIF', 'bond_master_of'],
+  ['VLAN', 'untagged_PIF', 'PIF', 'VLAN_master_of'],
+  ['VLAN', 'tagged_PIF', 'PIF', 'VLAN_slave_of'],
+  ['tunnel', 'access_PIF', 'PIF', 'tunnel_access_PIF_of'],
+  ['tunnel', 'transport_PIF', 'PIF', 'tunnel_transport_PIF_of'],
+  ['PCI', 'host', 'host', 'PCIs'],
+  ['PGPU', 'host', 'host', 'PGPUs'],
+  ['PUSB', 'host', 'host', 'PUSBs'],
+]
+
+const EMPTY_ARRAY: readonly unknown[] = Object.freeze([])
+const EMPTY_OBJECT: Readonly<Record<string, unknown>> = Object.freeze({})
+
+/** Shared immutable empty set/map values (records never mutate nested values in place). */
+export function frozenEmpty(v: unknown): unknown {
+  if (Array.isArray(v) && v.length === 0) return EMPTY_ARRAY
+  if (v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0) return EMPTY_OBJECT
+  return v
+}
+
+export function newRef(): string {
+  return `OpaqueRef:${randomUUID()}`
+}
+
+export class Database extends EventEmitter {
+  readonly model: Model
+  /** The current generation (the number of mutations so far). */
+  generation = 0
+  private readonly tables = new Map<string, Map<string, Row>>()
+  private readonly rows = new Map<string, Row>()
+  private readonly uuids = new Map<string, string>()
+  private log: LogEntry[] = []
+  /** Oldest generation the log can still answer from exactly (older tokens get every live object). */
+  private logHorizon = 0
+  /** child class → [child field, parent class, parent field][]; parent class → [parent field, child class, child field][]. */
+  private readonly childRel = new Map<string, [string, string, string][]>()
+  private readonly parentRel = new Map<string, [string, string, string][]>()
+  /** Rows whose class emits events are logged; hooks fire for every class. */
+  private notifyScheduled = false
+  private readonly waiters = new Set<() => void>()
+
+  constructor(m: Model = sharedModel()) {
+    super()
+    this.setMaxListeners(0)
+    this.model = m
+    for (const c of m.classes) this.tables.set(c.name, new Map())
+    for (const [cc, cf, pc, pf] of RELATIONS) {
+      const ccm = m.cls(cc)
+      const pcm = m.cls(pc)
+      if (!ccm?.fieldByName.has(cf) || !pcm?.fieldByName.has(pf)) continue
+      if (!this.childRel.has(ccm.name)) this.childRel.set(ccm.name, [])
+      this.childRel.get(ccm.name)!.push([cf, pcm.name, pf])
+      if (!this.parentRel.has(pcm.name)) this.parentRel.set(pcm.name, [])
+      this.parentRel.get(pcm.name)!.push([pf, ccm.name, cf])
+    }
+  }
+
+  /** The class model for a name (case-insensitive); throws for unknown classes. */
+  cls(name: string): ClassModel {
+    const c = this.model.cls(name)
+    if (!c) throw new Error(`xapi-sim: unknown class ${name}`)
+    return c
+  }
+
+  table(cls: string): Map<string, Row> {
+    return this.tables.get(this.cls(cls).name)!
+  }
+
+  // -- reads ------------------------------------------------------------------------------------------------------
+
+  /** The row for a ref (any class), or undefined. */
+  row(ref: string): Row | undefined {
+    return this.rows.get(ref)
+  }
+
+  /** The record of a ref (any class), or undefined. */
+  get(ref: string): XapiRecord | undefined {
+    return this.rows.get(ref)?.rec
+  }
+
+  /** The record of a ref of a given class; throws HANDLE_INVALID [class, ref] otherwise. */
+  must(cls: string, ref: unknown): XapiRecord {
+    const row = typeof ref === 'string' ? this.rows.get(ref) : undefined
+    if (!row || row.cls.name !== this.cls(cls).name) throw new XapiError('HANDLE_INVALID', this.cls(cls).name, ref)
+    return row.rec
+  }
+
+  has(cls: string, ref: unknown): boolean {
+    const row = typeof ref === 'string' ? this.rows.get(ref) : undefined
+    return !!row && row.cls.name === this.cls(cls).name
+  }
+
+  /** The ref of a uuid within a class, or undefined. */
+  refOfUuid(cls: string, uuid: string): string | undefined {
+    const ref = this.uuids.get(uuid)
+    if (!ref) return undefined
+    return this.rows.get(ref)?.cls.name === this.cls(cls).name ? ref : undefined
+  }
+
+  /** Every [ref, record] of a class. */
+  *all(cls: string): IterableIterator<[string, XapiRecord]> {
+    for (const [ref, row] of this.table(cls)) yield [ref, row.rec]
+  }
+
+  refs(cls: string): string[] {
+    return [...this.table(cls).keys()]
+  }
+
+  count(cls: string): number {
+    return this.table(cls).size
+  }
+
+  /** Refs of a class whose record matches. */
+  where(cls: string, pred: (rec: XapiRecord, ref: string) => boolean): string[] {
+    const out: string[] = []
+    for (const [ref, row] of this.table(cls)) if (pred(row.rec, ref)) out.push(ref)
+    return out
+  }
+
+  /** The first ref of a class whose record matches, or undefined. */
+  find(cls: string, pred: (rec: XapiRecord, ref: string) => boolean): string | undefined {
+    for (const [ref, row] of this.table(cls)) if (pred(row.rec, ref)) return ref
+    return undefined
+  }
+
+  // -- writes -----------------------------------------------------------------------------------------------------
+
+  /**
+   * Creates a row with every field of the class: given values, else the datamodel default, else the type's zero.
+   * Returns the new ref. `opts.ref`/`fields.uuid` may be given (scenarios, persistence); both must be unused.
+   */
+  create(cls: string, fields: XapiRecord = {}, opts: { ref?: string } = {}): string {
+    const c = this.cls(cls)
+    const ref = opts.ref ?? newRef()
+    if (this.rows.has(ref)) throw new XapiError('DB_UNIQUENESS_CONSTRAINT_VIOLATION', c.name, 'ref', ref)
+    let uuid = fields.uuid as string | undefined
+    if (uuid === undefined || uuid === '') uuid = randomUUID()
+    else if (this.uuids.has(uuid)) throw new XapiError('DB_UNIQUENESS_CONSTRAINT_VIOLATION', c.name, 'uuid', uuid)
+    const rec: XapiRecord = {}
+    for (const f of c.fields) {
+      if (f.name === 'uuid') rec.uuid = uuid
+      else {
+        const v = fields[f.name]
+        rec[f.name] = frozenEmpty(v === undefined ? this.model.initial(f) : v)
+      }
+    }
+    const gen = ++this.generation
+    const row: Row = { ref, cls: c, rec, gen, born: gen }
+    this.tables.get(c.name)!.set(ref, row)
+    this.rows.set(ref, row)
+    this.uuids.set(uuid, ref)
+    this.logChange(row, false)
+    // Relations: add this child to its parents' sets; (re)compute parent-side sets from existing children.
+    const cr = this.childRel.get(c.name)
+    if (cr) for (const [cf, , pf] of cr) this.linkChild(rec[cf], pf, ref)
+    this.fire({ op: 'add', cls: c.name, ref, rec, gen })
+    return ref
+  }
+
+  /** Changes fields of a row (only those whose value differs count), bumping its generation once. */
+  update(ref: string, patch: XapiRecord): void {
+    const row = this.rows.get(ref)
+    if (!row) throw new XapiError('HANDLE_INVALID', 'object', ref)
+    const rec = row.rec
+    const changed: string[] = []
+    const cr = this.childRel.get(row.cls.name)
+    for (const k in patch) {
+      if (!row.cls.fieldByName.has(k) || k === 'uuid') continue
+      const v = frozenEmpty(patch[k])
+      const old = rec[k]
+      if (old === v) continue
+      if (cr) {
+        for (const [cf, , pf] of cr) {
+          if (cf !== k) continue
+          this.unlinkChild(old, pf, ref)
+          this.linkChild(v, pf, ref)
+        }
+      }
+      rec[k] = v
+      changed.push(k)
+    }
+    if (changed.length === 0) return
+    this.touchRow(row, changed)
+  }
+
+  /** Sets one field. */
+  set(ref: string, field: string, value: unknown): void {
+    this.update(ref, { [field]: value })
+  }
+
+  /** Marks a row changed without changing it (event.inject). */
+  touch(ref: string): void {
+    const row = this.rows.get(ref)
+    if (!row) throw new XapiError('HANDLE_INVALID', 'object', ref)
+    this.touchRow(row, [])
+  }
+
+  /** Removes a row; children's ref fields keep pointing at it (as in XAPI), parents' sets drop it. */
+  destroy(ref: string): void {
+    const row = this.rows.get(ref)
+    if (!row) throw new XapiError('HANDLE_INVALID', 'object', ref)
+    this.tables.get(row.cls.name)!.delete(ref)
+    this.rows.delete(ref)
+    this.uuids.delete(row.rec.uuid as string)
+    const cr = this.childRel.get(row.cls.name)
+    if (cr) for (const [cf, , pf] of cr) this.unlinkChild(row.rec[cf], pf, ref)
+    const gen = ++this.generation
+    row.gen = gen
+    this.logChange(row, true)
+    this.fire({ op: 'del', cls: row.cls.name, ref, rec: row.rec, gen })
+  }
+
+  private touchRow(row: Row, fields: string[]): void {
+    const gen = ++this.generation
+    row.gen = gen
+    this.logChange(row, false)
+    this.fire({ op: 'mod', cls: row.cls.name, ref: row.ref, rec: row.rec, fields, gen })
+  }
+
+  private linkChild(parentRef: unknown, parentField: string, childRef: string): void {
+    if (typeof parentRef !== 'string' || parentRef === NULL_REF) return
+    const prow = this.rows.get(parentRef)
+    if (!prow) return
+    const cur = prow.rec[parentField] as string[]
+    if (cur.includes(childRef)) return
+    prow.rec[parentField] = [...cur, childRef]
+    this.touchRow(prow, [parentField])
+  }
+
+  private unlinkChild(parentRef: unknown, parentField: string, childRef: string): void {
+    if (typeof parentRef !== 'string' || parentRef === NULL_REF) return
+    const prow = this.rows.get(parentRef)
+    if (!prow) return
+    const cur = prow.rec[parentField] as string[]
+    if (!cur.includes(childRef)) return
+    prow.rec[parentField] = frozenEmpty(cur.filter((r) => r !== childRef))
+    this.touchRow(prow, [parentField])
+  }
+
+  private fire(ch: Change): void {
+    if (this.listenerCount('change') > 0) this.emit('change', ch)
+    if (ch.cls !== 'session' && this.waiters.size > 0 && !this.notifyScheduled) {
+      this.notifyScheduled = true
+      queueMicrotask(() => {
+        this.notifyScheduled = false
+        for (const w of [...this.waiters]) w()
+      })
+    }
+  }
+
+  // -- change log (events) ----------------------------------------------------------------------------------------
+
+  private logChange(row: Row, deleted: boolean): void {
+    if (!row.cls.emitsEvents) return
+    this.log.push({ gen: row.gen, row, deleted })
+    if (this.log.length > 4 * (this.rows.size + 1024)) this.compactLog()
+  }
+
+  /** Keeps only the latest entry per object; deletions older than the newest 10,000 are forgotten. */
+  private compactLog(): void {
+    const latest = new Map<string, LogEntry>()
+    for (const e of this.log) latest.set(e.row.ref, e)
+    let kept = [...latest.values()].sort((a, b) => a.gen - b.gen)
+    const dels = kept.filter((e) => e.deleted)
+    if (dels.length > 10_000) {
+      const cut = dels[dels.length - 10_001].gen
+      this.logHorizon = Math.max(this.logHorizon, cut)
+      kept = kept.filter((e) => !e.deleted || e.gen > cut)
+    }
+    this.log = kept
+  }
+
+  /**
+   * Objects changed after generation `since`, coalesced per object (§7.1): created after → add (latest state),
+   * existed before and changed → mod, existed before and deleted → del, created and deleted inside → nothing.
+   * Returns undefined when `since` is older than what the log still knows about deletions (EVENTS_LOST).
+   */
+  changesSince(since: number, accept: (row: Row) => boolean): { op: ChangeOp; row: Row }[] | undefined {
+    if (since >= 0 && since < this.logHorizon) return undefined
+    const log = this.log
+    // binary search for the first entry with gen > since
+    let lo = 0
+    let hi = log.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (log[mid].gen <= since) lo = mid + 1
+      else hi = mid
+    }
+    const seen = new Set<string>()
+    const out: { op: ChangeOp; row: Row }[] = []
+    // Walk newest first so the latest entry per object decides; then restore generation order.
+    for (let i = log.length - 1; i >= lo; i--) {
+      const e = log[i]
+      const ref = e.row.ref
+      if (seen.has(ref)) continue
+      seen.add(ref)
+      if (!accept(e.row)) continue
+      const existedBefore = e.row.born <= since
+      if (e.deleted) {
+        if (existedBefore) out.push({ op: 'del', row: e.row })
+      } else out.push({ op: existedBefore ? 'mod' : 'add', row: e.row })
+    }
+    out.reverse()
+    return out
+  }
+
+  /** Registers a callback run (in a microtask) after the next change; returns an unsubscribe function. */
+  onNextChange(cb: () => void): () => void {
+    this.waiters.add(cb)
+    return () => this.waiters.delete(cb)
+  }
+
+  /** Live row counts per lowercase table name, for every table (valid_ref_counts). */
+  refCounts(): Record<string, number> {
+    const out: Record<string, number> = {}
+    for (const c of this.model.classes) out[c.lower] = this.tables.get(c.name)!.size
+    return out
+  }
+}
