@@ -112,6 +112,7 @@ async function execute(
   }, opts.stopPollMs ?? 300)
   try {
     const result = await sched.run()
+    journal.writeDurations()
     store.setStatus(id, result.status, result.reason)
   } finally {
     clearInterval(poll)

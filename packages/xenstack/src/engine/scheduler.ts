@@ -165,6 +165,28 @@ export function isNoop(t: PlanTask): boolean {
   return t.node === SYNC_NODE || t.skipReason !== undefined || NOOP_TYPES.has(t.type)
 }
 
+/** An AbortController created only when a task looks at its signal (most never do; 40,000 cost real CPU). */
+class LazyAbort {
+  private ctl?: AbortController
+  private reason?: unknown
+  aborted = false
+
+  get signal(): AbortSignal {
+    if (!this.ctl) {
+      this.ctl = new AbortController()
+      if (this.aborted) this.ctl.abort(this.reason)
+    }
+    return this.ctl.signal
+  }
+
+  abort(reason: unknown): void {
+    if (this.aborted) return
+    this.aborted = true
+    this.reason = reason
+    this.ctl?.abort(reason)
+  }
+}
+
 interface AnyGroup {
   target: number
   size: number
@@ -210,7 +232,7 @@ export class Scheduler {
   private stopping: 'no' | 'stop' | 'brake' | 'cancel' = 'no'
   private reason?: string
   private readonly errors: TaskErrorInfo[] = []
-  private readonly controllers = new Map<number, AbortController>()
+  private readonly controllers = new Map<number, LazyAbort>()
   private pumpQueued = false
   private finish?: (r: SchedulerResult) => void
   private done = false
@@ -535,12 +557,17 @@ export class Scheduler {
 
   private async execute(i: number, attempt: number): Promise<void> {
     const t = this.tasks[i]
-    const ctl = new AbortController()
+    const ctl = new LazyAbort()
     this.controllers.set(i, ctl)
     let timer: NodeJS.Timeout | undefined
     let outcome: TaskOutcome
     try {
-      const run = this.runner(t, { signal: ctl.signal, attempt })
+      const run = this.runner(t, {
+        get signal() {
+          return ctl.signal
+        },
+        attempt,
+      })
       if (t.timeoutMs !== undefined && t.timeoutMs > 0) {
         const timeoutMs = t.timeoutMs
         const timedOut = new Promise<TaskOutcome>((resolve) => {
@@ -563,7 +590,7 @@ export class Scheduler {
       if (timer) clearTimeout(timer)
       this.controllers.delete(i)
     }
-    this.afterRun(i, attempt, outcome, ctl.signal.aborted && this.stopping === 'cancel')
+    this.afterRun(i, attempt, outcome, ctl.aborted && this.stopping === 'cancel')
   }
 
   private afterRun(i: number, attempt: number, outcome: TaskOutcome, cancelled: boolean): void {

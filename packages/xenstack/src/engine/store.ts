@@ -288,6 +288,7 @@ export class SqliteJournal implements Journal {
   private readonly upDigest: Database.Statement
   private readonly upDuration: Database.Statement
   private readonly startedAt = new Map<number, number>()
+  private readonly durations = new Map<string, { n: number; sum: number }>()
   private readonly write: (batch: Transition[]) => void
 
   constructor(
@@ -335,6 +336,15 @@ export class SqliteJournal implements Journal {
     this.write(batch)
   }
 
+  /** Writes the learned durations (mean per task id over this deployment, blended into the stored mean). */
+  writeDurations(): void {
+    const batch = [...this.durations]
+    this.durations.clear()
+    this.db.transaction(() => {
+      for (const [task, d] of batch) this.upDuration.run(task, d.sum / d.n)
+    })()
+  }
+
   private writeOne(t: Transition): void {
     const id = this.deploymentId
     if (t.kind === 'node') {
@@ -352,11 +362,17 @@ export class SqliteJournal implements Journal {
       this.updTask.run(t.status, t.attempt ?? null, t.at, t.reason ?? null, error, tail, changes, id, t.index)
     }
     this.insHist.run(id, t.index, t.status, t.attempt ?? null, t.at, t.reason ?? null, error, tail, changes)
-    if (t.status === 'succeeded' || t.status === 'skipped') {
+    if (t.status === 'succeeded') {
       const task = this.plan.tasks[t.index]
       if (task.digest) this.upDigest.run(this.environment, task.node, task.id, task.digest, id, t.at)
       const start = this.startedAt.get(t.index)
-      if (t.status === 'succeeded' && start !== undefined) this.upDuration.run(task.id, Math.max(0, t.at - start))
+      if (start !== undefined) {
+        // Durations are statistics: aggregated here, written with the deployment's last flush.
+        const d = this.durations.get(task.id) ?? { n: 0, sum: 0 }
+        d.n++
+        d.sum += Math.max(0, t.at - start)
+        this.durations.set(task.id, d)
+      }
     }
   }
 }
