@@ -73,15 +73,18 @@ export async function resumeDeployment(
   const initial: TaskStatus[] = rows.map((r) => r.status)
   const interrupted = rows.filter((r) => r.status === 'running').map((r) => r.idx)
   if (interrupted.length) {
-    const ins = store.db.prepare(
-      `INSERT INTO engine_task_history (deployment_id, idx, status, attempt, at, reason) VALUES (?, ?, 'pending', ?, ?, ?)`,
-    )
     const upd = store.db.prepare(`UPDATE engine_tasks SET status = 'pending' WHERE deployment_id = ? AND idx = ?`)
     store.db.transaction(() => {
-      for (const i of interrupted) {
-        ins.run(id, i, rows[i].attempt, Date.now(), 'interrupted: the engine stopped while it ran; it runs again')
-        upd.run(id, i)
-      }
+      store.appendHistory(
+        id,
+        interrupted.map((i) => ({
+          idx: i,
+          status: 'pending' as const,
+          attempt: rows[i].attempt,
+          reason: 'interrupted: the engine stopped while it ran; it runs again',
+        })),
+      )
+      for (const i of interrupted) upd.run(id, i)
     })()
   }
   return execute(store, id, plan, initial, opts)
@@ -138,8 +141,9 @@ export function summarize(store: EngineStore, id: number): DeploymentSummary {
     if (r.status === 'succeeded') counts.succeeded++
     else if (r.status === 'skipped') counts.skipped++
     else if (r.status === 'failed' || r.status === 'dep_failed') counts.failed++
-    if (r.changes) changes += (JSON.parse(r.changes) as ResourceChange[]).filter((c) => c.result === 'changed').length
-    if (r.status === 'failed' && r.error) errors.push(JSON.parse(r.error) as TaskErrorInfo)
+    if (r.changes_json)
+      changes += (JSON.parse(r.changes_json) as ResourceChange[]).filter((c) => c.result === 'changed').length
+    if (r.status === 'failed' && r.error_json) errors.push(JSON.parse(r.error_json) as TaskErrorInfo)
   })
   return {
     environment: row.environment,

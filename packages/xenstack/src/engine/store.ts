@@ -10,100 +10,103 @@ import type Database from 'better-sqlite3'
 import type { Journal, Transition } from './scheduler.js'
 import type { DeploymentStatus, ExecutionPlan, NodeStatus, PlanTask, TaskStatus } from './types.js'
 
+/** Same shape as the state store's migrations (src/state/migrations.ts): portable SQL, one statement per entry. */
 export interface Migration {
   id: string
-  sql: string
+  statements: string[]
 }
 
-/** The engine's tables; applied through the state store's migration list (ids are global and never reused). */
+/**
+ * The engine's tables, in the state store's engine range (`0100_…`). Portable SQL (SQLite and PostgreSQL):
+ * ids are made by the application, times are ISO-8601 UTC text, JSON documents are `*_json` text.
+ */
 export const ENGINE_MIGRATIONS: Migration[] = [
   {
-    id: 'engine-001-deployments',
-    sql: `
-CREATE TABLE engine_deployments (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  environment TEXT NOT NULL,
-  mode TEXT NOT NULL,                -- deploy | redeploy | dry-run
-  force INTEGER NOT NULL DEFAULT 0,
-  status TEXT NOT NULL,              -- pending | running | ready | error | stopped | partially_deployed
-  reason TEXT,
-  stop_requested INTEGER NOT NULL DEFAULT 0,
-  pid INTEGER,                       -- the process running it (a dead pid means crashed: resume)
-  plan TEXT NOT NULL,                -- JSON: nodes, limiters, fault-tolerance groups
-  created_at INTEGER NOT NULL,
-  finished_at INTEGER
-);
-CREATE INDEX engine_deployments_env ON engine_deployments(environment, id);
-CREATE TABLE engine_tasks (
-  deployment_id INTEGER NOT NULL REFERENCES engine_deployments(id) ON DELETE CASCADE,
-  idx INTEGER NOT NULL,
-  key TEXT NOT NULL,
-  node TEXT NOT NULL,
-  task TEXT NOT NULL,
-  status TEXT NOT NULL,
-  attempt INTEGER NOT NULL DEFAULT 0,
-  started_at INTEGER,
-  finished_at INTEGER,
-  reason TEXT,
-  error TEXT,                        -- JSON TaskErrorInfo
-  output_tail TEXT,
-  changes TEXT,                      -- JSON ResourceChange[]
-  definition TEXT NOT NULL,          -- JSON PlanTask
-  PRIMARY KEY (deployment_id, idx)
-) WITHOUT ROWID;
-CREATE TABLE engine_task_history (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  deployment_id INTEGER NOT NULL REFERENCES engine_deployments(id) ON DELETE CASCADE,
-  idx INTEGER NOT NULL,
-  status TEXT NOT NULL,
-  attempt INTEGER,
-  at INTEGER NOT NULL,
-  reason TEXT,
-  error TEXT,
-  output_tail TEXT,
-  changes TEXT
-);
-CREATE INDEX engine_task_history_task ON engine_task_history(deployment_id, idx);
-CREATE TABLE engine_nodes (
-  deployment_id INTEGER NOT NULL REFERENCES engine_deployments(id) ON DELETE CASCADE,
-  node TEXT NOT NULL,
-  pos INTEGER NOT NULL,
-  status TEXT NOT NULL,
-  PRIMARY KEY (deployment_id, node)
-) WITHOUT ROWID;
-CREATE TABLE engine_task_digests (
-  environment TEXT NOT NULL,
-  node TEXT NOT NULL,
-  task TEXT NOT NULL,
-  digest TEXT NOT NULL,
-  deployment_id INTEGER NOT NULL,
-  at INTEGER NOT NULL,
-  PRIMARY KEY (environment, node, task)
-) WITHOUT ROWID;
-CREATE TABLE engine_durations (
-  task TEXT PRIMARY KEY,
-  samples INTEGER NOT NULL,
-  mean_ms REAL NOT NULL
-) WITHOUT ROWID;
-`,
+    id: '0100_engine_deployments',
+    statements: [
+      `CREATE TABLE engine_deployments (
+        id INTEGER PRIMARY KEY,
+        environment TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        force INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        stop_requested INTEGER NOT NULL,
+        pid INTEGER,
+        plan_json TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        finished_at TEXT
+      )`,
+      `CREATE INDEX engine_deployments_by_env ON engine_deployments (environment, id)`,
+      `CREATE TABLE engine_tasks (
+        deployment_id INTEGER NOT NULL REFERENCES engine_deployments (id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        node TEXT NOT NULL,
+        task TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        reason TEXT,
+        error_json TEXT,
+        output_tail TEXT,
+        changes_json TEXT,
+        definition_json TEXT NOT NULL,
+        PRIMARY KEY (deployment_id, idx)
+      )`,
+      `CREATE TABLE engine_task_history (
+        deployment_id INTEGER NOT NULL REFERENCES engine_deployments (id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        attempt INTEGER,
+        at TEXT NOT NULL,
+        reason TEXT,
+        error_json TEXT,
+        output_tail TEXT,
+        changes_json TEXT,
+        PRIMARY KEY (deployment_id, seq)
+      )`,
+      `CREATE TABLE engine_nodes (
+        deployment_id INTEGER NOT NULL REFERENCES engine_deployments (id) ON DELETE CASCADE,
+        node TEXT NOT NULL,
+        pos INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        PRIMARY KEY (deployment_id, node)
+      )`,
+      `CREATE TABLE engine_task_digests (
+        environment TEXT NOT NULL,
+        node TEXT NOT NULL,
+        task TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        deployment_id INTEGER NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (environment, node, task)
+      )`,
+      `CREATE TABLE engine_durations (
+        task TEXT PRIMARY KEY,
+        samples INTEGER NOT NULL,
+        mean_ms REAL NOT NULL
+      )`,
+    ],
   },
 ]
 
+const iso = (ms: number) => new Date(ms).toISOString()
+
 /**
- * Applies migrations not yet applied, each in its own transaction, recording them in `schema_migrations`.
- * (Used until the state store's own migration runner is available; same table shape.)
+ * Applies migrations not yet recorded in `schema_migrations` (same table and rules as the state store's
+ * `migrate`, so either may run first), each in its own immediate transaction.
  */
 export function applyMigrations(db: Database.Database, migrations: Migration[]): void {
-  db.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at INTEGER NOT NULL)`)
-  const has = db.prepare<[string], { id: string }>('SELECT id FROM schema_migrations WHERE id = ?')
-  const mark = db.prepare('INSERT INTO schema_migrations (id, applied_at) VALUES (?, ?)')
-  for (const m of migrations) {
-    if (has.get(m.id)) continue
-    db.transaction(() => {
-      db.exec(m.sql)
-      mark.run(m.id, Date.now())
-    })()
-  }
+  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at TEXT NOT NULL)')
+  const apply = db.transaction((m: Migration) => {
+    if (db.prepare('SELECT 1 FROM schema_migrations WHERE id = ?').get(m.id)) return
+    for (const st of m.statements) db.exec(st)
+    db.prepare('INSERT INTO schema_migrations (id, applied_at) VALUES (?, ?)').run(m.id, new Date().toISOString())
+  })
+  for (const m of [...migrations].sort((a, b) => a.id.localeCompare(b.id))) apply.immediate(m)
 }
 
 export interface DeploymentRow {
@@ -115,8 +118,8 @@ export interface DeploymentRow {
   reason: string | null
   stop_requested: number
   pid: number | null
-  created_at: number
-  finished_at: number | null
+  created_at: string
+  finished_at: string | null
 }
 
 export interface TaskRow {
@@ -126,12 +129,21 @@ export interface TaskRow {
   task: string
   status: TaskStatus
   attempt: number
-  started_at: number | null
-  finished_at: number | null
+  started_at: string | null
+  finished_at: string | null
   reason: string | null
-  error: string | null
+  error_json: string | null
   output_tail: string | null
-  changes: string | null
+  changes_json: string | null
+}
+
+export interface HistoryRow {
+  seq: number
+  idx: number
+  status: TaskStatus
+  attempt: number | null
+  at: string
+  reason: string | null
 }
 
 export class EngineStore {
@@ -141,80 +153,107 @@ export class EngineStore {
 
   /** Records a new deployment with its full plan; returns its id. */
   createDeployment(environment: string, mode: string, force: boolean, plan: ExecutionPlan): number {
-    const now = Date.now()
-    return this.db.transaction(() => {
-      const { lastInsertRowid } = this.db
+    const create = this.db.transaction(() => {
+      const { next } = this.db
+        .prepare<[], { next: number }>('SELECT COALESCE(MAX(id), 0) + 1 AS next FROM engine_deployments')
+        .get() as { next: number }
+      this.db
         .prepare(
-          `INSERT INTO engine_deployments (environment, mode, force, status, plan, created_at, pid)
-           VALUES (?, ?, ?, 'pending', ?, ?, ?)`,
+          `INSERT INTO engine_deployments (id, environment, mode, force, status, reason, stop_requested, pid, plan_json,
+             created_at) VALUES (?, ?, ?, ?, 'pending', NULL, 0, ?, ?, ?)`,
         )
         .run(
+          next,
           environment,
           mode,
           force ? 1 : 0,
-          JSON.stringify({ nodes: plan.nodes, limiters: plan.limiters, faultTolerance: plan.faultTolerance }, ftJson),
-          now,
           process.pid,
+          JSON.stringify({ nodes: plan.nodes, limiters: plan.limiters, faultTolerance: plan.faultTolerance }, ftJson),
+          iso(Date.now()),
         )
-      const id = Number(lastInsertRowid)
       const ins = this.db.prepare(
-        `INSERT INTO engine_tasks (deployment_id, idx, key, node, task, status, reason, definition)
-         VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)`,
+        `INSERT INTO engine_tasks (deployment_id, idx, key, node, task, status, attempt, reason, definition_json)
+         VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)`,
       )
-      plan.tasks.forEach((t, i) => ins.run(id, i, t.key, t.node, t.id, t.skipReason ?? null, JSON.stringify(t)))
+      plan.tasks.forEach((t, i) => ins.run(next, i, t.key, t.node, t.id, t.skipReason ?? null, JSON.stringify(t)))
       const insNode = this.db.prepare(
         `INSERT INTO engine_nodes (deployment_id, node, pos, status) VALUES (?, ?, ?, 'pending')`,
       )
-      plan.nodes.forEach((n, pos) => insNode.run(id, n, pos))
-      return id
-    })()
+      plan.nodes.forEach((n, pos) => insNode.run(next, n, pos))
+      return next
+    })
+    return create.immediate()
   }
 
   deployment(id: number): DeploymentRow | undefined {
-    return this.db.prepare<[number], DeploymentRow>('SELECT * FROM engine_deployments WHERE id = ?').get(id)
+    return this.db
+      .prepare<[number], DeploymentRow>(
+        `SELECT id, environment, mode, force, status, reason, stop_requested, pid, created_at, finished_at
+         FROM engine_deployments WHERE id = ?`,
+      )
+      .get(id)
   }
 
   latestDeployment(environment: string, modes = ['deploy', 'redeploy']): DeploymentRow | undefined {
-    return this.db
-      .prepare<unknown[], DeploymentRow>(
-        `SELECT * FROM engine_deployments WHERE environment = ? AND mode IN (${modes.map(() => '?').join(',')})
+    const row = this.db
+      .prepare<unknown[], { id: number }>(
+        `SELECT id FROM engine_deployments WHERE environment = ? AND mode IN (${modes.map(() => '?').join(',')})
          ORDER BY id DESC LIMIT 1`,
       )
       .get(environment, ...modes)
+    return row ? this.deployment(row.id) : undefined
   }
 
   /** The plan as written by createDeployment. */
   loadPlan(id: number): ExecutionPlan {
-    const d = this.db.prepare<[number], { plan: string }>('SELECT plan FROM engine_deployments WHERE id = ?').get(id)
+    const d = this.db
+      .prepare<[number], { plan_json: string }>('SELECT plan_json FROM engine_deployments WHERE id = ?')
+      .get(id)
     if (!d) throw new Error(`deployment ${id} does not exist`)
-    const meta = JSON.parse(d.plan, ftRevive) as Omit<ExecutionPlan, 'tasks'>
+    const meta = JSON.parse(d.plan_json, ftRevive) as Omit<ExecutionPlan, 'tasks'>
     const tasks = this.db
-      .prepare<[number], { definition: string }>(
-        'SELECT definition FROM engine_tasks WHERE deployment_id = ? ORDER BY idx',
+      .prepare<[number], { definition_json: string }>(
+        'SELECT definition_json FROM engine_tasks WHERE deployment_id = ? ORDER BY idx',
       )
       .all(id)
-      .map((r) => JSON.parse(r.definition) as PlanTask)
+      .map((r) => JSON.parse(r.definition_json) as PlanTask)
     return { ...meta, tasks }
   }
 
   tasks(id: number): TaskRow[] {
     return this.db
       .prepare<[number], TaskRow>(
-        `SELECT idx, key, node, task, status, attempt, started_at, finished_at, reason, error, output_tail, changes
-         FROM engine_tasks WHERE deployment_id = ? ORDER BY idx`,
+        `SELECT idx, key, node, task, status, attempt, started_at, finished_at, reason, error_json, output_tail,
+           changes_json FROM engine_tasks WHERE deployment_id = ? ORDER BY idx`,
       )
       .all(id)
   }
 
-  history(
-    id: number,
-  ): { idx: number; status: TaskStatus; attempt: number | null; at: number; reason: string | null }[] {
+  history(id: number): HistoryRow[] {
     return this.db
-      .prepare<
-        [number],
-        { idx: number; status: TaskStatus; attempt: number | null; at: number; reason: string | null }
-      >('SELECT idx, status, attempt, at, reason FROM engine_task_history WHERE deployment_id = ? ORDER BY id')
+      .prepare<[number], HistoryRow>(
+        'SELECT seq, idx, status, attempt, at, reason FROM engine_task_history WHERE deployment_id = ? ORDER BY seq',
+      )
       .all(id)
+  }
+
+  /** Appends history rows outside the journal (e.g. "interrupted" notes on resume). */
+  appendHistory(id: number, rows: { idx: number; status: TaskStatus; attempt: number; reason: string }[]): void {
+    const next = this.nextSeq(id)
+    const ins = this.db.prepare(
+      `INSERT INTO engine_task_history (deployment_id, seq, idx, status, attempt, at, reason) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    )
+    const at = iso(Date.now())
+    rows.forEach((r, k) => ins.run(id, next + k, r.idx, r.status, r.attempt, at, r.reason))
+  }
+
+  nextSeq(id: number): number {
+    const r = this.db
+      .prepare<[number], { next: number }>(
+        'SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM engine_task_history WHERE deployment_id = ?',
+      )
+      .get(id)
+    return r?.next ?? 1
   }
 
   nodes(id: number): { name: string; status: NodeStatus }[] {
@@ -226,7 +265,7 @@ export class EngineStore {
   }
 
   setStatus(id: number, status: DeploymentStatus, reason?: string): void {
-    const finished = status === 'running' || status === 'pending' ? null : Date.now()
+    const finished = status === 'running' || status === 'pending' ? null : iso(Date.now())
     this.db
       .prepare('UPDATE engine_deployments SET status = ?, reason = ?, finished_at = ?, pid = ? WHERE id = ?')
       .run(status, reason ?? null, finished, status === 'running' ? process.pid : null, id)
@@ -266,7 +305,7 @@ export class EngineStore {
   }
 
   journal(deploymentId: number, environment: string, plan: ExecutionPlan): SqliteJournal {
-    return new SqliteJournal(this.db, deploymentId, environment, plan)
+    return new SqliteJournal(this.db, deploymentId, environment, plan, this.nextSeq(deploymentId))
   }
 }
 
@@ -296,18 +335,19 @@ export class SqliteJournal implements Journal {
     readonly deploymentId: number,
     readonly environment: string,
     readonly plan: ExecutionPlan,
+    private seq: number,
   ) {
     this.updTask = db.prepare(
-      `UPDATE engine_tasks SET status = ?, attempt = COALESCE(?, attempt), finished_at = ?, reason = ?, error = ?,
-         output_tail = ?, changes = ? WHERE deployment_id = ? AND idx = ?`,
+      `UPDATE engine_tasks SET status = ?, attempt = COALESCE(?, attempt), finished_at = ?, reason = ?, error_json = ?,
+         output_tail = ?, changes_json = ? WHERE deployment_id = ? AND idx = ?`,
     )
     this.updStart = db.prepare(
-      `UPDATE engine_tasks SET status = 'running', attempt = ?, started_at = ?, finished_at = NULL, error = NULL
+      `UPDATE engine_tasks SET status = 'running', attempt = ?, started_at = ?, finished_at = NULL, error_json = NULL
        WHERE deployment_id = ? AND idx = ?`,
     )
     this.insHist = db.prepare(
-      `INSERT INTO engine_task_history (deployment_id, idx, status, attempt, at, reason, error, output_tail, changes)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO engine_task_history (deployment_id, seq, idx, status, attempt, at, reason, error_json, output_tail,
+         changes_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     this.updNode = db.prepare('UPDATE engine_nodes SET status = ? WHERE deployment_id = ? AND node = ?')
     this.upDigest = db.prepare(
@@ -317,8 +357,9 @@ export class SqliteJournal implements Journal {
     )
     this.upDuration = db.prepare(
       `INSERT INTO engine_durations (task, samples, mean_ms) VALUES (?, 1, ?)
-       ON CONFLICT (task) DO UPDATE SET samples = MIN(samples + 1, 20),
-         mean_ms = mean_ms + (excluded.mean_ms - mean_ms) / MIN(samples + 1, 20)`,
+       ON CONFLICT (task) DO UPDATE SET samples = MIN(engine_durations.samples + 1, 20),
+         mean_ms = engine_durations.mean_ms + (excluded.mean_ms - engine_durations.mean_ms)
+           / MIN(engine_durations.samples + 1, 20)`,
     )
     this.write = db.transaction((batch: Transition[]) => {
       for (const t of batch) this.writeOne(t)
@@ -347,6 +388,7 @@ export class SqliteJournal implements Journal {
 
   private writeOne(t: Transition): void {
     const id = this.deploymentId
+    const at = iso(t.at)
     if (t.kind === 'node') {
       this.updNode.run(t.status, id, t.node)
       return
@@ -357,17 +399,17 @@ export class SqliteJournal implements Journal {
     const changes = o?.changes?.length ? JSON.stringify(o.changes) : null
     if (t.status === 'running') {
       this.startedAt.set(t.index, t.at)
-      this.updStart.run(t.attempt ?? 1, t.at, id, t.index)
+      this.updStart.run(t.attempt ?? 1, at, id, t.index)
     } else {
-      this.updTask.run(t.status, t.attempt ?? null, t.at, t.reason ?? null, error, tail, changes, id, t.index)
+      this.updTask.run(t.status, t.attempt ?? null, at, t.reason ?? null, error, tail, changes, id, t.index)
     }
-    this.insHist.run(id, t.index, t.status, t.attempt ?? null, t.at, t.reason ?? null, error, tail, changes)
+    this.insHist.run(id, this.seq++, t.index, t.status, t.attempt ?? null, at, t.reason ?? null, error, tail, changes)
     if (t.status === 'succeeded') {
       const task = this.plan.tasks[t.index]
-      if (task.digest) this.upDigest.run(this.environment, task.node, task.id, task.digest, id, t.at)
+      if (task.digest) this.upDigest.run(this.environment, task.node, task.id, task.digest, id, at)
       const start = this.startedAt.get(t.index)
       if (start !== undefined) {
-        // Durations are statistics: aggregated here, written with the deployment's last flush.
+        // Durations are statistics: aggregated here, written once at the end of the deployment.
         const d = this.durations.get(task.id) ?? { n: 0, sum: 0 }
         d.n++
         d.sum += Math.max(0, t.at - start)
