@@ -3,7 +3,8 @@
  * Order is the order `xenstack --help` lists them in.
  */
 import type { Command } from 'commander'
+import * as plugins from './plugins.js'
 import * as start from './start.js'
 import * as version from './version.js'
 
-export const commandModules: { register(program: Command): void }[] = [start, version]
+export const commandModules: { register(program: Command): void }[] = [start, plugins, version]
