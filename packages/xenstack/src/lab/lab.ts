@@ -51,6 +51,7 @@ import { readdir } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { HOST_PROGRAMS } from './host-programs.js'
+import { XenstoreDomain } from './xenstore.js'
 import {
   CommandError,
   cmdline,
@@ -140,6 +141,8 @@ export function autoLabName(): string {
 export class Lab {
   readonly hosts: LabHost[]
   private readonly byName: Map<string, LabHost>
+  private readonly xenstores = new Map<string, XenstoreDomain>()
+  private readonly downHooks: (() => Promise<void> | void)[] = []
   private downed = false
 
   private constructor(
@@ -291,10 +294,34 @@ export class Lab {
     }
   }
 
+  /**
+   * The xenstore a compute host's guest tools see (served by this process on the host's
+   * /run/xenstored/socket; only on the Lab object that brought the lab up).
+   */
+  xenstore(host: string): XenstoreDomain {
+    const x = this.xenstores.get(this.host(host).name)
+    if (!x)
+      throw new Error(`lab ${this.name}: ${host} has no xenstore here (compute hosts only, in the process that ran up)`)
+    return x
+  }
+
+  /** Registers cleanup to run first on down (simulator links, services started by others). */
+  onDown(fn: () => Promise<void> | void): void {
+    this.downHooks.unshift(fn)
+  }
+
   /** Removes everything the lab created. Idempotent. */
   async down(): Promise<void> {
     if (this.downed) return
     this.downed = true
+    for (const fn of this.downHooks) {
+      try {
+        await fn()
+      } catch {
+        // teardown goes on whatever a hook did
+      }
+    }
+    for (const x of this.xenstores.values()) await x.close()
     await destroyLabDir(this.dir, { skipPid: process.pid })
   }
 
@@ -380,6 +407,7 @@ export class Lab {
     try {
       await lab.build(options, lap)
     } catch (e) {
+      for (const x of lab.xenstores.values()) await x.close()
       await destroyLabDir(dir, { skipPid: process.pid }).catch(() => {})
       throw e
     }
@@ -620,6 +648,13 @@ export class Lab {
     )
     writeFileSync(join(admin, 'ssh_config'), cfg.join('\n'))
     lap('ssh client config')
+
+    // -- xenstore for the compute hosts' guest tools ----------------------------------------------
+    for (const h of plan.hosts.filter((x) => x.role === 'compute')) {
+      const x = new XenstoreDomain(COMPUTE_DOMID, h.name)
+      await x.listen(join(dir, 'hosts', h.name, 'xenstored', 'socket'))
+      this.xenstores.set(h.name, x)
+    }
   }
 }
 
