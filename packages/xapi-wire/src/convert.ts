@@ -87,9 +87,12 @@ function toBool(v: unknown): unknown {
   throw new WireValueError(`expected a boolean, got ${describe(v)}`)
 }
 
+const SECONDS_RE = /^\d+(?:\.\d*)?$/
+
 function toDate(v: unknown): unknown {
   if (v instanceof Date) return v
-  if (typeof v === 'string') return parseXapiDate(v)
+  // event.from's records carry `timestamp` as seconds since the epoch ("1732192385.123"), not as a datetime.
+  if (typeof v === 'string') return SECONDS_RE.test(v) ? new Date(Number(v) * 1000) : parseXapiDate(v)
   if (typeof v === 'number') return new Date(v * 1000)
   throw new WireValueError(`expected a datetime, got ${describe(v)}`)
 }
@@ -264,18 +267,22 @@ function pad(n: number, w = 2): string {
 export function formatXapiDate(d: Date): string {
   const t = d.getTime()
   if (Number.isNaN(t)) throw new WireValueError('cannot format an invalid Date as a XAPI datetime')
-  return (
-    pad(d.getUTCFullYear(), 4) +
-    pad(d.getUTCMonth() + 1) +
-    pad(d.getUTCDate()) +
-    'T' +
-    pad(d.getUTCHours()) +
-    ':' +
-    pad(d.getUTCMinutes()) +
-    ':' +
-    pad(d.getUTCSeconds()) +
-    'Z'
-  )
+  const iso = d.toISOString() // 2025-03-19T04:16:24.000Z (years 0–9999)
+  if (iso.length !== 24) {
+    return (
+      pad(d.getUTCFullYear(), 4) +
+      pad(d.getUTCMonth() + 1) +
+      pad(d.getUTCDate()) +
+      'T' +
+      pad(d.getUTCHours()) +
+      ':' +
+      pad(d.getUTCMinutes()) +
+      ':' +
+      pad(d.getUTCSeconds()) +
+      'Z'
+    )
+  }
+  return iso.slice(0, 4) + iso.slice(5, 7) + iso.slice(8, 10) + iso.slice(10, 19) + 'Z'
 }
 
 const DATE_RE = /^(\d{4})-?(\d\d)-?(\d\d)T(\d\d):?(\d\d):?(\d\d)(\.\d+)?(Z|[+-]\d\d(?::?\d\d)?)?$/

@@ -206,15 +206,19 @@ function build(t: XapiType): Encoder {
 }
 
 function recordEncoder(className: string): Encoder {
-  let fieldEncoders: Map<string, Encoder> | undefined
-  const fields = (): Map<string, Encoder> => {
+  // Per field: the member's opening bytes (`<member><name>uuid</name>`) and the value's encoder.
+  let fieldEncoders: Map<string, readonly [string, Encoder]> | undefined
+  const fields = (): Map<string, readonly [string, Encoder]> => {
     if (fieldEncoders !== undefined) return fieldEncoders
-    fieldEncoders = new Map()
+    const m = new Map<string, readonly [string, Encoder]>()
+    const add = (name: string, e: Encoder): void => {
+      m.set(name, ['<member><name>' + escapeXml(name) + '</name>', e])
+    }
     if (className === EVENT_BATCH_CLASS) {
-      fieldEncoders.set('events', encoderFor({ kind: 'set', of: { kind: 'record', class: 'event' } }))
-      fieldEncoders.set('token', encodeString)
+      add('events', encoderFor({ kind: 'set', of: { kind: 'record', class: 'event' } }))
+      add('token', encodeString)
       // valid_ref_counts is the one place XAPI sends 32-bit <i4> ints (§7.1).
-      fieldEncoders.set('valid_ref_counts', (v) => {
+      add('valid_ref_counts', (v) => {
         let out = '<value><struct>'
         for (const k in v as Record<string, unknown>) {
           out +=
@@ -224,9 +228,10 @@ function recordEncoder(className: string): Encoder {
       })
     } else {
       const cls = getClass(className)
-      if (cls) for (const f of cls.fields) fieldEncoders.set(f.name, encoderFor(f.type))
+      if (cls) for (const f of cls.fields) add(f.name, encoderFor(f.type))
     }
-    return fieldEncoders
+    fieldEncoders = m
+    return m
   }
   const isEvent = className === 'event'
   return (v) => {
@@ -237,12 +242,14 @@ function recordEncoder(className: string): Encoder {
     const rec = v as Record<string, unknown>
     let out = '<value><struct>'
     for (const k in rec) {
-      if (!Object.prototype.hasOwnProperty.call(rec, k)) continue
       const x = rec[k]
-      if (x === undefined) continue
-      let enc = fe.get(k)
-      if (isEvent && k === 'snapshot' && typeof rec.class === 'string') enc = recordEncoderByName(rec.class)
-      out += '<member><name>' + escapeXml(k) + '</name>' + (enc === undefined ? encodeGeneric(x) : enc(x)) + '</member>'
+      if (x === undefined || !Object.prototype.hasOwnProperty.call(rec, k)) continue
+      const f = fe.get(k)
+      if (isEvent && k === 'snapshot' && typeof rec.class === 'string') {
+        const enc = recordEncoderByName(rec.class) ?? encodeGeneric
+        out += '<member><name>snapshot</name>' + enc(x) + '</member>'
+      } else if (f === undefined) out += '<member><name>' + escapeXml(k) + '</name>' + encodeGeneric(x) + '</member>'
+      else out += f[0] + f[1](x) + '</member>'
     }
     return out + '</struct></value>'
   }

@@ -364,26 +364,64 @@ class Scanner {
     return t
   }
 
+  /** Consumes `</value>`: the compact form directly, anything else through close(). */
+  private closeValue(): void {
+    if (this.s.startsWith('</value>', this.pos)) this.pos += 8
+    else this.close('value')
+  }
+
   value(): WireValue {
-    if (!this.openMaybeEmpty('value')) return ''
     const s = this.s
-    // Fast path: untagged string (XAPI's most common value), no whitespace handling needed.
+    // Compact input (what XAPI and our encoder send) takes the fast paths; anything else the tolerant ones.
+    if (s.startsWith('<value>', this.pos)) this.pos += 7
+    else if (!this.openMaybeEmpty('value')) return ''
     let start = this.pos
-    if (s.charCodeAt(start) !== LT || s.startsWith('<![CDATA[', start)) {
+    const c0 = s.charCodeAt(start)
+    if (c0 !== LT) {
+      // Untagged string, XAPI's most common value.
+      const lt = s.indexOf('<', start)
+      if (lt !== -1 && s.startsWith('</value>', lt)) {
+        const raw = s.slice(start, lt)
+        this.pos = lt + 8
+        return raw.indexOf('&') === -1 && raw.indexOf('\r') === -1 ? raw : decodeText(raw, start, this)
+      }
+    }
+    if (c0 !== LT || s.startsWith('<![CDATA[', start)) {
       const t = this.text()
       if (s.charCodeAt(this.pos + 1) === SLASH) {
-        this.close('value')
+        this.closeValue()
         return t
       }
       // Whitespace before a typed element.
       if (t.trim() !== '') this.fail('</value> after a string value', this.pos)
       start = this.pos
     } else if (s.charCodeAt(start + 1) === SLASH) {
-      this.close('value')
+      this.closeValue()
       return ''
     }
-    const tag = this.peekTag()
     let v: WireValue
+    // Fast paths for compact typed values.
+    if (s.startsWith('<struct>', start)) {
+      this.pos = start + 8
+      v = this.structBody()
+      this.closeValue()
+      return v
+    }
+    if (s.startsWith('<array><data>', start)) {
+      this.pos = start + 13
+      v = this.arrayBody()
+      this.closeValue()
+      return v
+    }
+    if (s.startsWith('<boolean>', start)) {
+      const c = s.charCodeAt(start + 9)
+      if ((c === 49 || c === 48) && s.startsWith('</boolean>', start + 10)) {
+        this.pos = start + 20
+        this.closeValue()
+        return c === 49
+      }
+    }
+    const tag = this.peekTag()
     switch (tag) {
       case 'string':
         v = this.openMaybeEmpty('string') ? this.scalar('string') : ''
@@ -429,7 +467,7 @@ class Scanner {
         v = null
         break
       case 'struct':
-        v = this.struct()
+        v = this.openMaybeEmpty('struct') ? this.structBody() : {}
         break
       case 'array':
         v = this.array()
@@ -439,44 +477,73 @@ class Scanner {
           'a value type (<string>, <int>, <i4>, <i8>, <double>, <boolean>, <dateTime.iso8601>, <base64>, <struct>, <array>, <nil/>) or </value>',
         )
     }
-    this.close('value')
+    this.closeValue()
     return v
   }
 
-  struct(): { [key: string]: WireValue } {
+  /** The members of a <struct> whose opening tag was consumed, and its closing tag. */
+  structBody(): { [key: string]: WireValue } {
     const out: { [key: string]: WireValue } = {}
-    if (!this.openMaybeEmpty('struct')) return out
     const s = this.s
     for (;;) {
-      this.skipMisc()
-      // </struct>
-      if (s.charCodeAt(this.pos) === LT && s.charCodeAt(this.pos + 1) === SLASH) break
-      this.open('member')
-      this.open('name')
-      const name = this.text()
-      this.close('name')
+      let name: string
+      const p = this.pos
+      if (s.startsWith('<member><name>', p)) {
+        // Compact member: <member><name>N</name><value>…</value></member>
+        const lt = s.indexOf('<', p + 14)
+        if (lt !== -1 && s.startsWith('</name>', lt)) {
+          name = s.slice(p + 14, lt)
+          if (name.indexOf('&') !== -1 || name.indexOf('\r') !== -1) name = decodeText(name, p + 14, this)
+          this.pos = lt + 7
+        } else {
+          this.pos = p + 14
+          name = this.text()
+          this.close('name')
+        }
+      } else {
+        this.skipMisc()
+        if (s.charCodeAt(this.pos) === LT && s.charCodeAt(this.pos + 1) === SLASH) break
+        this.open('member')
+        this.open('name')
+        name = this.text()
+        this.close('name')
+      }
       const v = this.value()
-      this.close('member')
+      if (s.startsWith('</member>', this.pos)) this.pos += 9
+      else this.close('member')
       if (name === '__proto__') Object.defineProperty(out, name, { value: v, enumerable: true, writable: true })
       else out[name] = v
     }
-    this.close('struct')
+    if (s.startsWith('</struct>', this.pos)) this.pos += 9
+    else this.close('struct')
     return out
   }
 
   array(): WireValue[] {
+    if (!this.openMaybeEmpty('array')) return []
+    if (!this.openMaybeEmpty('data')) {
+      this.close('array')
+      return []
+    }
+    return this.arrayBody()
+  }
+
+  /** The values of an <array><data> whose opening tags were consumed, and the closing tags. */
+  arrayBody(): WireValue[] {
     const out: WireValue[] = []
-    if (!this.openMaybeEmpty('array')) return out
-    if (this.openMaybeEmpty('data')) {
-      const s = this.s
-      for (;;) {
+    const s = this.s
+    for (;;) {
+      if (!s.startsWith('<value>', this.pos)) {
         this.skipMisc()
         if (s.charCodeAt(this.pos) === LT && s.charCodeAt(this.pos + 1) === SLASH) break
-        out.push(this.value())
       }
-      this.close('data')
+      out.push(this.value())
     }
-    this.close('array')
+    if (s.startsWith('</data></array>', this.pos)) this.pos += 15
+    else {
+      this.close('data')
+      this.close('array')
+    }
     return out
   }
 }
@@ -489,4 +556,3 @@ function parseDouble(raw: string): number | undefined {
   if (!/^[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$/.test(t)) return undefined
   return Number(t)
 }
-
