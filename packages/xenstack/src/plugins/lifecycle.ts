@@ -186,6 +186,22 @@ function record(a: OpenedArchive, dir: string): Omit<InstalledPlugin, 'id' | 'in
   }
 }
 
+/** A component name already defined by another installed plugin (nailgun: AlreadyExists "Plugin X is overlapping with Y"). */
+function componentOverlap(store: StateStore, plugin: LoadedPlugin): { message: string; other: string } | undefined {
+  for (const other of store.plugins.list()) {
+    if (other.name === plugin.name) continue
+    for (const c of plugin.components) {
+      if ((other.data.components ?? []).some((o: { name?: string }) => o?.name === c.name)) {
+        return {
+          message: `Plugin ${plugin.name} is overlapping with ${other.name}==${other.version}: component "${c.name}" is already defined by ${other.name}`,
+          other: `${other.name}==${other.version}`,
+        }
+      }
+    }
+  }
+  return undefined
+}
+
 /** Installs an archive. Another version of the same major is refused (that is `update`); other majors coexist. */
 export function installPlugin(store: StateStore, file: string, options: LoadOptions = {}): InstalledPlugin {
   const a = openArchive(file, options)
@@ -195,6 +211,14 @@ export function installPlugin(store: StateStore, file: string, options: LoadOpti
       `plugin ${name}==${version} is already installed`,
       'conflict',
       `remove it first with "xenstack plugins remove ${name}==${version}"`,
+    )
+  }
+  const overlap = componentOverlap(store, a.plugin)
+  if (overlap) {
+    throw new PluginLifecycleError(
+      overlap.message,
+      'conflict',
+      `remove ${overlap.other} first, or rename the component`,
     )
   }
   const sameMajor = store.plugins.byName(name).find((p) => pluginMajor(p.version) === pluginMajor(version))

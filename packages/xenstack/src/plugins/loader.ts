@@ -39,6 +39,8 @@ export interface LoadOptions {
   coreTasks?: LocatedTask[]
   /** Name of the release the core tasks come from, for messages. */
   releaseName?: string
+  /** The release's components: a plugin may not define one of these names. */
+  releaseComponents?: Component[]
 }
 
 export interface LoadedPlugin {
@@ -563,7 +565,25 @@ export function loadPluginFiles(files: PluginFiles, subject: string, options: Lo
   const components = ((load('components.yaml') as Component[] | undefined) ?? []).filter(
     (c) => c && typeof c === 'object',
   )
-  if (sources['components.yaml']) issues.push(...componentIssues(sources['components.yaml'], components))
+  if (sources['components.yaml']) {
+    const src = sources['components.yaml']
+    issues.push(...componentIssues(src, components))
+    const taken = new Set((options.releaseComponents ?? []).map((c) => c.name))
+    components.forEach((c, i) => {
+      if (taken.has(c.name)) {
+        issues.push(
+          src.issue(
+            [i, 'name'],
+            `Plugin ${metadata.name} is overlapping with the release${options.releaseName ? ` "${options.releaseName}"` : ''}: component "${c.name}" is already defined by the release`,
+            {
+              expected: 'a component name the release does not define',
+              found: `"${c.name}"`,
+            },
+          ),
+        )
+      }
+    })
+  }
   const nodeRoles = (load('node_roles.yaml') as Record<string, any> | undefined) ?? {}
   const volumes = load('volumes.yaml') as Record<string, any> | undefined
   const networkRoles = (load('network_roles.yaml') as Record<string, any>[] | undefined) ?? []

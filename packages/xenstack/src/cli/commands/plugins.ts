@@ -65,7 +65,12 @@ function releaseFor(opt?: string): Release {
 
 function loadOptions(o: Common): LoadOptions {
   const release = releaseFor(o.release)
-  return { defines: defines(o.define), coreTasks: release.tasks, releaseName: release.name }
+  return {
+    defines: defines(o.define),
+    coreTasks: release.tasks,
+    releaseName: release.name,
+    releaseComponents: release.components,
+  }
 }
 
 function openStore(o: Common): StateStore {
