@@ -278,8 +278,9 @@ class Parser {
 
   value(): WireValue {
     this.ws()
-    if (this.s.startsWith('<value/>', this.pos)) {
-      this.pos += 8
+    const selfClosed = /^<value\s*\/>/.exec(this.s.slice(this.pos, this.pos + 16)) // `<value/>`, `<value />`
+    if (selfClosed) {
+      this.pos += selfClosed[0].length
       return ''
     }
     this.open('value')
@@ -290,7 +291,7 @@ class Parser {
       this.pos = start
       return this.text('value')
     }
-    const m = /^<([a-zA-Z0-9.]+)(\/?)>/.exec(this.s.slice(this.pos, this.pos + 40))
+    const m = /^<([a-zA-Z0-9.]+)\s*(\/?)>/.exec(this.s.slice(this.pos, this.pos + 40))
     if (!m) this.fail('expected a value type tag')
     const tag = m[1]
     this.pos += m[0].length
@@ -350,8 +351,9 @@ class Parser {
           this.close('data')
         } else {
           this.ws()
-          if (!this.s.startsWith('<data/>', this.pos)) this.fail('expected <data>')
-          this.pos += 7
+          const d = /^<data\s*\/>/.exec(this.s.slice(this.pos, this.pos + 16)) // `<data/>`, `<data />`
+          if (!d) this.fail('expected <data>')
+          this.pos += d[0].length
         }
         this.close('array')
         v = a
@@ -392,7 +394,8 @@ export function decodeMethodCall(xml: string): DecodedCall {
   const method = p.text('methodName').trim()
   const params: WireValue[] = []
   p.ws()
-  if (p.s.startsWith('<params/>', p.pos)) p.pos += 9
+  const empty = /^<params\s*\/>/.exec(p.s.slice(p.pos, p.pos + 16)) // `<params/>` or `<params />` (@vates/xml-rpc)
+  if (empty) p.pos += empty[0].length
   else if (p.tryOpen('params')) {
     while (p.tryOpen('param')) {
       params.push(p.value())
