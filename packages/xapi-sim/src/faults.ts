@@ -171,23 +171,34 @@ export class FaultInjector {
     return this.rules.length === 0
   }
 
+  /** True when some rule of these kinds (optionally: with a `path`) is installed. */
+  has(kinds: readonly FaultKind[], withPath = false): boolean {
+    return this.rules.some((r) => kinds.includes(r.rule.kind) && (!withPath || r.rule.path !== undefined))
+  }
+
+  /** Called after every add/remove/clear (the server installs or removes its hooks). */
+  onChange?: () => void
+
   add(rule: FaultRule): string {
     const id = rule.id ?? `f${this.nextId++}`
     if (this.rules.some((r) => r.rule.id === id)) throw new FaultRuleError('id', `a rule with id ${id} already exists`)
     const live: LiveRule = { rule: { ...rule, id }, matched: 0, injected: 0 }
     if (rule.path === undefined || rule.method !== undefined) live.re = globToRegExp(rule.method ?? '*')
     this.rules.push(live)
+    this.onChange?.()
     return id
   }
 
   remove(id: string): boolean {
     const before = this.rules.length
     this.rules = this.rules.filter((r) => r.rule.id !== id)
+    this.onChange?.()
     return this.rules.length !== before
   }
 
   clear(): void {
     this.rules = []
+    this.onChange?.()
   }
 
   list(): (FaultRule & { id: string; matched: number; injected: number })[] {
@@ -205,11 +216,15 @@ export class FaultInjector {
     return t
   }
 
-  /** Decides the fault for one API call (method as called, e.g. `Async.VM.start`). First firing rule wins. */
-  forCall(method: string): FaultAction | undefined {
+  /**
+   * Decides the fault for one API call (method as called, e.g. `Async.VM.start`), among rules of `kinds` (all when
+   * omitted). Rules are tried in order; the first that fires wins.
+   */
+  forCall(method: string, kinds?: readonly FaultKind[]): FaultAction | undefined {
     if (this.rules.length === 0) return undefined
     const bare = method.startsWith('Async.') ? method.slice(6) : method
     for (const r of this.rules) {
+      if (kinds && !kinds.includes(r.rule.kind)) continue
       if (!r.re || !(r.re.test(method) || r.re.test(bare))) continue
       const a = this.fire(r)
       if (a) return a

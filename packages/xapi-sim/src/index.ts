@@ -47,3 +47,64 @@ export { formatToken, parseToken } from './semantics/event.js'
 export { parseQuery, evalQuery, constructorRecord } from './semantics/implicit.js'
 export { refreshVmOperations, assertVmOperation, hasPvDrivers, allocate, release, cloneVdi } from './semantics/vm.js'
 export { formatXapiDate, nowXapi } from './time.js'
+
+// S2 "sim io": disks, plugins, scenarios, persistence, faults, the server and its CLI.
+export {
+  VhdFormatError,
+  vhdToRaw,
+  planVhdExport,
+  inspectVhd,
+  chsGeometry,
+  encodeFooter,
+  decodeFooter,
+  encodeDynamicHeader,
+  decodeDynamicHeader,
+  vhdChecksum,
+  writeSparse,
+  VHD_SECTOR,
+  VHD_DEFAULT_BLOCK_SIZE,
+} from './vhd.js'
+export type { VhdDiskType, VhdFooter, VhdDynamicHeader, VhdInfo, VhdExport } from './vhd.js'
+export { DiskStore, installDiskHandlers } from './disk.js'
+export { runPlugin, parsePluginOutput, PluginError, PYTHON_SUPPORT_DIR, defaultPluginsDir } from './plugins.js'
+export type { PluginCall } from './plugins.js'
+export { FaultInjector, FaultRuleError, parseFaultRule, parseFaultFlag, FAULT_KINDS } from './faults.js'
+export type { FaultRule, FaultKind, FaultAction, FaultCounters } from './faults.js'
+export { installFaults, installAdmin } from './admin.js'
+export type { AdminHooks } from './admin.js'
+export {
+  parseScenario,
+  validateScenario,
+  loadScenarioFile,
+  defaultScenario,
+  generatedScenario,
+  parseSize,
+  ScenarioError,
+  KNOWN_VERSIONS,
+} from './scenario.js'
+export type {
+  Scenario,
+  ScenarioPool,
+  ScenarioHost,
+  ScenarioSr,
+  ScenarioNetwork,
+  ScenarioPif,
+  ScenarioVm,
+  ScenarioDisk,
+  ScenarioPatch,
+  ScenarioPlugin,
+} from './scenario.js'
+export {
+  StatePersister,
+  readState,
+  restoreRows,
+  hashPassword,
+  verifyPassword,
+  StateError,
+  STATE_FORMAT,
+} from './persist.js'
+export type { StateFile, PasswordHash } from './persist.js'
+export { startSimServer, generatePassword, poolDescription, installPlugins } from './server.js'
+export type { SimServer, SimServerOptions, SimPool } from './server.js'
+export { startSimCli, runSimCli, xapiSimMain, simOptionsFromCli, SimCliError } from './cli.js'
+export type { SimCliOptions } from './cli.js'

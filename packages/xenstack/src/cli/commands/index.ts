@@ -4,7 +4,8 @@
  */
 import type { Command } from 'commander'
 import * as plugins from './plugins.js'
+import * as sim from './sim.js'
 import * as start from './start.js'
 import * as version from './version.js'
 
-export const commandModules: { register(program: Command): void }[] = [start, plugins, version]
+export const commandModules: { register(program: Command): void }[] = [start, sim, plugins, version]
