@@ -25,3 +25,6 @@ export {
   type LabNetworkSettings,
 } from './topology.js'
 export { CommandError, type RunResult } from './sys.js'
+export { linkSimulator, type LabSimulator, type LabSimulatorOptions } from './simulator-link.js'
+export { XenstoreDomain } from './xenstore.js'
+export { machineSnapshot, compareSnapshots, type MachineSnapshot } from './snapshot.js'

@@ -52,6 +52,7 @@ import { connect } from 'node:net'
 import { join } from 'node:path'
 import { HOST_PROGRAMS } from './host-programs.js'
 import { XenstoreDomain } from './xenstore.js'
+import { linkSimulator, type LabSimulator, type LabSimulatorOptions } from './simulator-link.js'
 import {
   CommandError,
   cmdline,
@@ -91,6 +92,8 @@ export interface LabOptions extends LabEnvironment {
   seed?: (host: LabHostPlan, paths: { etc: string; root: string; var: string }) => void | Promise<void>
   /** Progress lines (timings); default: none. */
   log?: (line: string) => void
+  /** Start an xapi-sim pool wired to the lab (see simulator-link.ts). Default false. */
+  simulator?: boolean | LabSimulatorOptions
 }
 
 export interface LabSshEndpoint {
@@ -144,6 +147,8 @@ export class Lab {
   private readonly xenstores = new Map<string, XenstoreDomain>()
   private readonly downHooks: (() => Promise<void> | void)[] = []
   private downed = false
+  /** The simulator pool wired to this lab (with `simulator: true`). */
+  simulator?: LabSimulator
 
   private constructor(
     readonly name: string,
@@ -410,6 +415,17 @@ export class Lab {
       for (const x of lab.xenstores.values()) await x.close()
       await destroyLabDir(dir, { skipPid: process.pid }).catch(() => {})
       throw e
+    }
+    if (options.simulator) {
+      try {
+        lab.simulator = await linkSimulator(lab, options.simulator === true ? {} : options.simulator, log)
+        const sim = lab.simulator
+        lab.onDown(() => sim.close())
+      } catch (e) {
+        await lab.down()
+        throw e
+      }
+      lap(`simulator ${lab.simulator.url}`)
     }
     log(`lab ${name} up: ${Math.round(performance.now() - t0)} ms`)
     return lab
@@ -843,6 +859,7 @@ export function writeState(dir: string, state: LabState): void {
 }
 
 function stripFunctions(o: LabOptions): LabEnvironment {
+  // the simulator's password never goes into state
   const { hosts, controllers, storageNode, networks, httpProbePort } = o
   return JSON.parse(JSON.stringify({ hosts, controllers, storageNode, networks, httpProbePort })) as LabEnvironment
 }

@@ -1,0 +1,201 @@
+/**
+ * One with the simulator: an xapi-sim pool whose hosts, VMs and VIFs are the lab's.
+ *
+ * - Hosts `xs<i>` (one per dom0 host); each host's `host.call_plugin` runs the plugin files found in that dom0's
+ *   /etc/xapi.d/plugins (its backing dir, so files written into dom0 over ssh are callable at once).
+ * - A running VM `compute-<i>` on `xs<i>` per compute host, PV drivers present, with VIFs device 0 on the management
+ *   network (xenbr0) and device 1 on the storage network (xenbr1) whose MACs are the compute host's eth0/eth1 MACs.
+ *   Networks: the pool-wide management network (xenbr0), `storage` (xenbr1) and the Host internal management network
+ *   (xenapi, other_config:is_host_internal_management_network=true).
+ * - A VIF of a compute VM that becomes attached (VIF.plug, or VM start with the VIF) makes the lab attach a NIC
+ *   `eth<device>` with the VIF's MAC to the compute host, its dom0 end `vif1.<device>` in the network's bridge in dom0;
+ *   unplug or destroy detaches it. VIF.plug/unplug/destroy return only once the lab has done so (as XAPI's hotplug).
+ * - VM.xenstore_data is what the compute host's xenstore-read sees (kept in sync on every change).
+ */
+import {
+  generatePassword,
+  startSimServer,
+  validateScenario,
+  type Change,
+  type SimServer,
+  type Simulator,
+} from '@xenstack/xapi-sim'
+import type { Lab } from './lab.js'
+
+export interface LabSimulatorOptions {
+  /** root's password (default: generated per lab, never written to disk). */
+  password?: string
+  /** XenServer product_version of the pool (default 7.1.0). */
+  version?: string
+}
+
+export interface LabSimulator {
+  url: string
+  username: string
+  password: string
+  server: SimServer
+  sim: Simulator
+  /** Lab host name (dom0-<i> and compute-<i>) → XAPI ref (host or VM). */
+  refs: Map<string, string>
+  /** Resolves once the lab has acted on every simulator change so far. */
+  settled(): Promise<void>
+  /** Errors the lab met acting on simulator changes (also logged). */
+  errors: string[]
+  close(): Promise<void>
+}
+
+export async function linkSimulator(
+  lab: Lab,
+  opts: LabSimulatorOptions = {},
+  log: (line: string) => void = () => {},
+): Promise<LabSimulator> {
+  const dom0s = lab.hosts.filter((h) => h.role === 'dom0')
+  const computes = lab.hosts.filter((h) => h.role === 'compute')
+  const password = opts.password ?? generatePassword()
+  const scenario = validateScenario(
+    {
+      name: `lab-${lab.name}`,
+      pools: [
+        {
+          name: lab.name,
+          version: opts.version ?? '7.1.0',
+          hosts: dom0s.map((d) => ({ name: d.xapiHost, plugins_dir: lab.backingPath(d.name, '/etc/xapi.d/plugins') })),
+          srs: [{ name: 'Local storage', type: 'ext', size: '500GiB', default: true }],
+          networks: [
+            { name: 'Pool-wide network associated with eth0', bridge: 'xenbr0', pifs: 'management' },
+            { name: 'storage', bridge: 'xenbr1', pifs: 'all' },
+          ],
+          compute_vm_per_host: false,
+          templates: 'default',
+          vms: computes.map((c) => ({
+            name: c.name,
+            host: c.xapiHost,
+            power_state: 'Running',
+            pv_drivers: true,
+            networks: ['Pool-wide network associated with eth0', 'storage'],
+            other_config: { 'xenstack-lab-host': c.name },
+          })),
+        },
+      ],
+    },
+    `lab:${lab.name}`,
+  )
+  const server = await startSimServer({ scenario, password, listen: '127.0.0.1:0' })
+  const sim = server.pools[0].sim
+  const db = sim.db
+  const refs = new Map<string, string>()
+  const vmHost = new Map<string, string>() // VM ref → lab compute host
+  const labWired = new Set<string>() // VIF refs of the compute hosts' eth0/eth1
+  for (const d of dom0s) {
+    const ref = db.find('host', (r) => r.name_label === d.xapiHost)
+    if (ref) refs.set(d.name, ref)
+  }
+  for (const c of computes) {
+    const ref = db.find('VM', (r) => r.name_label === c.name && !r.is_a_template)
+    if (!ref) throw new Error(`lab ${lab.name}: the simulator has no VM ${c.name}`)
+    refs.set(c.name, ref)
+    vmHost.set(ref, c.name)
+    const plan = lab.hostPlan(c.name)
+    // the VIFs the lab wired itself carry the lab interfaces' MACs
+    for (const vif of db.get(ref)!.VIFs as string[]) {
+      const device = String(db.get(vif)!.device)
+      const link = plan.links.find((l) => l.name === `eth${device}`)
+      if (link?.mac) {
+        db.update(vif, { MAC: link.mac, currently_attached: true })
+        labWired.add(vif)
+      }
+    }
+    db.update(ref, { domid: 1 })
+    const xs = lab.xenstore(c.name)
+    xs.vmUuid = String(db.get(ref)!.uuid)
+    xs.setXapiData((db.get(ref)!.xenstore_data as Record<string, string>) ?? {})
+  }
+
+  // -- reacting to changes ------------------------------------------------------------------------------
+  const errors: string[] = []
+  let chain: Promise<void> = Promise.resolve()
+  const attached = new Map<string, { host: string; device: number }>() // VIF ref → NIC
+  const enqueue = (what: string, fn: () => Promise<void>) => {
+    chain = chain.then(fn).catch((e: Error) => {
+      const line = `lab ${lab.name}: ${what}: ${e.message}`
+      errors.push(line)
+      log(line)
+    })
+  }
+  const bridgeOf = (network: string) => String(db.get(network)?.bridge ?? '')
+  const onVif = (c: Change) => {
+    const host = vmHost.get(String(c.rec.VM))
+    if (!host) return
+    // eth0/eth1 are the lab's own wiring: always there, never hot-plugged
+    if (labWired.has(c.ref)) return
+    const device = Number(c.rec.device)
+    const want = c.op !== 'del' && c.rec.currently_attached === true
+    const have = attached.get(c.ref)
+    if (want && !have) {
+      const mac = String(c.rec.MAC)
+      const bridge = bridgeOf(String(c.rec.network))
+      attached.set(c.ref, { host, device })
+      enqueue(`attach VIF ${device} (${mac}) to ${host}`, async () => {
+        await lab.attachGuestInterface(host, device, mac, bridge)
+        log(`attached eth${device} (${mac}, bridge ${bridge}) to ${host}`)
+      })
+    } else if (!want && have) {
+      attached.delete(c.ref)
+      enqueue(`detach VIF ${have.device} from ${have.host}`, async () => {
+        await lab.detachGuestInterface(have.host, have.device)
+        log(`detached eth${have.device} from ${have.host}`)
+      })
+    }
+  }
+  const onChange = (c: Change) => {
+    if (c.cls === 'VIF') onVif(c)
+    else if (c.cls === 'VM' && vmHost.has(c.ref) && (c.op !== 'mod' || c.fields?.includes('xenstore_data'))) {
+      const host = vmHost.get(c.ref)!
+      lab.xenstore(host).setXapiData(c.op === 'del' ? {} : ((c.rec.xenstore_data as Record<string, string>) ?? {}))
+    }
+  }
+  db.on('change', onChange)
+
+  // hotplug is synchronous in XAPI: the call returns once the device is there (or gone)
+  const restore: (() => void)[] = []
+  for (const m of [
+    'VIF.plug',
+    'VIF.unplug',
+    'VIF.unplug_force',
+    'VIF.destroy',
+    'VM.start',
+    'VM.start_on',
+    'VM.clean_shutdown',
+    'VM.hard_shutdown',
+    'VM.shutdown',
+    'VM.clean_reboot',
+    'VM.hard_reboot',
+  ]) {
+    const impl = sim.messages.implementation(m)
+    if (!impl) continue
+    restore.push(
+      sim.messages.override(m, async (ctx, args) => {
+        const r = await impl(ctx, args)
+        await chain
+        return r
+      }),
+    )
+  }
+
+  return {
+    url: server.url,
+    username: 'root',
+    password,
+    server,
+    sim,
+    refs,
+    errors,
+    settled: () => chain,
+    close: async () => {
+      db.off('change', onChange)
+      for (const r of restore) r()
+      await chain
+      await server.close()
+    },
+  }
+}
