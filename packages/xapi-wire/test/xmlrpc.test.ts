@@ -1,6 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
+import { createRequire } from 'node:module'
 import { hasExecutable, requirePrerequisite, SYSTEM_PYTHON } from '@xenstack/testkit'
 import {
   decodeMethodCall,
@@ -339,4 +340,50 @@ test('an independent codec (Python xmlrpc.client) reads what we write and we rea
     'import sys, xmlrpc.client as x; sys.stdout.write(x.dumps(("OpaqueRef:s", {"a": [1, 2.5]}, "日本"), "VM.start"))',
   ]).toString('utf8')
   assert.deepEqual(decodeMethodCall(call), { method: 'VM.start', params: ['OpaqueRef:s', { a: [1, 2.5] }, '日本'] })
+})
+
+test("Xen Orchestra's XML-RPC codec (@vates/xml-rpc, as xen-api uses it) and ours read each other", () => {
+  const require = createRequire(import.meta.url)
+  const { formatXml } = require('@vates/xml/format') as { formatXml: (tree: unknown, o: { indent: string }) => string }
+  const { parseXml } = require('@vates/xml/parse') as { parseXml: (xml: string) => unknown }
+  const { xmlRpcFormatter } = require('@vates/xml-rpc/formatter') as {
+    xmlRpcFormatter: { format_methodCall: (c: { methodName: string; params: unknown[] }) => unknown }
+  }
+  const { xmlRpcParser } = require('@vates/xml-rpc/parser') as { xmlRpcParser: { parse: (tree: unknown) => unknown } }
+  // What xen-api sends: self-closing tags with a space (<data />, <struct />, <nil />), ISO dates, <int>.
+  const call = formatXml(
+    xmlRpcFormatter.format_methodCall({
+      methodName: 'VM.start',
+      params: ['OpaqueRef:s', [], {}, '', null, 5, 1.5, true, new Date(0), { a: { b: ['x', 'ż'] } }],
+    }),
+    { indent: '' },
+  )
+  assert.match(call, /<data \/>/)
+  assert.deepEqual(decodeMethodCall(call), {
+    method: 'VM.start',
+    params: ['OpaqueRef:s', [], {}, '', null, 5, 1.5, true, '1970-01-01T00:00:00.000Z', { a: { b: ['x', 'ż'] } }],
+  })
+  const noParams = formatXml(xmlRpcFormatter.format_methodCall({ methodName: 'system.listMethods', params: [] }), {
+    indent: '',
+  })
+  assert.deepEqual(decodeMethodCall(noParams), { method: 'system.listMethods', params: [] })
+  // What we send as XAPI, read by xen-api's parser.
+  const rec = { uuid: 'u', memory_static_max: 8589934592, is_a_template: false, other_config: { a: '<b>' }, tags: [] }
+  const xml = encodeSuccessResponse({ 'OpaqueRef:v': rec }, T('(VM ref -> VM record) map'))
+  assert.deepEqual(xmlRpcParser.parse(parseXml(xml)), {
+    params: [
+      {
+        Status: 'Success',
+        Value: {
+          'OpaqueRef:v': {
+            uuid: 'u',
+            memory_static_max: '8589934592',
+            is_a_template: false,
+            other_config: { a: '<b>' },
+            tags: [],
+          },
+        },
+      },
+    ],
+  })
 })
