@@ -1,0 +1,169 @@
+/**
+ * The executor interface: every change xenstack makes on a machine goes through `run`, `put` and `get`.
+ *
+ * A command is either a shell string or an argv array; argv elements may be `Secret`s, which are passed to the
+ * node as their real value but shown as `***` in errors and logs. Implementations: `LocalExecutor` (this
+ * machine, or a prefix such as `nsenter …`) and `SshExecutor` (one reused ssh2 connection per host).
+ */
+import type { Readable } from 'node:stream'
+import { type MaybeSecret, Secret, display, redact, reveal } from './secret.js'
+
+export type CommandArg = MaybeSecret
+export type Command = string | Secret | readonly CommandArg[]
+
+export interface RunOptions {
+  /** Written to the command's standard input, then closed. */
+  stdin?: string | Buffer | Secret
+  /** Extra environment variables (values may be secret). */
+  env?: Record<string, MaybeSecret>
+  /** Working directory on the node. */
+  cwd?: string
+  /** Kill the command after this long and fail with a timeout error. */
+  timeoutMs?: number
+  /** Exit codes that are not failures (default `[0]`). */
+  allowedExitCodes?: readonly number[]
+  /** More values to scrub from the command line, stdout and stderr shown in errors. */
+  secrets?: readonly MaybeSecret[]
+}
+
+export interface RunResult {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+export interface PutOptions {
+  /** File mode of the written file (default 0o644; an existing file's mode is replaced). */
+  mode?: number
+}
+
+export interface Executor {
+  /** The name used in errors and logs, e.g. `root@dom0:22` or `local`. */
+  readonly host: string
+  run(command: Command, options?: RunOptions): Promise<RunResult>
+  /** Writes a file (atomically: a temporary file in the same directory, then renamed). */
+  put(path: string, data: string | Buffer | Readable, options?: PutOptions): Promise<void>
+  get(path: string): Promise<Buffer>
+  close(): Promise<void>
+}
+
+/** POSIX shell single-quoting. */
+export function shellQuote(arg: string): string {
+  if (arg !== '' && /^[A-Za-z0-9_@%+=:,./-]+$/.test(arg)) return arg
+  return `'${arg.replace(/'/g, `'\\''`)}'`
+}
+
+/**
+ * Builds the shell line run on the node and the redacted line shown to people.
+ * The env and cwd are part of the line, so they work the same locally and over SSH (sshd drops most env).
+ */
+export function renderCommand(command: Command, options: RunOptions = {}): { line: string; shown: string } {
+  const parts: { line: string; shown: string }[] = []
+  if (options.cwd !== undefined) {
+    const q = shellQuote(options.cwd)
+    parts.push({ line: `cd ${q} &&`, shown: `cd ${q} &&` })
+  }
+  const env = Object.entries(options.env ?? {})
+  if (env.length > 0) {
+    for (const [k] of env) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
+        throw new Error(`environment variable name ${JSON.stringify(k)} is not valid`)
+    }
+    parts.push({
+      line: 'env ' + env.map(([k, v]) => `${k}=${shellQuote(reveal(v))}`).join(' '),
+      shown: 'env ' + env.map(([k, v]) => `${k}=${v instanceof Secret ? '***' : shellQuote(v)}`).join(' '),
+    })
+  }
+  if (typeof command === 'string' || command instanceof Secret) {
+    const text = reveal(command)
+    const shown = display(command)
+    // A shell string runs under sh -c so env/cwd prefixes apply to the whole line.
+    if (parts.length > 0) parts.push({ line: `sh -c ${shellQuote(text)}`, shown: `sh -c ${shellQuote(shown)}` })
+    else parts.push({ line: text, shown })
+  } else {
+    if (command.length === 0) throw new Error('empty command')
+    parts.push({
+      line: command.map((a) => shellQuote(reveal(a))).join(' '),
+      shown: command.map((a) => (a instanceof Secret ? '***' : shellQuote(a))).join(' '),
+    })
+  }
+  return { line: parts.map((p) => p.line).join(' '), shown: parts.map((p) => p.shown).join(' ') }
+}
+
+/** Every secret a command and its options carry (to scrub from output shown in errors). */
+export function secretsOf(command: Command, options: RunOptions = {}): MaybeSecret[] {
+  const out: MaybeSecret[] = [...(options.secrets ?? [])]
+  if (command instanceof Secret) out.push(command)
+  else if (Array.isArray(command)) for (const a of command) if (a instanceof Secret) out.push(a)
+  for (const v of Object.values(options.env ?? {})) if (v instanceof Secret) out.push(v)
+  if (options.stdin instanceof Secret) out.push(options.stdin)
+  return out
+}
+
+function tail(text: string, lines: number): string {
+  const all = text.trimEnd().split('\n')
+  return all.slice(-lines).join('\n')
+}
+
+/** A command exited with a code that was not allowed. */
+export class CommandError extends Error {
+  readonly host: string
+  readonly command: string
+  readonly code: number
+  readonly stderrTail: string
+  readonly stdoutTail: string
+
+  constructor(host: string, shownCommand: string, result: RunResult, secrets: readonly MaybeSecret[] = []) {
+    const stderrTail = redact(tail(result.stderr, 10), secrets)
+    const stdoutTail = redact(tail(result.stdout, 5), secrets)
+    const command = redact(shownCommand, secrets)
+    super(
+      `${host}: command failed with exit code ${result.code}: ${command}` +
+        (stderrTail
+          ? `\n--- last lines of stderr ---\n${stderrTail}`
+          : stdoutTail
+            ? `\n--- last lines of stdout ---\n${stdoutTail}`
+            : ''),
+    )
+    this.name = 'CommandError'
+    this.host = host
+    this.command = command
+    this.code = result.code
+    this.stderrTail = stderrTail
+    this.stdoutTail = stdoutTail
+  }
+}
+
+export class CommandTimeoutError extends Error {
+  constructor(
+    readonly host: string,
+    readonly command: string,
+    readonly timeoutMs: number,
+  ) {
+    super(`${host}: command did not finish within ${timeoutMs} ms and was killed: ${command}`)
+    this.name = 'CommandTimeoutError'
+  }
+}
+
+/** Throws `CommandError` unless the exit code is allowed. */
+export function checkExit(
+  host: string,
+  shown: string,
+  result: RunResult,
+  options: RunOptions,
+  secrets: readonly MaybeSecret[],
+): RunResult {
+  const allowed = options.allowedExitCodes ?? [0]
+  if (!allowed.includes(result.code)) throw new CommandError(host, shown, result, secrets)
+  return result
+}
+
+/** The shell script `put` runs on the node: write to a temporary file beside the target, then rename it. */
+export function atomicWriteScript(path: string, mode: number): string {
+  const p = shellQuote(path)
+  const m = (mode & 0o7777).toString(8).padStart(4, '0')
+  return (
+    `set -e; d=$(dirname ${p}); b=$(basename ${p}); t=$(mktemp "$d/.$b.xenstack-XXXXXX"); ` +
+    `trap 'rm -f "$t"' EXIT; cat > "$t"; chmod ${m} "$t"; mv -f "$t" ${p}; trap - EXIT`
+  )
+}

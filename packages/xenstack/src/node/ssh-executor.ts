@@ -1,0 +1,280 @@
+/**
+ * Runs commands on a host over SSH (the `ssh2` library): one connection per executor, opened on first use and
+ * reused by every command (up to `maxChannels` at once, below sshd's default MaxSessions of 10), reopened if it drops.
+ *
+ * Host keys are always verified against a `KnownHostsStore`. An unknown host is refused unless the caller asked for
+ * trust on first use, which pins the key it saw; a host whose key differs from the pinned one is refused with both
+ * fingerprints. There is no switch to skip verification.
+ */
+import type { Readable } from 'node:stream'
+import { Client, type ClientChannel, type ConnectConfig } from 'ssh2'
+import {
+  type Command,
+  type Executor,
+  type PutOptions,
+  type RunOptions,
+  type RunResult,
+  CommandTimeoutError,
+  atomicWriteScript,
+  checkExit,
+  renderCommand,
+  secretsOf,
+  shellQuote,
+} from './executor.js'
+import {
+  type HostKey,
+  type KnownHostsStore,
+  HostKeyMismatchError,
+  UnknownHostKeyError,
+  fingerprint,
+  hostKeyFromBlob,
+} from './known-hosts.js'
+import { type MaybeSecret, Secret, redact, reveal } from './secret.js'
+
+export interface SshExecutorOptions {
+  host: string
+  port?: number
+  username?: string
+  /** Private key (PEM/OpenSSH text). */
+  privateKey?: string | Buffer | Secret
+  passphrase?: Secret
+  password?: Secret
+  knownHosts: KnownHostsStore
+  /** Accept and pin the key of a host that has no pin yet (logged as a warning). Default false. */
+  trustOnFirstUse?: boolean
+  /** Name shown in errors (default `user@host:port`). */
+  name?: string
+  readyTimeoutMs?: number
+  maxChannels?: number
+  /** Receives warnings (trust on first use); never receives secrets. */
+  log?: (message: string) => void
+}
+
+interface RawResult {
+  code: number
+  stdout: Buffer
+  stderr: Buffer
+}
+
+/** The host key algorithms ssh2 must negotiate to see a key of this type. */
+function algorithmsFor(type: string): string[] {
+  if (type === 'ssh-rsa') return ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']
+  return [type]
+}
+
+export class SshExecutor implements Executor {
+  readonly host: string
+  readonly #options: SshExecutorOptions
+  readonly #port: number
+  #client: Promise<Client> | undefined
+  #active = 0
+  readonly #waiting: (() => void)[] = []
+
+  constructor(options: SshExecutorOptions) {
+    if (!options.privateKey && !options.password) {
+      throw new Error(`ssh ${options.host}: give a privateKey or a password`)
+    }
+    this.#options = options
+    this.#port = options.port ?? 22
+    this.host = options.name ?? `${options.username ?? 'root'}@${options.host}:${this.#port}`
+  }
+
+  #connect(): Promise<Client> {
+    if (this.#client) return this.#client
+    const o = this.#options
+    const attempt = (async () => {
+      const pinned = await o.knownHosts.lookup(o.host, this.#port)
+      const client = new Client()
+      let verifyError: Error | undefined
+      const hostVerifier = (blob: Buffer, verify: (ok: boolean) => void): void => {
+        let presented: HostKey
+        try {
+          presented = hostKeyFromBlob(Buffer.from(blob))
+        } catch (e) {
+          verifyError = new Error(`${this.host}: host presented an unreadable key: ${(e as Error).message}`)
+          return verify(false)
+        }
+        const fp = fingerprint(presented.blob)
+        if (pinned.length === 0) {
+          if (!o.trustOnFirstUse) {
+            verifyError = new UnknownHostKeyError(this.host, `${presented.type} ${fp}`)
+            return verify(false)
+          }
+          o.log?.(`warning: ${this.host}: trusting on first use and pinning host key ${presented.type} ${fp}`)
+          o.knownHosts.pin(o.host, this.#port, presented).then(
+            () => verify(true),
+            (e: Error) => {
+              verifyError = new Error(`${this.host}: cannot pin host key: ${e.message}`)
+              verify(false)
+            },
+          )
+          return
+        }
+        if (pinned.some((k) => k.blob.equals(presented.blob))) return verify(true)
+        verifyError = new HostKeyMismatchError(
+          this.host,
+          pinned.map((k) => `${k.type} ${fingerprint(k.blob)}`),
+          `${presented.type} ${fp}`,
+        )
+        verify(false)
+      }
+      const config: ConnectConfig = {
+        host: o.host,
+        port: this.#port,
+        username: o.username ?? 'root',
+        readyTimeout: o.readyTimeoutMs ?? 20_000,
+        hostVerifier: hostVerifier as unknown as ConnectConfig['hostVerifier'],
+        keepaliveInterval: 15_000,
+      }
+      if (pinned.length > 0) {
+        // Ask for the pinned key types so a host with several keys presents the one we know.
+        const algs = [...new Set(pinned.flatMap((k) => algorithmsFor(k.type)))]
+        config.algorithms = { serverHostKey: algs as NonNullable<ConnectConfig['algorithms']>['serverHostKey'] }
+      }
+      if (o.privateKey !== undefined)
+        config.privateKey = o.privateKey instanceof Secret ? o.privateKey.reveal() : o.privateKey
+      if (o.passphrase !== undefined) config.passphrase = o.passphrase.reveal()
+      if (o.password !== undefined) config.password = o.password.reveal()
+      await new Promise<void>((resolve, reject) => {
+        const onError = (e: Error): void => {
+          client.removeListener('ready', onReady)
+          client.end()
+          const secrets: MaybeSecret[] = [o.password, o.passphrase].filter((s): s is Secret => s !== undefined)
+          reject(verifyError ?? new Error(`${this.host}: cannot connect: ${redact(e.message, secrets)}`))
+        }
+        const onReady = (): void => {
+          client.removeListener('error', onError)
+          resolve()
+        }
+        client.once('error', onError)
+        client.once('ready', onReady)
+        client.connect(config)
+      })
+      const forget = (): void => {
+        if (this.#client === attempt) this.#client = undefined
+      }
+      client.on('error', forget)
+      client.on('close', forget)
+      client.on('end', forget)
+      return client
+    })()
+    this.#client = attempt
+    attempt.catch(() => {
+      if (this.#client === attempt) this.#client = undefined
+    })
+    return attempt
+  }
+
+  async #acquire(): Promise<void> {
+    if (this.#active < (this.#options.maxChannels ?? 8)) {
+      this.#active++
+      return
+    }
+    await new Promise<void>((resolve) => this.#waiting.push(resolve))
+  }
+
+  #release(): void {
+    const next = this.#waiting.shift()
+    if (next) next()
+    else this.#active--
+  }
+
+  async #exec(
+    line: string,
+    shown: string,
+    stdin: Buffer | Readable | undefined,
+    timeoutMs?: number,
+  ): Promise<RawResult> {
+    const client = await this.#connect()
+    await this.#acquire()
+    try {
+      const stream = await new Promise<ClientChannel>((resolve, reject) =>
+        client.exec(line, (err, s) =>
+          err ? reject(new Error(`${this.host}: cannot open a channel for ${shown}: ${err.message}`)) : resolve(s),
+        ),
+      )
+      return await new Promise<RawResult>((resolve, reject) => {
+        const out: Buffer[] = []
+        const err: Buffer[] = []
+        let timedOut = false
+        const timer =
+          timeoutMs === undefined
+            ? undefined
+            : setTimeout(() => {
+                timedOut = true
+                try {
+                  stream.signal('KILL')
+                } catch {
+                  /* the server may not support signals; closing the channel ends the session */
+                }
+                stream.close()
+                reject(new CommandTimeoutError(this.host, shown, timeoutMs))
+              }, timeoutMs)
+        stream.on('data', (b: Buffer) => out.push(b))
+        stream.stderr.on('data', (b: Buffer) => err.push(b))
+        stream.on('error', (e: Error) => {
+          if (timer) clearTimeout(timer)
+          reject(new Error(`${this.host}: channel error running ${shown}: ${e.message}`))
+        })
+        stream.on('close', (code: number | null | undefined, signal?: string) => {
+          if (timer) clearTimeout(timer)
+          if (timedOut) return
+          const c = typeof code === 'number' ? code : signal ? 128 : 255
+          resolve({ code: c, stdout: Buffer.concat(out), stderr: Buffer.concat(err) })
+        })
+        if (stdin === undefined) stream.end()
+        else if (Buffer.isBuffer(stdin)) stream.end(stdin)
+        else stdin.pipe(stream)
+      })
+    } finally {
+      this.#release()
+    }
+  }
+
+  async run(command: Command, options: RunOptions = {}): Promise<RunResult> {
+    const { line, shown } = renderCommand(command, options)
+    const stdin =
+      options.stdin === undefined
+        ? undefined
+        : Buffer.from(options.stdin instanceof Secret ? reveal(options.stdin) : options.stdin)
+    const raw = await this.#exec(line, shown, stdin, options.timeoutMs)
+    const result = { code: raw.code, stdout: raw.stdout.toString('utf8'), stderr: raw.stderr.toString('utf8') }
+    return checkExit(this.host, shown, result, options, secretsOf(command, options))
+  }
+
+  async put(path: string, data: string | Buffer | Readable, options: PutOptions = {}): Promise<void> {
+    const shown = `write ${shellQuote(path)}`
+    const raw = await this.#exec(
+      atomicWriteScript(path, options.mode ?? 0o644),
+      shown,
+      typeof data === 'string' ? Buffer.from(data) : data,
+    )
+    checkExit(
+      this.host,
+      shown,
+      { code: raw.code, stdout: raw.stdout.toString(), stderr: raw.stderr.toString() },
+      {},
+      [],
+    )
+  }
+
+  async get(path: string): Promise<Buffer> {
+    const shown = `cat ${shellQuote(path)}`
+    const raw = await this.#exec(shown, shown, undefined)
+    if (raw.code !== 0)
+      checkExit(this.host, shown, { code: raw.code, stdout: '', stderr: raw.stderr.toString() }, {}, [])
+    return raw.stdout
+  }
+
+  async close(): Promise<void> {
+    const pending = this.#client
+    this.#client = undefined
+    if (!pending) return
+    const client = await pending.catch(() => undefined)
+    if (!client) return
+    await new Promise<void>((resolve) => {
+      client.once('close', () => resolve())
+      client.end()
+    })
+  }
+}
