@@ -167,13 +167,41 @@ export function checkSettingChange(
   value: unknown,
   models: Models = {},
 ): BlockingDependency[] {
+  const items = enabledItems(settings).filter((item) => !(path === item.path || path.startsWith(`${item.path}.`)))
+  return newlyHolding(items, settings, path, value, models)
+}
+
+/**
+ * fuel-ui's checkDependentRoles: the roles assigned to nodes (`rolesInUse`) whose `disable` restrictions read
+ * `settings.<path>` and would hold after the change. `roles` is the release's (and plugins') roles metadata.
+ */
+export function checkSettingChangeForRoles(
+  settings: SettingsTree,
+  path: string,
+  value: unknown,
+  roles: Record<string, { name?: string; restrictions?: unknown }>,
+  rolesInUse: string[],
+  models: Models = {},
+): BlockingDependency[] {
+  const items = [...new Set(rolesInUse)]
+    .filter((r) => roles[r])
+    .map((r) => ({ path: `role:${r}`, label: roles[r].name ?? r, restrictions: roles[r].restrictions }))
+  return newlyHolding(items, settings, path, value, models)
+}
+
+function newlyHolding(
+  items: { path: string; label: string; restrictions: unknown }[],
+  settings: SettingsTree,
+  path: string,
+  value: unknown,
+  models: Models,
+): BlockingDependency[] {
   const after = setPath(settings, path, value)
   const before: Models = { ...models, settings }
   const next: Models = { ...models, settings: after }
   const changed = `settings:${path}`
   const out: BlockingDependency[] = []
-  for (const item of enabledItems(settings)) {
-    if (path === item.path || path.startsWith(`${item.path}.`)) continue
+  for (const item of items) {
     for (const r of normalizeRestrictions(item.restrictions)) {
       if (r.action !== 'disable') continue
       const e = compile(r.condition, r.strict)

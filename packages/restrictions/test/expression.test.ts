@@ -9,6 +9,7 @@ import {
   ExpressionSyntaxError,
   checkRestrictions,
   checkSettingChange,
+  checkSettingChangeForRoles,
   evaluateExpression,
   normalizeRestriction,
   parseExpression,
@@ -214,6 +215,37 @@ test('switching off a setting an enabled one depends on is refused (both directi
   // allowed when the dependent is off
   s['fuel-plugin-xenserver'].metadata.enabled = false
   assert.deepEqual(checkSettingChange(s, 'common.libvirt_type.value', 'kvm'), [])
+})
+
+test('switching off a setting a role in use depends on is refused (checkDependentRoles)', () => {
+  const s = xenSettings()
+  const roles = {
+    mongo: {
+      name: 'Telemetry - MongoDB',
+      restrictions: [
+        {
+          condition: 'settings:additional_components.ceilometer.value == false',
+          message: 'MongoDB is only needed with Ceilometer.',
+        },
+      ],
+    },
+    compute: { name: 'Compute' },
+  }
+  assert.deepEqual(
+    checkSettingChangeForRoles(s, 'additional_components.ceilometer.value', false, roles, ['compute', 'mongo']),
+    [
+      {
+        dependent: 'role:mongo',
+        label: 'Telemetry - MongoDB',
+        condition: 'settings:additional_components.ceilometer.value == false',
+        message: 'MongoDB is only needed with Ceilometer.',
+      },
+    ],
+  )
+  assert.deepEqual(
+    checkSettingChangeForRoles(s, 'additional_components.ceilometer.value', false, roles, ['compute']),
+    [],
+  )
 })
 
 test('settings validation names the label and never shows a password', () => {

@@ -21,6 +21,7 @@ import { describeValue, parseYaml, ValidationError, type DocPath, type Issue, ty
 import {
   compareVersions,
   FILES,
+  LEGACY_STAGE,
   MIN_FUEL_VERSION,
   PACKAGE_VERSIONS,
   schemaFor,
@@ -389,6 +390,14 @@ function legacyTaskIssues(source: YamlSource, tasks: Record<string, any>[]): Iss
   const issues: Issue[] = []
   tasks.forEach((t, i) => {
     if (!t || typeof t !== 'object') return
+    if (typeof t.stage === 'string' && !LEGACY_STAGE.test(t.stage)) {
+      issues.push(
+        source.issue([i, 'stage'], `unknown stage`, {
+          expected: 'pre_deployment or post_deployment, optionally with a /<number> postfix (e.g. post_deployment/100)',
+          found: JSON.stringify(t.stage),
+        }),
+      )
+    }
     const req = REQUIRED_PARAMETERS[t.type]
     if (!req || !t.parameters || typeof t.parameters !== 'object') return
     for (const p of req) {

@@ -68,6 +68,9 @@ const str: Schema = { type: 'string' }
 const strList: Schema = { type: 'array', items: str }
 const roleSpec: Schema = { type: ['string', 'array'], items: str }
 
+/** Stages of legacy tasks.yaml: pre_deployment or post_deployment, with an optional /<number> postfix. */
+export const LEGACY_STAGE = /^(pre_deployment|post_deployment)(\/[-+]?\d+(\.\d+)?)?$/
+
 export const TASK_TYPES_V3 = [
   'puppet',
   'shell',
@@ -200,7 +203,8 @@ export function legacyTasksSchema(v: PackageVersion): Schema {
       required: ['role', 'stage', 'type', 'parameters'],
       properties: {
         role: roleSpec,
-        stage: { type: 'string', pattern: '^(pre_deployment|post_deployment)(/[-+]?\\d+(\\.\\d+)?)?$' },
+        // The stage's value is checked in loader.ts (legacyTaskIssues) with a clearer message.
+        stage: { type: 'string' },
         type: { enum: LEGACY_TASK_TYPES(v) },
         parameters: { type: 'object', required: ['timeout'], properties: { timeout: { type: 'number' } } },
       },

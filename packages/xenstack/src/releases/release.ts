@@ -282,3 +282,73 @@ export function findRelease(releases: Release[], key: string): Release | undefin
   const k = key.toLowerCase()
   return releases.find((r) => r.name.toLowerCase() === k || r.version === key)
 }
+
+/** A release as plain JSON (no source positions): what `release show --json`, the store and the API carry. */
+export function releaseToJSON(r: Release): Record<string, unknown> {
+  return {
+    name: r.name,
+    version: r.version,
+    operatingSystem: r.operatingSystem,
+    description: r.description,
+    state: r.state,
+    stages: r.stages,
+    groups: r.groups,
+    roles: r.roles,
+    networks: r.networks,
+    requiredComponentTypes: r.requiredComponentTypes,
+    components: r.components.map(({ source: _source, ...c }) => c),
+    settings: r.settings,
+    nicAttributes: r.nicAttributes,
+    bondAttributes: r.bondAttributes,
+    nodeAttributes: r.nodeAttributes,
+    tasks: r.tasks.map((t) => t.task),
+  }
+}
+
+/** A Release back from its JSON form (tasks without positions). */
+export function releaseFromJSON(j: Record<string, any>): Release {
+  return {
+    name: j.name,
+    version: j.version,
+    operatingSystem: j.operatingSystem ?? '',
+    description: j.description ?? '',
+    state: j.state ?? 'available',
+    settings: j.settings ?? {},
+    components: (j.components ?? []).map((c: Component) => ({ ...c, source: 'release' })),
+    requiredComponentTypes: j.requiredComponentTypes ?? [],
+    roles: j.roles ?? {},
+    networks: j.networks ?? {},
+    nicAttributes: j.nicAttributes ?? {},
+    bondAttributes: j.bondAttributes ?? {},
+    nodeAttributes: j.nodeAttributes ?? {},
+    wizard: j.wizard ?? {},
+    tasks: (j.tasks ?? []).map((task: DeploymentTask, index: number) => ({ task, owner: 'release', index })),
+    stages: j.stages ?? [],
+    groups: j.groups ?? [],
+  }
+}
+
+/** Records the shipped releases in the state store (idempotent); returns their names. */
+export function syncBuiltinReleases(store: {
+  releases: {
+    upsert(r: {
+      name: string
+      version: string
+      operatingSystem: string
+      source: string
+      data: Record<string, any>
+    }): void
+  }
+}): string[] {
+  const releases = builtinReleases()
+  for (const r of releases) {
+    store.releases.upsert({
+      name: r.name,
+      version: r.version,
+      operatingSystem: r.operatingSystem,
+      source: 'builtin',
+      data: releaseToJSON(r),
+    })
+  }
+  return releases.map((r) => r.name)
+}

@@ -187,6 +187,39 @@ test('graph checks: a cycle, a dangling reference and a bad regex each give thei
   )
 })
 
+test('legacy tasks.yaml: unknown stage and missing parameters; 6.0.0 node_tags.yaml', () => {
+  const dir = copyPlugin('fuel-plugin-xenserver/6.1')
+  const f = join(dir, 'tasks.yaml')
+  writeFileSync(
+    f,
+    readFileSync(f, 'utf8')
+      .replace('stage: pre_deployment/6001', 'stage: mid_deployment/6001')
+      .replace('cmd: ./controller_post_deployment.sh', 'command: x'),
+  )
+  assert.deepEqual(loadPluginDir(dir).errors.map(formatIssue), [
+    'tasks.yaml:8:10: [1].stage: unknown stage (expected pre_deployment or post_deployment, optionally with a /<number> postfix (e.g. post_deployment/100), found "mid_deployment/6001")',
+    'tasks.yaml:23:5: [3].parameters: shell task needs parameters.cmd (expected parameters: {cmd, timeout}, found parameters with command, timeout)',
+  ])
+  const v6 = copyPlugin('fuel-plugins-examples/fuel_plugin_example_v5')
+  const m = join(v6, 'metadata.yaml')
+  writeFileSync(m, readFileSync(m, 'utf8').replace("package_version: '5.0.0'", "package_version: '6.0.0'"))
+  writeFileSync(
+    join(v6, 'node_config.yaml'),
+    readFileSync(join(v6, 'node_config.yaml'), 'utf8').replace(
+      'type: "checkbox"\n    value: ""',
+      'type: "checkbox"\n    value: false',
+    ),
+  )
+  writeFileSync(join(v6, 'node_tags.yaml'), 'fuel_plugin_example_v5_tag:\n  has_primary: yes\n')
+  const r = loadPluginDir(v6, { coreTasks: ours.tasks })
+  assert.deepEqual(r.errors.map(formatIssue), [])
+  assert.deepEqual(r.plugin!.nodeTags, { fuel_plugin_example_v5_tag: { has_primary: true } })
+  writeFileSync(join(v6, 'node_tags.yaml'), 'fuel_plugin_example_v5_tag:\n  has_primary: maybe\n')
+  assert.deepEqual(loadPluginDir(v6, { coreTasks: ours.tasks }).errors.map(formatIssue), [
+    'node_tags.yaml:2:16: fuel_plugin_example_v5_tag.has_primary: wrong type (expected boolean, found string "maybe")',
+  ])
+})
+
 test('a bad restriction expression points at its column', () => {
   const dir = copyPlugin('fuel-plugin-xenserver/8.0')
   const f = join(dir, 'environment_config.yaml')

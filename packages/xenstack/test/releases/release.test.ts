@@ -6,7 +6,15 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { applyBindings, checkRestrictions, validateSelection } from '@xenstack/restrictions'
-import { builtinReleaseDir, builtinReleases, defaultModels, loadReleaseFile } from '../../src/releases/release.js'
+import {
+  builtinReleaseDir,
+  builtinReleases,
+  defaultModels,
+  loadReleaseFile,
+  releaseFromJSON,
+  syncBuiltinReleases,
+} from '../../src/releases/release.js'
+import { StateStore } from '../../src/state/store.js'
 import { collectExpressions } from '../../src/plugins/loader.js'
 import { formatIssue } from '../../src/plugins/source.js'
 import { validateEnvironmentSettings } from '../../src/plugins/settings.js'
@@ -147,4 +155,25 @@ test("plugins may not reuse a component name: the release's (check) or another p
     'xenstack: Plugin xen-clone is overlapping with fuel-plugin-xenserver==4.90.1: component "hypervisor:xenserver" is already defined by fuel-plugin-xenserver',
     'hint: remove fuel-plugin-xenserver==4.90.1 first, or rename the component',
   ])
+})
+
+test('shipped releases are recorded in the state store and read back', () => {
+  const home = tmp('xenstack-releases-')
+  const store = StateStore.open({ dataDir: home })
+  assert.deepEqual(syncBuiltinReleases(store), ['OpenStack on Ubuntu'])
+  assert.deepEqual(syncBuiltinReleases(store), ['OpenStack on Ubuntu'])
+  const rec = store.releases.get('OpenStack on Ubuntu')!
+  assert.equal(rec.source, 'builtin')
+  const back = releaseFromJSON(rec.data)
+  const orig = builtinReleases()[0]
+  assert.deepEqual(back.stages, orig.stages)
+  assert.deepEqual(
+    back.tasks.map((t) => t.task),
+    orig.tasks.map((t) => t.task),
+  )
+  assert.deepEqual(
+    back.components.map((c) => c.name),
+    orig.components.map((c) => c.name),
+  )
+  store.close()
 })

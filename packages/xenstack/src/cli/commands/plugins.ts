@@ -16,7 +16,7 @@ import {
   removePlugin,
   updatePlugin,
 } from '../../plugins/lifecycle.js'
-import { builtinReleases, findRelease, loadReleaseFile, type Release } from '../../releases/release.js'
+import { builtinReleases, findRelease, loadReleaseFile, releaseToJSON, type Release } from '../../releases/release.js'
 import { StateError, StateStore, type InstalledPlugin } from '../../state/store.js'
 import { redactPasswords } from '../../state/secrets.js'
 
@@ -295,25 +295,24 @@ export function register(program: Command): void {
     .option('--json', 'print JSON')
     .action((key: string, o: Common) => {
       const r = releaseFor(key)
-      const data = {
-        name: r.name,
-        version: r.version,
-        operatingSystem: r.operatingSystem,
-        description: r.description,
-        state: r.state,
-        stages: r.stages,
-        groups: r.groups,
-        roles: Object.keys(r.roles),
-        requiredComponentTypes: r.requiredComponentTypes,
-        components: r.components.map(({ source: _source, ...c }) => c),
-        settings: redactPasswords(r.settings),
-        tasks: r.tasks.map((t) => t.task),
+      const data = { ...releaseToJSON(r), settings: redactPasswords(r.settings) } as ReturnType<
+        typeof releaseToJSON
+      > & {
+        name: string
+        version: string
+        operatingSystem: string
+        stages: string[]
+        groups: string[]
+        roles: Record<string, unknown>
+        components: { name: string }[]
+        settings: Record<string, unknown>
+        tasks: unknown[]
       }
       emit(o, data, (d) => {
         console.log(`${d.name} (${d.version}, ${d.operatingSystem})`)
         console.log(`  stages:     ${d.stages.join(' → ')}`)
         console.log(`  groups:     ${d.groups.join(', ')}`)
-        console.log(`  roles:      ${d.roles.join(', ')}`)
+        console.log(`  roles:      ${Object.keys(d.roles).join(', ')}`)
         console.log(`  components: ${d.components.map((c) => c.name).join(', ')}`)
         console.log(`  settings:   ${Object.keys(d.settings).join(', ')}`)
         console.log(`  tasks:      ${d.tasks.length}`)
