@@ -84,6 +84,21 @@ const RELATIONS: [string, string, string, string][] = [
   ['PUSB', 'host', 'host', 'PUSBs'],
 ]
 
+interface Shape {
+  names: string[]
+  initial: unknown[]
+  uuidIndex: number
+  Ctor: new (v: unknown[]) => XapiRecord
+}
+
+function deepFreeze<T>(v: T): T {
+  if (v !== null && typeof v === 'object' && !Object.isFrozen(v)) {
+    for (const x of Object.values(v)) deepFreeze(x)
+    Object.freeze(v)
+  }
+  return v
+}
+
 const EMPTY_ARRAY: readonly unknown[] = Object.freeze([])
 const EMPTY_OBJECT: Readonly<Record<string, unknown>> = Object.freeze({})
 
@@ -113,6 +128,9 @@ export class Database extends EventEmitter {
   private readonly parentRel = new Map<string, [string, string, string][]>()
   /** Rows whose class emits events are logged; hooks fire for every class. */
   private notifyScheduled = false
+  private readonly shapes = new Map<string, Shape>()
+  /** Parent-side relation arrays created by the store (safe to append to in place). */
+  private readonly owned = new WeakSet<unknown[]>()
   private readonly waiters = new Set<() => void>()
 
   constructor(m: Model = sharedModel()) {
@@ -129,6 +147,29 @@ export class Database extends EventEmitter {
       if (!this.parentRel.has(pcm.name)) this.parentRel.set(pcm.name, [])
       this.parentRel.get(pcm.name)!.push([pf, ccm.name, cf])
     }
+  }
+
+  /**
+   * Per-class record constructor and initial values. Records are built by a generated constructor assigning every
+   * field by name, so V8 keeps them in fast (in-object) mode; assigning ~90 computed keys one by one would turn
+   * each record into a dictionary (several times the memory). Initial values are the datamodel defaults (frozen:
+   * nested values are never mutated in place, so they are shared) or the type's zero value.
+   */
+  private shape(c: ClassModel): Shape {
+    let s = this.shapes.get(c.name)
+    if (s) return s
+    const names = c.fields.map((f) => f.name)
+    if (!names.includes('uuid')) names.unshift('uuid')
+    const body = names.map((n, i) => `this[${JSON.stringify(n)}] = v[${i}]`).join('\n')
+    // eslint-disable-next-line @typescript-eslint/no-implied-eval
+    const Ctor = new Function('v', body) as unknown as new (v: unknown[]) => XapiRecord
+    const initial = names.map((n) => {
+      const f = c.fieldByName.get(n)
+      return f ? deepFreeze(frozenEmpty(this.model.initial(f))) : ''
+    })
+    s = { names, initial, uuidIndex: names.indexOf('uuid'), Ctor }
+    this.shapes.set(c.name, s)
+    return s
   }
 
   /** The class model for a name (case-insensitive); throws for unknown classes. */
@@ -204,32 +245,34 @@ export class Database extends EventEmitter {
   /**
    * Creates a row with every field of the class: given values, else the datamodel default, else the type's zero.
    * Returns the new ref. `opts.ref`/`fields.uuid` may be given (scenarios, persistence); both must be unused.
+   * `opts.restore` (persistence) stores the record as given without adding it to its parents' sets.
    */
-  create(cls: string, fields: XapiRecord = {}, opts: { ref?: string } = {}): string {
+  create(cls: string, fields: XapiRecord = {}, opts: { ref?: string; restore?: boolean } = {}): string {
     const c = this.cls(cls)
     const ref = opts.ref ?? newRef()
     if (this.rows.has(ref)) throw new XapiError('DB_UNIQUENESS_CONSTRAINT_VIOLATION', c.name, 'ref', ref)
     let uuid = fields.uuid as string | undefined
     if (uuid === undefined || uuid === '') uuid = randomUUID()
     else if (this.uuids.has(uuid)) throw new XapiError('DB_UNIQUENESS_CONSTRAINT_VIOLATION', c.name, 'uuid', uuid)
-    const rec: XapiRecord = {}
-    for (const f of c.fields) {
-      if (f.name === 'uuid') rec.uuid = uuid
-      else {
-        const v = fields[f.name]
-        rec[f.name] = frozenEmpty(v === undefined ? this.model.initial(f) : v)
-      }
+    const shape = this.shape(c)
+    const vals = new Array<unknown>(shape.names.length)
+    for (let i = 0; i < vals.length; i++) {
+      const v = fields[shape.names[i]]
+      vals[i] = v === undefined ? shape.initial[i] : frozenEmpty(v)
     }
+    vals[shape.uuidIndex] = uuid
+    const rec = new shape.Ctor(vals)
     const gen = ++this.generation
     const row: Row = { ref, cls: c, rec, gen, born: gen }
     this.tables.get(c.name)!.set(ref, row)
     this.rows.set(ref, row)
     this.uuids.set(uuid, ref)
     this.logChange(row, false)
-    // Relations: add this child to its parents' sets; (re)compute parent-side sets from existing children.
-    const cr = this.childRel.get(c.name)
+    if (this.watched) this.fire({ op: 'add', cls: c.name, ref, rec, gen })
+    else this.wake(c.name)
+    // Relations: add this child to its parents' sets (restored rows already carry both sides).
+    const cr = opts.restore ? undefined : this.childRel.get(c.name)
     if (cr) for (const [cf, , pf] of cr) this.linkChild(rec[cf], pf, ref)
-    this.fire({ op: 'add', cls: c.name, ref, rec, gen })
     return ref
   }
 
@@ -283,23 +326,31 @@ export class Database extends EventEmitter {
     const gen = ++this.generation
     row.gen = gen
     this.logChange(row, true)
-    this.fire({ op: 'del', cls: row.cls.name, ref, rec: row.rec, gen })
+    if (this.watched) this.fire({ op: 'del', cls: row.cls.name, ref, rec: row.rec, gen })
+    else this.wake(row.cls.name)
   }
 
   private touchRow(row: Row, fields: string[]): void {
     const gen = ++this.generation
     row.gen = gen
     this.logChange(row, false)
-    this.fire({ op: 'mod', cls: row.cls.name, ref: row.ref, rec: row.rec, fields, gen })
+    if (this.watched) this.fire({ op: 'mod', cls: row.cls.name, ref: row.ref, rec: row.rec, fields, gen })
+    else this.wake(row.cls.name)
   }
 
   private linkChild(parentRef: unknown, parentField: string, childRef: string): void {
     if (typeof parentRef !== 'string' || parentRef === NULL_REF) return
     const prow = this.rows.get(parentRef)
     if (!prow) return
-    const cur = prow.rec[parentField] as string[]
-    if (cur.includes(childRef)) return
-    prow.rec[parentField] = [...cur, childRef]
+    let cur = prow.rec[parentField] as string[]
+    // Arrays the store built itself are appended in place (a 50,000-VIF network stays linear to build); any other
+    // array may be shared with a caller, so it is copied once first.
+    if (!this.owned.has(cur)) {
+      cur = [...cur]
+      this.owned.add(cur)
+      prow.rec[parentField] = cur
+    }
+    cur.push(childRef)
     this.touchRow(prow, [parentField])
   }
 
@@ -308,14 +359,30 @@ export class Database extends EventEmitter {
     const prow = this.rows.get(parentRef)
     if (!prow) return
     const cur = prow.rec[parentField] as string[]
-    if (!cur.includes(childRef)) return
-    prow.rec[parentField] = frozenEmpty(cur.filter((r) => r !== childRef))
+    const i = cur.indexOf(childRef)
+    if (i < 0) return
+    if (this.owned.has(cur)) cur.splice(i, 1)
+    else {
+      const next = cur.filter((r) => r !== childRef)
+      this.owned.add(next)
+      prow.rec[parentField] = next
+    }
     this.touchRow(prow, [parentField])
   }
 
+  /** True while someone listens to 'change' (the Change objects are only built then). */
+  private get watched(): boolean {
+    return this.listenerCount('change') > 0
+  }
+
   private fire(ch: Change): void {
-    if (this.listenerCount('change') > 0) this.emit('change', ch)
-    if (ch.cls !== 'session' && this.waiters.size > 0 && !this.notifyScheduled) {
+    this.emit('change', ch)
+    this.wake(ch.cls)
+  }
+
+  /** Wakes blocked event.from/next callers (in a microtask, once per batch of changes). */
+  private wake(cls: string): void {
+    if (cls !== 'session' && this.waiters.size > 0 && !this.notifyScheduled) {
       this.notifyScheduled = true
       queueMicrotask(() => {
         this.notifyScheduled = false

@@ -157,8 +157,10 @@ export function installImplicit(sim: Simulator): void {
   for (const c of sim.model.classes) {
     const cls = c.name
     for (const m of c.spec.messages) {
-      if (!m.implicit) continue
       const name = m.name
+      // Explicit messages shaped like accessors (VM.set_VCPUs_max, network.add_purpose, …) get the generic
+      // behaviour too, until a semantics module implements them; explicit constructors are positional: skipped.
+      if (!m.implicit && (!/^(get_|set_|add_|remove_|destroy$)/.test(name) || name === 'get_record')) continue
       const w = m.wireName
       if (name === 'get_record') d.implement(w, (_x, a) => db.must(cls, a[0]))
       else if (name === 'get_by_uuid')

@@ -100,29 +100,33 @@ function lower(p: string): string {
   return p.toLowerCase()
 }
 
-/** Whether `op` is allowed now; the reason (an error) when not. */
-function checkOperation(vm: string, rec: XapiRecord, op: string): XapiError | undefined {
+/** Whether `op` is allowed now; when not, the error (code and params — an XapiError is built only when thrown). */
+function checkOperation(vm: string, rec: XapiRecord, op: string): unknown[] | undefined {
   const power = rec.power_state as Power
+  if (rec.is_control_domain) return ['OPERATION_NOT_ALLOWED', `${op} is not allowed on a control domain`]
   if (rec.is_a_template) {
     const ok = TEMPLATE_OPS.has(op) || (!rec.is_default_template && (op === 'destroy' || op === 'migrate_send'))
-    if (!ok) return new XapiError('VM_IS_TEMPLATE', vm, op)
+    if (!ok) return ['VM_IS_TEMPLATE', vm, op]
   } else if (rec.is_a_snapshot) {
-    if (!SNAPSHOT_OPS.has(op)) return new XapiError('OPERATION_NOT_ALLOWED', `${op} is not allowed on a snapshot`)
+    if (!SNAPSHOT_OPS.has(op)) return ['OPERATION_NOT_ALLOWED', `${op} is not allowed on a snapshot`]
   } else if (op === 'provision') {
-    return new XapiError('OPERATION_NOT_ALLOWED', 'only templates can be provisioned')
+    return ['OPERATION_NOT_ALLOWED', 'only templates can be provisioned']
   }
   let allowed = ALLOWED_POWER[op] ?? ALL
   if ((op === 'clone' || op === 'copy') && rec.is_a_snapshot) allowed = ['Halted', 'Suspended']
   if (rec.is_a_template) allowed = ALL
   if (!allowed.includes(power) && !(rec.is_a_snapshot && SNAPSHOT_OPS.has(op) && op !== 'hard_shutdown'))
-    return new XapiError('VM_BAD_POWER_STATE', vm, allowed.map(lower).join(', '), lower(power))
-  const current = Object.entries(rec.current_operations as Record<string, string>)
-  for (const [task, cur] of current) {
+    return ['VM_BAD_POWER_STATE', vm, allowed.map(lower).join(', '), lower(power)]
+  for (const task in rec.current_operations as Record<string, string>) {
+    const cur = (rec.current_operations as Record<string, string>)[task]
     if (PARALLEL_GROUPS.some((g) => g.has(cur) && g.has(op))) continue
-    return new XapiError('OTHER_OPERATION_IN_PROGRESS', 'VM', vm, cur, task)
+    return ['OTHER_OPERATION_IN_PROGRESS', 'VM', vm, cur, task]
   }
   return undefined
 }
+
+/** Interned allowed_operations arrays (most VMs share one of a few). */
+const opsCache = new Map<string, string[]>()
 
 let vmOps: string[] | undefined
 
@@ -135,14 +139,17 @@ export function refreshVmOperations(sim: Simulator, vm: string): void {
   for (const op of vmOps) if (!NEVER_LISTED.has(op) && !checkOperation(vm, rec, op)) ops.push(op)
   const cur = rec.allowed_operations as string[]
   if (cur.length === ops.length && cur.every((x, i) => x === ops[i])) return
-  sim.db.set(vm, 'allowed_operations', ops)
+  const key = ops.join(',')
+  let shared = opsCache.get(key)
+  if (!shared) opsCache.set(key, (shared = Object.freeze(ops) as string[]))
+  sim.db.set(vm, 'allowed_operations', shared)
 }
 
 /** Asserts an operation is allowed (power state, template, concurrency); throws XAPI's error otherwise. */
 export function assertVmOperation(sim: Simulator, vm: string, op: string): XapiRecord {
   const rec = sim.db.must('VM', vm)
   const err = checkOperation(vm, rec, op)
-  if (err) throw err
+  if (err) throw new XapiError(err[0] as string, ...err.slice(1))
   return rec
 }
 

@@ -1,0 +1,143 @@
+/** The datamodel-driven store and implicit messages (§4.3, §4.4), through JSON-RPC and in-process. */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Database, model, parseQuery, evalQuery } from '../../src/index.js'
+import { start } from './rpc.js'
+
+test('every class has its full field set with defaults; refs and uuids', () => {
+  const db = new Database()
+  const m = model()
+  assert.equal(m.classes.length, 67)
+  for (const c of m.classes) {
+    const ref = db.create(c.name)
+    const rec = db.get(ref)!
+    assert.match(ref, /^OpaqueRef:[0-9a-f-]{36}$/)
+    assert.deepEqual(Object.keys(rec).sort(), [...new Set(['uuid', ...c.fields.map((f) => f.name)])].sort(), c.name)
+  }
+  const vm = db.get(db.create('VM'))!
+  assert.equal(vm.power_state, 'Halted')
+  assert.equal(vm.snapshot_of, 'OpaqueRef:NULL')
+  assert.equal(vm.snapshot_time, '19700101T00:00:00Z')
+  assert.deepEqual(vm.other_config, {})
+  const uuids = new Set<string>()
+  for (const c of m.classes) for (const [, r] of db.all(c.name)) uuids.add(r.uuid as string)
+  assert.equal(uuids.size, m.classes.length + 1, 'uuids unique across classes')
+})
+
+test('query language of get_all_records_where', () => {
+  const rec = { name_label: 'x', IP: '10.0.0.1', VLAN: -1, management: true }
+  const q = (s: string) => evalQuery(parseQuery(s), rec, 'OpaqueRef:a')
+  assert.ok(q('field "name__label"="x"'))
+  assert.ok(q('field "IP" = "10.0.0.1" and field "management"="true"'))
+  assert.ok(!q('field "IP"="10.0.0.2"'))
+  assert.ok(q('field "IP"="10.0.0.2" or field "VLAN"="-1"'))
+  assert.ok(q('not (field "IP"="10.0.0.2") and true'))
+  assert.throws(() => parseQuery('field "x" = '), /INVALID_VALUE/)
+})
+
+test('implicit messages over the wire', async (t) => {
+  const r = await start({ hosts: 2, vms: 2 })
+  t.after(() => r.close())
+  const vm = r.sim.db.find('VM', (v) => v.name_label === 'vm-1')!
+  const uuid = r.sim.db.get(vm)!.uuid as string
+  assert.equal(await r.ok('VM.get_by_uuid', uuid), vm)
+  assert.deepEqual(await r.err('VM.get_by_uuid', 'nope'), ['UUID_INVALID', 'VM', 'nope'])
+  assert.deepEqual(await r.ok('VM.get_by_name_label', 'vm-1'), [vm])
+  assert.deepEqual(await r.err('VM.get_record', 'OpaqueRef:bad'), ['HANDLE_INVALID', 'VM', 'OpaqueRef:bad'])
+  // a ref of another class is invalid too
+  const host = r.sim.master
+  assert.deepEqual(await r.err('VM.get_name_label', host), ['HANDLE_INVALID', 'VM', host])
+  const all = await r.ok<Record<string, Record<string, unknown>>>('VM.get_all_records')
+  assert.equal(Object.keys(all).length, r.sim.db.count('VM'))
+  assert.deepEqual(Object.keys(all[vm]), Object.keys(all[Object.keys(all)[0]]), 'uniform records')
+  assert.deepEqual(
+    Object.keys(await r.ok('VM.get_all_records_where', 'field "name__label"="vm-2" or field "name__label"="vm-1"'))
+      .length,
+    2,
+  )
+  const pifs = await r.ok<Record<string, { host: string }>>('PIF.get_all_records_where', 'field "IP"="127.0.0.2"')
+  assert.equal(Object.keys(pifs).length, 1)
+  assert.equal(
+    Object.values(pifs)[0].host,
+    r.sim.db.find('host', (h) => h.address === '127.0.0.2'),
+  )
+  // setters, map and set modifiers
+  await r.ok('VM.set_name_label', vm, 'renamed')
+  assert.equal(await r.ok('VM.get_name_label', vm), 'renamed')
+  assert.deepEqual(await r.err('VM.set_power_state', vm, 'Running'), ['MESSAGE_METHOD_UNKNOWN', 'VM.set_power_state'])
+  await r.ok('VM.add_to_other_config', vm, 'k', 'v')
+  assert.deepEqual(await r.err('VM.add_to_other_config', vm, 'k', 'w'), [
+    'MAP_DUPLICATE_KEY',
+    'VM',
+    'other_config',
+    uuid,
+    'k',
+  ])
+  await r.ok('VM.remove_from_other_config', vm, 'k')
+  await r.ok('VM.remove_from_other_config', vm, 'absent')
+  assert.deepEqual(await r.ok('VM.get_other_config', vm), {})
+  await r.ok('VM.add_tags', vm, 'a')
+  await r.ok('VM.add_tags', vm, 'b')
+  await r.ok('VM.add_tags', vm, 'a')
+  await r.ok('VM.remove_tags', vm, 'b')
+  assert.deepEqual(await r.ok('VM.get_tags', vm), ['a'])
+  assert.deepEqual(await r.err('VM.set_actions_after_crash', vm, 'explode'), [
+    'INVALID_VALUE',
+    'actions_after_crash',
+    'explode',
+  ])
+  // session has no get_all_records
+  assert.deepEqual(await r.err('session.get_all_records'), ['MESSAGE_METHOD_UNKNOWN', 'session.get_all_records'])
+})
+
+test('constructors take a record, reject missing required fields; destroy keeps references consistent', async (t) => {
+  const r = await start({ hosts: 1, vms: [{ name: 'v', powerState: 'Halted' }] })
+  t.after(() => r.close())
+  const vm = r.sim.db.find('VM', (v) => v.name_label === 'v')!
+  const net = r.sim.db.find('network', (n) => n.bridge === 'xenbr0')!
+  const err = await r.err('VIF.create', { device: '1', network: net, VM: vm, MAC: '' })
+  assert.equal(err[0], 'FIELD_TYPE_ERROR')
+  const vif = await r.ok<string>('VIF.create', {
+    device: '1',
+    network: net,
+    VM: vm,
+    MAC: '',
+    MTU: '1500',
+    other_config: {},
+    qos_algorithm_type: '',
+    qos_algorithm_params: {},
+  })
+  const rec = await r.ok<Record<string, unknown>>('VIF.get_record', vif)
+  assert.match(rec.MAC as string, /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/)
+  assert.equal(rec.MAC_autogenerated, true)
+  assert.equal(rec.MTU, 1500)
+  assert.ok((await r.ok<string[]>('VM.get_VIFs', vm)).includes(vif))
+  assert.ok((await r.ok<string[]>('network.get_VIFs', net)).includes(vif))
+  await r.ok('VIF.destroy', vif)
+  assert.ok(!(await r.ok<string[]>('VM.get_VIFs', vm)).includes(vif))
+  assert.ok(!(await r.ok<string[]>('network.get_VIFs', net)).includes(vif))
+  assert.deepEqual(await r.err('VIF.get_record', vif), ['HANDLE_INVALID', 'VIF', vif])
+  // a generated constructor of another class
+  const n = await r.ok<string>('network.create', { name_label: 'n1', other_config: {} })
+  assert.match((await r.ok<string>('network.get_bridge', n)) as string, /^xapi\d+$/)
+})
+
+test('change hooks report adds, field-level mods and deletes', () => {
+  const db = new Database()
+  const seen: string[] = []
+  db.on('change', (c) => seen.push(`${c.op} ${c.cls} ${(c.fields ?? []).join(',')}`))
+  const vm = db.create('VM')
+  const vif = db.create('VIF', { VM: vm })
+  db.update(vif, { currently_attached: true })
+  db.update(vm, { xenstore_data: { a: 'b' } })
+  db.destroy(vif)
+  assert.deepEqual(seen, [
+    'add VM ',
+    'add VIF ',
+    'mod VM VIFs',
+    'mod VIF currently_attached',
+    'mod VM xenstore_data',
+    'mod VM VIFs',
+    'del VIF ',
+  ])
+})
