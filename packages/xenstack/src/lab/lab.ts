@@ -41,8 +41,11 @@ import {
   existsSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
+  readlinkSync,
   renameSync,
+  statSync,
   rmSync,
   unlinkSync,
   writeFileSync,
@@ -315,6 +318,12 @@ export class Lab {
     this.downHooks.unshift(fn)
   }
 
+  /** Records the process holding this lab (lab up's supervisor), so down stops it first. */
+  recordSupervisor(pid: number): void {
+    this.state.supervisorPid = pid
+    writeState(this.dir, this.state)
+  }
+
   /** Removes everything the lab created. Idempotent. */
   async down(): Promise<void> {
     if (this.downed) return
@@ -384,7 +393,7 @@ export class Lab {
     const dir = join(root, name)
     mkdirSync(root, { recursive: true })
     // a stale lab of the same name (crash, killed supervisor): remove what it recorded
-    if (existsSync(dir) || (await listNetns()).some((n) => n.startsWith(netnsPrefix(name) + '-'))) {
+    if (existsSync(join(dir, 'state.json')) || (await listNetns()).some((n) => n.startsWith(netnsPrefix(name) + '-'))) {
       log(`cleaning up a stale lab "${name}"`)
       await destroyLabDir(dir, { name })
     }
@@ -729,20 +738,15 @@ export async function destroyLabDir(dir: string, opts: { name?: string; skipPid?
   const state = readState(dir)
   const name = state?.name ?? opts.name
   const prefix = name ? netnsPrefix(name) + '-' : undefined
-  const existing = await listNetns()
-  const namespaces = new Set<string>([
-    ...(state?.netns ?? []).filter((n) => existing.includes(n)),
-    ...(prefix ? existing.filter((n) => n.startsWith(prefix)) : []),
-  ])
-  // the supervisor (not in any lab namespace) first, so it does not react to what follows
+  // the supervisor (not in any lab namespace) first: it takes its lab down itself on SIGTERM
   const sup = state?.supervisorPid
-  if (sup && sup !== opts.skipPid && isAlive(sup) && (cmdline(sup) ?? '').includes('lab')) {
+  if (sup && sup !== opts.skipPid && isAlive(sup) && (cmdline(sup) ?? '').includes('supervisor')) {
     try {
       process.kill(sup, 'SIGTERM')
     } catch {
       // gone
     }
-    await waitFor('the lab supervisor to exit', () => !isAlive(sup), 3000).catch(() => {
+    await waitFor('the lab supervisor to exit', () => !isAlive(sup), 15000).catch(() => {
       try {
         process.kill(sup, 'SIGKILL')
       } catch {
@@ -750,46 +754,61 @@ export async function destroyLabDir(dir: string, opts: { name?: string; skipPid?
       }
     })
   }
-  const pidsOf = async (n: string) =>
-    (await run(['ip', 'netns', 'pids', n])).stdout
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number)
-      .filter((p) => p !== process.pid && p !== opts.skipPid)
-  const signalAll = async (sig: NodeJS.Signals) => {
-    let n = 0
-    for (const ns of namespaces)
-      for (const p of await pidsOf(ns)) {
-        try {
-          process.kill(p, sig)
-          n++
-        } catch {
-          // gone
-        }
-      }
-    return n
-  }
-  if ((await signalAll('SIGTERM')) > 0) {
-    const end = Date.now() + 2000
-    for (;;) {
-      let left = 0
-      for (const ns of namespaces) left += (await pidsOf(ns)).length
-      if (left === 0) break
-      if (Date.now() > end) {
-        await signalAll('SIGKILL')
-        await sleep(50)
-        break
-      }
-      await sleep(20)
+  const existing = await listNetns()
+  const namespaces = new Set<string>([
+    ...(state?.netns ?? []).filter((n) => existing.includes(n)),
+    ...(prefix ? existing.filter((n) => n.startsWith(prefix)) : []),
+  ])
+  // every process whose network namespace is one of the lab's (holders, sshd and its sessions, dnsmasq, services,
+  // whatever tests started there): one scan of /proc comparing namespace inodes, no process spawned per poll
+  const inodes = new Set<number>()
+  for (const n of namespaces) {
+    try {
+      inodes.add(statSync(`/run/netns/${n}`).ino)
+    } catch {
+      // already gone
     }
   }
-  if (namespaces.size)
-    await ipBatch(
-      [...namespaces].map((n) => `netns del ${n}`),
-      undefined,
-      'delete namespaces',
-      true,
-    )
+  const labPids = () => {
+    const out: number[] = []
+    for (const e of readdirSync('/proc')) {
+      if (!/^\d+$/.test(e)) continue
+      const pid = Number(e)
+      if (pid === process.pid || pid === opts.skipPid) continue
+      try {
+        const m = /^net:\[(\d+)\]$/.exec(readlinkSync(`/proc/${e}/ns/net`))
+        if (m && inodes.has(Number(m[1]))) out.push(pid)
+      } catch {
+        // gone, or a kernel thread
+      }
+    }
+    return out
+  }
+  const signalAll = (pids: number[], sig: NodeJS.Signals) => {
+    for (const p of pids) {
+      try {
+        process.kill(p, sig)
+      } catch {
+        // gone
+      }
+    }
+  }
+  let pids = inodes.size ? labPids() : []
+  if (pids.length) {
+    signalAll(pids, 'SIGTERM')
+    const end = Date.now() + 1000
+    while ((pids = labPids()).length && Date.now() < end) await sleep(20)
+    if (pids.length) {
+      signalAll(pids, 'SIGKILL')
+      const end2 = Date.now() + 2000
+      while (labPids().length && Date.now() < end2) await sleep(20)
+    }
+  }
+  for (const n of namespaces) {
+    const r = await run(['ip', 'netns', 'del', n])
+    if (r.code !== 0 && existsSync(`/run/netns/${n}`))
+      throw new Error(`cannot delete network namespace ${n}: ${r.stderr.trim()}`)
+  }
   for (const l of state?.rootLinks ?? []) {
     if (existsSync(`/sys/class/net/${l}`)) await run(['ip', 'link', 'del', l])
   }
@@ -864,9 +883,9 @@ function stripFunctions(o: LabOptions): LabEnvironment {
   return JSON.parse(JSON.stringify({ hosts, controllers, storageNode, networks, httpProbePort })) as LabEnvironment
 }
 
-async function ipBatch(lines: string[], netns: string | undefined, what: string, force = false): Promise<void> {
+async function ipBatch(lines: string[], netns: string | undefined, what: string): Promise<void> {
   if (!lines.length) return
-  const argv = ['ip', ...(netns ? ['-n', netns] : []), ...(force ? ['-force'] : []), '-batch', '-']
+  const argv = ['ip', ...(netns ? ['-n', netns] : []), '-batch', '-']
   await runOk(argv, { stdin: lines.join('\n') + '\n' }, what)
 }
 

@@ -1,0 +1,131 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { existsSync } from 'node:fs'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { fileURLToPath } from 'node:url'
+import { requirePrerequisite } from '@xenstack/testkit'
+import { preflight } from '../../src/lab/index.js'
+
+const execFileP = promisify(execFile)
+const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
+const xenstack = (...args: string[]) =>
+  execFileP(process.execPath, [CLI, ...args], { timeout: 120000 }).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+  )
+
+test('xenstack lab up --json / status / exec / down', async (t) => {
+  let missing: string | undefined
+  await preflight().catch((e: Error) => (missing = e.message))
+  if (!requirePrerequisite(t, missing ?? 'lab', () => missing === undefined)) return
+  const name = `c${process.pid.toString(36)}`
+  try {
+    const up = await xenstack('lab', 'up', '--name', name, '--hosts', '2', '--json')
+    assert.equal(up.code, 0, up.stderr)
+    const lines = up.stdout.trim().split('\n')
+    assert.equal(lines.length, 1, 'exactly one JSON object')
+    const out = JSON.parse(lines[0])
+    assert.deepEqual(Object.keys(out).sort(), ['environment', 'hosts', 'name', 'simulator'])
+    assert.equal(out.name, name)
+    assert.deepEqual(Object.keys(out.simulator).sort(), ['password', 'url', 'username'])
+    assert.deepEqual(
+      out.hosts.map((h: any) => `${h.name}/${h.role}/${h.xapiHost}`),
+      [
+        'controller-1/controller/null',
+        'storage/storage/null',
+        'dom0-1/dom0/xs1',
+        'compute-1/compute/xs1',
+        'dom0-2/dom0/xs2',
+        'compute-2/compute/xs2',
+      ],
+    )
+    // the password is not in any file of the lab
+    const grep = await execFileP('grep', ['-rl', out.simulator.password, `/tmp/xenstack-labs/${name}`]).catch(
+      (e: { code: number }) => ({ stdout: '', code: e.code }),
+    )
+    assert.equal(grep.stdout, '', 'simulator password written to a lab file')
+
+    // the simulator answers with the printed credentials
+    const login = await fetch(`${out.simulator.url}/jsonrpc`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'session.login_with_password',
+        params: [out.simulator.username, out.simulator.password, '1.0', 'cli-test'],
+      }),
+    }).then((r) => r.json() as Promise<{ result?: string }>)
+    assert.match(String(login.result), /^OpaqueRef:/)
+
+    // ssh with exactly what was printed: key, known_hosts, strict host key checking
+    const c2 = out.hosts.find((h: any) => h.name === 'compute-2')
+    const ssh = await execFileP('ssh', [
+      '-F',
+      '/dev/null',
+      '-i',
+      c2.ssh.identityFile,
+      '-o',
+      `UserKnownHostsFile=${c2.ssh.knownHostsFile}`,
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-o',
+      'BatchMode=yes',
+      '-p',
+      String(c2.ssh.port),
+      `${c2.ssh.user}@${c2.ssh.host}`,
+      'hostname; ip -o -4 addr show eth0',
+    ])
+    assert.match(ssh.stdout, /^compute-2\n/)
+    assert.ok(ssh.stdout.includes(c2.addresses.management))
+
+    const status = await xenstack('lab', 'status', '--name', name, '--json')
+    assert.equal(status.code, 0, status.stderr)
+    const st = JSON.parse(status.stdout)
+    assert.equal(st.supervisor.running, true)
+    assert.equal(st.simulator.url, out.simulator.url)
+    assert.ok(st.hosts.every((h: any) => h.running))
+
+    const ex = await xenstack('lab', 'exec', '--name', name, 'dom0-2', '--', 'sh', '-c', 'hostname; exit 3')
+    assert.equal(ex.code, 3)
+    assert.equal(ex.stdout.trim(), 'dom0-2')
+
+    // xenstore in the guest is served by the supervisor
+    const xs = await xenstack('lab', 'exec', '--name', name, 'compute-1', '--', 'xenstore-read', 'name')
+    assert.equal(xs.stdout.trim(), 'compute-1')
+
+    const down = await xenstack('lab', 'down', '--name', name)
+    assert.equal(down.code, 0, down.stderr)
+    assert.equal(existsSync(`/tmp/xenstack-labs/${name}`), false)
+    assert.equal(existsSync(`/run/netns/xsl-${name}-dom0-1`), false)
+    try {
+      process.kill(st.supervisor.pid, 0)
+      assert.fail('the supervisor survived lab down')
+    } catch (e) {
+      assert.equal((e as NodeJS.ErrnoException).code, 'ESRCH')
+    }
+    const again = await xenstack('lab', 'status', '--name', name)
+    assert.equal(again.code, 3)
+  } finally {
+    await xenstack('lab', 'down', '--name', name)
+  }
+})
+
+test('xenstack lab up rejects a bad environment file with the file and field', async () => {
+  const { writeFileSync, mkdtempSync, rmSync } = await import('node:fs')
+  const dir = mkdtempSync('/tmp/lab-env-')
+  try {
+    writeFileSync(`${dir}/env.yaml`, 'lab:\n  networks:\n    management: { cidr: 10.0.0.1/22 }\n')
+    const r = await xenstack('lab', 'up', '--name', 'never', '--env', `${dir}/env.yaml`)
+    assert.equal(r.code, 5)
+    assert.match(r.stderr, /env\.yaml: .*10\.0\.0\.1\/22.*host bits/)
+    writeFileSync(`${dir}/env.yaml`, 'hosts: two\n')
+    const r2 = await xenstack('lab', 'up', '--name', 'never', '--env', `${dir}/env.yaml`)
+    assert.equal(r2.code, 5)
+    assert.match(r2.stderr, /env\.yaml: hosts: expected a whole number/)
+    assert.equal(existsSync('/tmp/xenstack-labs/never'), false)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
