@@ -3,9 +3,10 @@
  * Order is the order `xenstack --help` lists them in.
  */
 import type { Command } from 'commander'
+import * as lab from './lab.js'
 import * as plugins from './plugins.js'
 import * as sim from './sim.js'
 import * as start from './start.js'
 import * as version from './version.js'
 
-export const commandModules: { register(program: Command): void }[] = [start, sim, plugins, version]
+export const commandModules: { register(program: Command): void }[] = [start, sim, lab, plugins, version]
