@@ -62,15 +62,21 @@ function convertSnapshot(cls: string, snapshot: unknown): Record<string, unknown
   return (t ? fromWire(snapshot, t) : snapshot) as Record<string, unknown>
 }
 
-/** Async iterator over events of `classes` (`['VM', 'host']`, `['*']`, or `'VM/OpaqueRef:…'`). */
-export async function* watch(
-  core: XapiCore,
-  classes: string[],
-  opts: WatchOptions = {},
-): AsyncGenerator<XapiEvent | XapiEventsReset, void, undefined> {
+interface Batch {
+  /** True when events were lost and this batch restarts from a full snapshot. */
+  reset: boolean
+  /** True for the answer to an empty-token call: every object that exists. */
+  full: boolean
+  events: XapiEvent[]
+  token: string
+}
+
+/** The `event.from` loop, one converted batch at a time. */
+async function* batches(core: XapiCore, classes: string[], opts: WatchOptions): AsyncGenerator<Batch, void, undefined> {
   const pollTimeout = opts.pollTimeout ?? 30
   const signal = opts.signal ? AbortSignal.any([opts.signal, core.closed]) : core.closed
   let token = opts.since ?? ''
+  let reset = false
   while (!signal.aborted) {
     let batch: EventBatch
     try {
@@ -84,13 +90,15 @@ export async function* watch(
       if (e instanceof XenAPIError && e.code === ErrorCode.EVENTS_LOST) {
         core.logger.debug?.(`event.from on ${core.url}: events lost, restarting from a full snapshot`)
         token = ''
-        yield { class: '*', operation: 'reset' }
+        reset = true
         continue
       }
       throw e
     }
+    const full = token === ''
     token = String(batch.token ?? token)
     opts.onToken?.(token)
+    const events: XapiEvent[] = []
     for (const ev of batch.events ?? []) {
       const cls = String(ev.class ?? '')
       const operation = String(ev.operation) as EventOperation
@@ -99,8 +107,22 @@ export async function* watch(
         const snapshot = convertSnapshot(cls, ev.snapshot)
         if (snapshot) out.snapshot = snapshot
       }
-      yield out
+      events.push(out)
     }
+    yield { reset, full, events, token }
+    reset = false
+  }
+}
+
+/** Async iterator over events of `classes` (`['VM', 'host']`, `['*']`, or `'VM/OpaqueRef:…'`). */
+export async function* watch(
+  core: XapiCore,
+  classes: string[],
+  opts: WatchOptions = {},
+): AsyncGenerator<XapiEvent | XapiEventsReset, void, undefined> {
+  for await (const b of batches(core, classes, opts)) {
+    if (b.reset) yield { class: '*', operation: 'reset' }
+    yield* b.events
   }
 }
 
@@ -133,37 +155,24 @@ export class ObjectCache extends EventEmitter {
     const signal = opts.signal ? AbortSignal.any([opts.signal, this.ac.signal]) : this.ac.signal
     this.done = (async () => {
       let first = true
-      let seen: Set<string> | undefined
       try {
-        const it = watch(core, classes, {
-          signal,
-          onToken: () => {
-            // The first batch of an empty-token call is the full snapshot.
-            if (seen) {
-              for (const ref of [...this.byRef.keys()]) if (!seen.has(ref)) this.remove(ref)
-              seen = undefined
+        for await (const b of batches(core, classes, { signal })) {
+          // A full snapshot replaces what we had: objects it does not mention are gone.
+          const seen = b.full ? new Set(b.events.map((e) => e.ref)) : undefined
+          if (seen) for (const ref of [...this.byRef.keys()]) if (!seen.has(ref)) this.remove(ref)
+          for (const ev of b.events) {
+            if (ev.operation === 'del') this.remove(ev.ref)
+            else if (ev.snapshot) {
+              const obj = Object.freeze({ ...ev.snapshot, $type: ev.class, $ref: ev.ref }) as CachedObject
+              const had = this.byRef.has(ev.ref)
+              this.byRef.set(ev.ref, obj)
+              this.emit(had ? 'update' : 'add', obj)
             }
-            if (first) {
-              first = false
-              queueMicrotask(() => {
-                markReady()
-                this.emit('ready')
-              })
-            }
-          },
-        })
-        for await (const ev of it) {
-          if (ev.operation === 'reset') {
-            seen = new Set()
-            continue
           }
-          seen?.add(ev.ref)
-          if (ev.operation === 'del') this.remove(ev.ref)
-          else if (ev.snapshot) {
-            const obj = Object.freeze({ ...ev.snapshot, $type: ev.class, $ref: ev.ref }) as CachedObject
-            const had = this.byRef.has(ev.ref)
-            this.byRef.set(ev.ref, obj)
-            this.emit(had ? 'update' : 'add', obj)
+          if (first) {
+            first = false
+            markReady()
+            this.emit('ready')
           }
         }
       } catch (e) {
