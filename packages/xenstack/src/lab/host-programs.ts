@@ -4,6 +4,8 @@
  *
  * - lab-http-probe.mjs ADDR PORT NAME READY_FILE — the controller's reachability endpoint: answers every request
  *   with {"host": NAME, "client": "<source address>"} and logs one JSON line per request on stdout.
+ * - lab-xapi-relay.mjs ADDR PORT SOCKET READY_FILE — dom0's XAPI on the HIMN (169.254.0.1:80): relays each TCP
+ *   connection to a unix socket that the lab serves from the machine's namespace and connects to the simulator.
  * - lab-dhcp-client IFACE [--apply] — one DHCP exchange (DISCOVER/OFFER/REQUEST/ACK) on IFACE; prints
  *   "ADDR/PREFIX SERVER LEASE_SECONDS"; with --apply also brings IFACE up and adds the address (no routes).
  * - xenstore-read KEY…, xenstore-write KEY VALUE…, xenstore-ls [PATH], xenstore-rm KEY… — a guest's view
@@ -26,6 +28,24 @@ server.listen(Number(port), addr, () => {
   if (ready) writeFileSync(ready, '')
 })
 process.on('SIGTERM', () => server.close(() => process.exit(0)))
+`
+
+const XAPI_RELAY = `// dom0's XAPI endpoint on the HIMN (xenstack lab): TCP ADDR:PORT -> the simulator, through a unix socket the lab
+// serves from the machine's namespace (this host has its own network namespace and cannot reach the machine's).
+import net from 'node:net'
+import { writeFileSync } from 'node:fs'
+const [addr, port, socketPath, ready] = process.argv.slice(2)
+const server = net.createServer((client) => {
+  const upstream = net.connect(socketPath)
+  client.on('error', () => upstream.destroy())
+  upstream.on('error', () => client.destroy())
+  client.pipe(upstream).pipe(client)
+})
+server.listen(Number(port), addr, () => {
+  console.log(JSON.stringify({ listening: addr + ':' + port, to: socketPath }))
+  if (ready) writeFileSync(ready, '')
+})
+process.on('SIGTERM', () => process.exit(0))
 `
 
 const DHCP_CLIENT = `#!/usr/bin/python3
@@ -142,6 +162,7 @@ else:
 export const HOST_PROGRAMS: Record<string, string> = {
   'lab-http-probe.mjs': HTTP_PROBE,
   'lab-dhcp-client': DHCP_CLIENT,
+  'lab-xapi-relay.mjs': XAPI_RELAY,
   'xenstore-read': XENSTORE,
   'xenstore-write': XENSTORE,
   'xenstore-rm': XENSTORE,

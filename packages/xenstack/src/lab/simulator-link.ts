@@ -11,6 +11,8 @@
  *   `eth<device>` with the VIF's MAC to the compute host, its dom0 end `vif1.<device>` in the network's bridge in dom0;
  *   unplug or destroy detaches it. VIF.plug/unplug/destroy return only once the lab has done so (as XAPI's hotplug).
  * - VM.xenstore_data is what the compute host's xenstore-read sees (kept in sync on every change).
+ * - XAPI is reachable from the guests over the HIMN, as on XenServer: http://169.254.0.1/ in dom0-<i> is xs<i>'s
+ *   XAPI (a relay in dom0 → a unix socket served here → the simulator's address for that host).
  */
 import {
   generatePassword,
@@ -20,7 +22,12 @@ import {
   type SimServer,
   type Simulator,
 } from '@xenstack/xapi-sim'
+import { existsSync } from 'node:fs'
+import { connect, createServer, type Server } from 'node:net'
+import { join } from 'node:path'
 import type { Lab } from './lab.js'
+import { waitFor } from './sys.js'
+import { HIMN } from './topology.js'
 
 export interface LabSimulatorOptions {
   /** root's password (default: generated per lab, never written to disk). */
@@ -156,6 +163,34 @@ export async function linkSimulator(
   }
   db.on('change', onChange)
 
+  // -- XAPI on the HIMN: 169.254.0.1:80 in each dom0 reaches that host's simulated XAPI ------------------
+  const relays: Server[] = []
+  const port = Number(new URL(server.url).port)
+  for (const d of dom0s) {
+    const target = server.pools[0].addresses.get(d.xapiHost!) ?? '127.0.0.1'
+    const dir = lab.hostDir(d.name)
+    const sock = join(dir, 'run', 'xapi.sock')
+    const relay = createServer((c) => {
+      const up = connect(port, target)
+      c.on('error', () => up.destroy())
+      up.on('error', () => c.destroy())
+      c.pipe(up).pipe(c)
+    })
+    await new Promise<void>((resolve, reject) => {
+      relay.once('error', reject)
+      relay.listen(sock, () => resolve())
+    })
+    relay.unref()
+    relays.push(relay)
+    const ready = join(dir, 'run', 'xapi-relay.ready')
+    lab.startOnHost(
+      d.name,
+      [process.execPath, join(lab.dir, 'bin', 'lab-xapi-relay.mjs'), HIMN.address, '80', sock, ready],
+      'xapi-relay.log',
+    )
+    await waitFor(`XAPI relay on ${d.name} (${HIMN.address}:80)`, () => existsSync(ready))
+  }
+
   // hotplug is synchronous in XAPI: the call returns once the device is there (or gone)
   const restore: (() => void)[] = []
   for (const m of [
@@ -195,6 +230,7 @@ export async function linkSimulator(
       db.off('change', onChange)
       for (const r of restore) r()
       await chain
+      for (const r of relays) r.close()
       await server.close()
     },
   }

@@ -98,6 +98,27 @@ test('the lab is one with the simulator: VIF hotplug on the HIMN, DHCP, plugins 
       `dom0 reaches the compute VM's sshd over the HIMN: ${fromDom0.stderr}`,
     )
 
+    // XAPI is reachable from the compute VM over the HIMN, like XenServer's 169.254.0.1
+    const overHimn = await lab.execOk('compute-1', [
+      'curl',
+      '-sS',
+      '--max-time',
+      '5',
+      '-H',
+      'content-type: application/json',
+      '-d',
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'session.login_with_password',
+        params: [sim.username, sim.password, '1.0', 'from-compute'],
+      }),
+      'http://169.254.0.1/jsonrpc',
+    ])
+    assert.match(JSON.parse(overHimn.stdout).result, /^OpaqueRef:/)
+    const noHimn = await lab.exec('compute-2', ['curl', '-sS', '--max-time', '2', 'http://169.254.0.1/'])
+    assert.notEqual(noHimn.code, 0, 'compute-2 has no HIMN NIC, so no XAPI')
+
     // xenstore_data set through XAPI is readable in the guest, as the HIMN tool's vm-data/himn_mac
     await call('VM.add_to_xenstore_data', session, vm, 'vm-data/himn_mac', mac)
     await sim.settled()
