@@ -69,6 +69,9 @@ export interface SimServer {
   close(): Promise<void>
 }
 
+/** Pools up to this many hosts get their default plugins directories created at start. */
+const EAGER_PLUGIN_DIRS = 64
+
 /** A readable random password (not a constant: each simulator without --password gets its own). */
 export function generatePassword(): string {
   return randomBytes(12).toString('base64url')
@@ -226,7 +229,9 @@ export async function startSimServer(opts: SimServerOptions = {}): Promise<SimSe
         const dir = sh?.plugins_dir ?? opts.pluginsDir ?? defaultPluginsDir(poolDir, name)
         pluginsDirs.set(name, resolve(dir))
         pluginsDirs.set(ref, resolve(dir))
-        mkdirSync(dir, { recursive: true })
+        // Created up front for pools people drop plugins into; a generated 1,000-host pool gets them on demand.
+        if (sim.db.count('host') <= EAGER_PLUGIN_DIRS || dir !== defaultPluginsDir(poolDir, name))
+          mkdirSync(dir, { recursive: true })
       }
       if (!existing) installScenarioPlugins(p, scenario.source, pluginsDirs)
 
