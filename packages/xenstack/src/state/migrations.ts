@@ -86,4 +86,11 @@ export const MIGRATIONS: Migration[] = [
       `CREATE INDEX environment_plugins_by_plugin ON environment_plugins (plugin_name, plugin_version)`,
     ],
   },
+  {
+    id: '0003_environment_cluster',
+    statements: [
+      // The cluster model of restrictions (net_provider, net_segment_type, mode, …), set by component bindings.
+      `ALTER TABLE environments ADD COLUMN cluster_json TEXT NOT NULL DEFAULT '{}'`,
+    ],
+  },
 ]

@@ -370,6 +370,18 @@ export class EnvironmentRepository {
       .run(this.seal(settings), now(), name)
   }
 
+  /** The environment's cluster model (net_provider, net_segment_type, mode, … — written by component bindings). */
+  cluster(name: string): Record<string, any> {
+    return parse<Record<string, any>>(this.row(name).cluster_json ?? '{}')
+  }
+
+  setCluster(name: string, cluster: Record<string, any>): void {
+    this.row(name)
+    this.db
+      .prepare('UPDATE environments SET cluster_json = ?, updated_at = ? WHERE name = ?')
+      .run(json(cluster), now(), name)
+  }
+
   setComponents(name: string, components: string[]): void {
     this.row(name)
     this.db

@@ -1,0 +1,151 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { StateStore } from '../../src/state/store.js'
+import { buildPlugin, installPlugin, removePlugin } from '../../src/plugins/lifecycle.js'
+import { changeSettings, createEnvironment, deploymentInputs, EnvironmentError } from '../../src/plugins/environment.js'
+import { builtinReleases } from '../../src/releases/release.js'
+import { corpusDir, XENSERVER_DEFINES } from './corpus.js'
+
+const corpus = corpusDir()
+const dirs: string[] = []
+const tmp = (p: string) => {
+  const d = mkdtempSync(join(tmpdir(), p))
+  dirs.push(d)
+  return d
+}
+test.after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })))
+
+function storeWithXenServer(): StateStore {
+  const store = StateStore.open({ dataDir: tmp('xenstack-env-') })
+  const release = builtinReleases()[0]
+  const opts = { defines: XENSERVER_DEFINES, coreTasks: release.tasks, releaseComponents: release.components }
+  const built = buildPlugin(join(corpus, 'fuel-plugin-xenserver/master'), tmp('xenstack-env-out-'), opts)
+  installPlugin(store, built.file, opts)
+  return store
+}
+
+const XEN = ['hypervisor:xenserver', 'network:neutron:core:ml2', 'network:neutron:ml2:vlan', 'storage:block:lvm']
+const failure = (fn: () => unknown): string[] => {
+  try {
+    fn()
+  } catch (e) {
+    if (e instanceof EnvironmentError) return e.problems
+    throw e
+  }
+  assert.fail('expected an EnvironmentError')
+}
+
+test('creating an environment: selection checked, plugin enabled by its component, bindings and settings applied', () => {
+  const store = storeWithXenServer()
+  const env = createEnvironment(store, {
+    name: 'xen',
+    components: XEN,
+    settings: { 'fuel-plugin-xenserver.password.value': 'Xen-Secret-1' },
+    nodes: [
+      { name: 'controller-1', roles: ['controller'] },
+      { name: 'compute-1', roles: ['compute'] },
+    ],
+  })
+  assert.deepEqual(env.plugins, [{ name: 'fuel-plugin-xenserver', version: '4.90.1', enabled: true }])
+  assert.deepEqual(env.components, XEN)
+  assert.equal(store.environments.settings('xen')['fuel-plugin-xenserver'].password.value, '********')
+  assert.equal(
+    store.environments.settings('xen', { reveal: true })['fuel-plugin-xenserver'].password.value,
+    'Xen-Secret-1',
+  )
+  assert.equal(store.environments.settings('xen')['common'].libvirt_type.value, 'qemu')
+  assert.deepEqual(store.environments.cluster('xen'), {
+    net_provider: 'neutron',
+    net_segment_type: 'vlan',
+    mode: 'ha_compact',
+    status: 'new',
+    name: '',
+  })
+
+  // The engine's inputs: core tasks then the plugin's, scripts location, revealed settings.
+  const inputs = deploymentInputs(store, 'xen')
+  assert.equal(inputs.tasks.length, builtinReleases()[0].tasks.length + 5)
+  assert.deepEqual(
+    inputs.tasks.slice(-5).map((t) => `${t.source}:${t.task.id}`),
+    [
+      'fuel-plugin-xenserver:install-pv-tool',
+      'fuel-plugin-xenserver:compute-pre-test',
+      'fuel-plugin-xenserver:compute-post-deployment',
+      'fuel-plugin-xenserver:controller-post-deployment',
+      'fuel-plugin-xenserver:primary-controller-post-deployment',
+    ],
+  )
+  const scripts = inputs.scripts.get('fuel-plugin-xenserver')!
+  assert.equal(scripts.remoteDir, '/etc/fuel/plugins/fuel-plugin-xenserver-4.90/')
+  assert.match(scripts.localDir, /plugins\/fuel-plugin-xenserver-4\.90\.1\/deployment_scripts\/$/)
+  assert.deepEqual(
+    inputs.nodes.map((n) => n.roles),
+    [['compute'], ['controller']],
+  )
+  assert.equal((inputs.models.settings as any)['fuel-plugin-xenserver'].password.value, 'Xen-Secret-1')
+  assert.equal((inputs.models.cluster as any).name, 'xen')
+
+  // Nothing in the database file shows the password.
+  store.close()
+  for (const f of readdirSync(store.dataDir).filter((n) => n.startsWith('state.db'))) {
+    assert.equal(readFileSync(join(store.dataDir, f)).includes(Buffer.from('Xen-Secret-1')), false, f)
+  }
+})
+
+test('an invalid environment is refused with every problem and nothing is written', () => {
+  const store = storeWithXenServer()
+  assert.deepEqual(
+    failure(() =>
+      createEnvironment(store, { name: 'bad', components: [...XEN, 'additional_service:sahara', 'hypervisor:qemu'] }),
+    ),
+    [
+      'XenServer (hypervisor:xenserver) is incompatible with QEMU-KVM (hypervisor:qemu)',
+      'XenServer (hypervisor:xenserver) is incompatible with Sahara (additional_service:sahara)',
+    ],
+  )
+  assert.deepEqual(
+    failure(() => createEnvironment(store, { name: 'nopass', components: XEN })),
+    ['Setting "Password" (fuel-plugin-xenserver.password): Password cannot be empty'],
+  )
+  assert.deepEqual(
+    failure(() => createEnvironment(store, { name: 'x', plugins: [{ name: 'nope' }] })),
+    ['plugin nope is not installed or not compatible with OpenStack on Ubuntu (mitaka-9.0)'],
+  )
+  assert.deepEqual(store.environments.list(), [])
+  store.close()
+})
+
+test('changing settings: refused while the enabled plugin depends on them, allowed once it is disabled', () => {
+  const store = storeWithXenServer()
+  createEnvironment(store, { name: 'xen', components: XEN, settings: { 'fuel-plugin-xenserver.password.value': 'pw' } })
+  assert.deepEqual(
+    failure(() => changeSettings(store, 'xen', { 'common.libvirt_type.value': 'kvm' })),
+    [
+      `Cannot change "Hypervisor type": "XenServer Plugin" is enabled and would be disabled by "settings:common.libvirt_type.value == 'kvm'"`,
+    ],
+  )
+  assert.deepEqual(
+    failure(() => changeSettings(store, 'xen', { 'additional_components.mongo.value': true })),
+    [
+      `Cannot change "Use external Mongo DB": "XenServer Plugin" is enabled and would be disabled by "settings:additional_components.mongo.value == true"`,
+    ],
+  )
+  assert.deepEqual(
+    failure(() => changeSettings(store, 'xen', { 'fuel-plugin-xenserver.password.value': '' })),
+    ['Setting "Password" (fuel-plugin-xenserver.password): Password cannot be empty'],
+  )
+  changeSettings(store, 'xen', { 'common.debug.value': true })
+  assert.equal(store.environments.settings('xen').common.debug.value, true)
+  assert.equal(store.environments.settings('xen', { reveal: true })['fuel-plugin-xenserver'].password.value, 'pw')
+  assert.throws(() => removePlugin(store, 'fuel-plugin-xenserver==4.90.1'), /enabled for environment xen/)
+  changeSettings(store, 'xen', { 'fuel-plugin-xenserver.metadata.enabled': false })
+  assert.deepEqual(store.environments.require('xen').plugins, [
+    { name: 'fuel-plugin-xenserver', version: '4.90.1', enabled: false },
+  ])
+  changeSettings(store, 'xen', { 'common.libvirt_type.value': 'kvm' })
+  removePlugin(store, 'fuel-plugin-xenserver==4.90.1')
+  store.close()
+})
