@@ -1,6 +1,7 @@
 /**
  * Runs commands on a host over SSH (the `ssh2` library): one connection per executor, opened on first use and
- * reused by every command (up to `maxChannels` at once, below sshd's default MaxSessions of 10), reopened if it drops.
+ * reused by every command, reopened if it drops. Commands go through a few persistent shell sessions on that
+ * connection (see shell-session.ts); streams and large inputs use one-off exec channels.
  *
  * Host keys are always verified against a `KnownHostsStore`. An unknown host is refused unless the caller asked for
  * trust on first use, which pins the key it saw; a host whose key differs from the pinned one is refused with both
@@ -30,6 +31,7 @@ import {
   hostKeyFromBlob,
 } from './known-hosts.js'
 import { type MaybeSecret, Secret, redact, reveal } from './secret.js'
+import { ShellSession } from './shell-session.js'
 
 export interface SshExecutorOptions {
   host: string
@@ -45,7 +47,15 @@ export interface SshExecutorOptions {
   /** Name shown in errors (default `user@host:port`). */
   name?: string
   readyTimeoutMs?: number
+  /** Concurrent one-off exec channels (put/get, large stdin); default 4. */
   maxChannels?: number
+  /**
+   * Run commands through persistent shell sessions on the connection (default true): a command then costs a couple
+   * of forks on the node instead of a new SSH session. `false` opens one exec channel per command.
+   */
+  persistentShell?: boolean
+  /** Concurrent persistent shells (default 4; with maxChannels, stays below sshd's MaxSessions of 10). */
+  maxShells?: number
   /** Receives warnings (trust on first use); never receives secrets. */
   log?: (message: string) => void
 }
@@ -69,6 +79,9 @@ export class SshExecutor implements Executor {
   #client: Promise<Client> | undefined
   #active = 0
   readonly #waiting: (() => void)[] = []
+  #idleShells: ShellSession[] = []
+  #shellCount = 0
+  readonly #shellWaiters: (() => void)[] = []
 
   constructor(options: SshExecutorOptions) {
     if (!options.privateKey && !options.password) {
@@ -166,7 +179,7 @@ export class SshExecutor implements Executor {
   }
 
   async #acquire(): Promise<void> {
-    if (this.#active < (this.#options.maxChannels ?? 8)) {
+    if (this.#active < (this.#options.maxChannels ?? 4)) {
       this.#active++
       return
     }
@@ -231,13 +244,90 @@ export class SshExecutor implements Executor {
     }
   }
 
+  async #openShell(): Promise<ShellSession> {
+    const client = await this.#connect()
+    const channel = await new Promise<ClientChannel>((resolve, reject) =>
+      client.exec('sh', (err, s) =>
+        err ? reject(new Error(`${this.host}: cannot open a shell session: ${err.message}`)) : resolve(s),
+      ),
+    )
+    return ShellSession.start(channel, this.host)
+  }
+
+  async #takeShell(): Promise<ShellSession> {
+    for (;;) {
+      const idle = this.#idleShells.pop()
+      if (idle) {
+        if (idle.alive) return idle
+        this.#shellCount--
+        continue
+      }
+      if (this.#shellCount < (this.#options.maxShells ?? 4)) {
+        this.#shellCount++
+        try {
+          return await this.#openShell()
+        } catch (e) {
+          this.#shellCount--
+          this.#shellWaiters.shift()?.()
+          throw e
+        }
+      }
+      await new Promise<void>((resolve) => this.#shellWaiters.push(resolve))
+    }
+  }
+
+  #giveShell(s: ShellSession): void {
+    if (s.alive) this.#idleShells.push(s)
+    else this.#shellCount--
+    this.#shellWaiters.shift()?.()
+  }
+
+  /** Runs through a persistent shell; undefined when this command needs its own channel. */
+  async #viaShell(
+    line: string,
+    shown: string,
+    stdin: Buffer | undefined,
+    timeoutMs?: number,
+  ): Promise<RawResult | undefined> {
+    if (this.#options.persistentShell === false || (stdin && stdin.length > 1024 * 1024)) return undefined
+    const shell = await this.#takeShell()
+    try {
+      if (timeoutMs !== undefined && !shell.hasTimeout) return undefined
+      const started = Date.now()
+      let timer: NodeJS.Timeout | undefined
+      const guard =
+        timeoutMs === undefined
+          ? undefined
+          : new Promise<never>((_, reject) => {
+              // Backstop in case the node's `timeout` cannot kill it: drop the session.
+              timer = setTimeout(() => {
+                shell.close()
+                reject(new CommandTimeoutError(this.host, shown, timeoutMs))
+              }, timeoutMs + 5000)
+            })
+      try {
+        const run = shell.run(line, stdin, timeoutMs === undefined ? undefined : timeoutMs / 1000)
+        const r = await (guard ? Promise.race([run, guard]) : run)
+        if (timeoutMs !== undefined && r.code === 137 && Date.now() - started >= timeoutMs)
+          throw new CommandTimeoutError(this.host, shown, timeoutMs)
+        return r
+      } finally {
+        if (timer) clearTimeout(timer)
+      }
+    } finally {
+      this.#giveShell(shell)
+    }
+  }
+
   async run(command: Command, options: RunOptions = {}): Promise<RunResult> {
     const { line, shown } = renderCommand(command, options)
     const stdin =
       options.stdin === undefined
         ? undefined
         : Buffer.from(options.stdin instanceof Secret ? reveal(options.stdin) : options.stdin)
-    const raw = await this.#exec(line, shown, stdin, options.timeoutMs)
+    const raw =
+      (await this.#viaShell(line, shown, stdin, options.timeoutMs)) ??
+      (await this.#exec(line, shown, stdin, options.timeoutMs))
     const result = { code: raw.code, stdout: raw.stdout.toString('utf8'), stderr: raw.stderr.toString('utf8') }
     return checkExit(this.host, shown, result, options, secretsOf(command, options))
   }
@@ -260,13 +350,16 @@ export class SshExecutor implements Executor {
 
   async get(path: string): Promise<Buffer> {
     const shown = `cat ${shellQuote(path)}`
-    const raw = await this.#exec(shown, shown, undefined)
+    const raw = (await this.#viaShell(shown, shown, undefined)) ?? (await this.#exec(shown, shown, undefined))
     if (raw.code !== 0)
       checkExit(this.host, shown, { code: raw.code, stdout: '', stderr: raw.stderr.toString() }, {}, [])
     return raw.stdout
   }
 
   async close(): Promise<void> {
+    for (const s of this.#idleShells) s.close()
+    this.#idleShells = []
+    this.#shellCount = 0
     const pending = this.#client
     this.#client = undefined
     if (!pending) return

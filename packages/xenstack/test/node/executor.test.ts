@@ -91,6 +91,13 @@ test('ssh executor: contract on a real sshd, one reused connection, host keys pi
     try {
       await onHost(lab, 'compute-1', 'mkdir -p /root/xenstack-exec')
       await contract(exec, '/root/xenstack-exec')
+      // the same contract with one exec channel per command (no persistent shell)
+      const plain = sshTo(lab, 'compute-1', { persistentShell: false })
+      try {
+        await contract(plain, '/root/xenstack-exec')
+      } finally {
+        await plain.close()
+      }
       // the file landed in compute-1's own /root (its overlay), not on the machine
       await exec.put('/root/xenstack-exec/where', 'here')
       assert.equal(readFileSync(lab.backingPath('compute-1', '/root/xenstack-exec/where'), 'utf8'), 'here')

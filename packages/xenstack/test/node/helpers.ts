@@ -19,7 +19,12 @@ export async function labPrerequisite(t: TestContext): Promise<boolean> {
 export function sshTo(
   lab: Lab,
   host: string,
-  options: { knownHosts?: KnownHostsStore; trustOnFirstUse?: boolean; log?: (m: string) => void } = {},
+  options: {
+    knownHosts?: KnownHostsStore
+    trustOnFirstUse?: boolean
+    log?: (m: string) => void
+    persistentShell?: boolean
+  } = {},
 ): SshExecutor {
   const h = lab.host(host)
   return new SshExecutor({
@@ -31,6 +36,7 @@ export function sshTo(
     name: host,
     ...(options.trustOnFirstUse !== undefined ? { trustOnFirstUse: options.trustOnFirstUse } : {}),
     ...(options.log ? { log: options.log } : {}),
+    ...(options.persistentShell !== undefined ? { persistentShell: options.persistentShell } : {}),
   })
 }
 
