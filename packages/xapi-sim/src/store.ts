@@ -161,7 +161,6 @@ export class Database extends EventEmitter {
     const names = c.fields.map((f) => f.name)
     if (!names.includes('uuid')) names.unshift('uuid')
     const body = names.map((n, i) => `this[${JSON.stringify(n)}] = v[${i}]`).join('\n')
-    // eslint-disable-next-line @typescript-eslint/no-implied-eval
     const Ctor = new Function('v', body) as unknown as new (v: unknown[]) => XapiRecord
     const initial = names.map((n) => {
       const f = c.fieldByName.get(n)
