@@ -171,7 +171,8 @@ function recordConverter(className: string): Converter {
     return fields
   }
   const isEvent = className === 'event'
-  return (v) => {
+  /** Field by field with the error naming the field; also the fallback of the compiled converter. */
+  const generic: Converter = (v) => {
     if (v === null || typeof v !== 'object' || Array.isArray(v)) {
       throw new WireValueError(`expected a ${className} record (a struct), got ${describe(v)}`)
     }
@@ -196,6 +197,74 @@ function recordConverter(className: string): Converter {
     }
     return out
   }
+  const cls = getClass(className)
+  if (isEvent || cls === undefined || cls.name !== className) return generic
+  // A converter compiled for the class: straight-line code with constant property names (inline caches instead of
+  // a lookup per field), scalars that are already in JS form passed through without a call.
+  let compiled: Converter | undefined
+  return (v) => {
+    if (compiled === undefined) compiled = compileRecordConverter(cls.fields, generic)
+    return compiled(v)
+  }
+}
+
+function compileRecordConverter(fields: readonly { name: string; type: XapiType }[], generic: Converter): Converter {
+  const convs: Converter[] = []
+  const known: Record<string, true> = Object.create(null) as Record<string, true>
+  let body = ''
+  for (const [i, f] of fields.entries()) {
+    known[f.name] = true
+    convs.push(converterFor(f.type))
+    const key = JSON.stringify(f.name)
+    let expr: string
+    switch (f.type.kind) {
+      case 'string':
+      case 'ref':
+      case 'enum':
+        expr = `typeof x === 'string' ? x : c[${i}](x)`
+        break
+      case 'int':
+        expr = `typeof x === 'number' && Number.isSafeInteger(x) ? x : c[${i}](x)`
+        break
+      case 'float':
+        expr = `typeof x === 'number' ? x : c[${i}](x)`
+        break
+      case 'bool':
+        expr = `typeof x === 'boolean' ? x : c[${i}](x)`
+        break
+      default:
+        expr = `c[${i}](x)`
+    }
+    body += `x = r[${key}]; if (x !== undefined) { n++; o[${key}] = ${expr} }\n`
+  }
+  const make = new Function(
+    'c',
+    'known',
+    'generic',
+    `return function convertRecord(r) {
+      if (r === null || typeof r !== 'object' || Array.isArray(r)) return generic(r)
+      try {
+        const o = {}
+        let x, n = 0
+        ${body}
+        let total = 0
+        for (const k in r) total++
+        if (total !== n) {
+          // Fields this datamodel does not know (newer XAPI, vendor fields): passed through as they came.
+          for (const k in r) {
+            if (known[k] !== true && Object.prototype.hasOwnProperty.call(r, k)) {
+              if (k === '__proto__') Object.defineProperty(o, k, { value: r[k], enumerable: true, writable: true, configurable: true })
+              else o[k] = r[k]
+            }
+          }
+        }
+        return o
+      } catch (e) {
+        return generic(r) // names the field that failed
+      }
+    }`,
+  ) as (c: Converter[], known: Record<string, true>, generic: Converter) => Converter
+  return make(convs, known, generic)
 }
 
 function snapshotConverter(name: string): Converter | undefined {

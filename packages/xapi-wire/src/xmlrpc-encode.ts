@@ -234,7 +234,7 @@ function recordEncoder(className: string): Encoder {
     return m
   }
   const isEvent = className === 'event'
-  return (v) => {
+  const generic: Encoder = (v) => {
     if (v === null || typeof v !== 'object' || Array.isArray(v)) {
       throw new TypeError(`expected an object for a ${className} record, got ${describe(v)}`)
     }
@@ -253,6 +253,75 @@ function recordEncoder(className: string): Encoder {
     }
     return out + '</struct></value>'
   }
+  const cls = getClass(className)
+  if (isEvent || cls === undefined || cls.name !== className) return generic
+  let compiled: Encoder | undefined
+  return (v) => {
+    if (compiled === undefined) compiled = compileRecordEncoder(cls.fields, generic)
+    return compiled(v)
+  }
+}
+
+/**
+ * A record encoder compiled for a class: straight-line code with constant property names and member prefixes;
+ * strings, ints and bools written inline. Fields come out in datamodel order (XAPI's order too); fields the class
+ * does not know are appended, encoded generically.
+ */
+function compileRecordEncoder(fields: readonly { name: string; type: XapiType }[], generic: Encoder): Encoder {
+  const encs: Encoder[] = []
+  const known: Record<string, true> = Object.create(null) as Record<string, true>
+  let body = ''
+  for (const [i, f] of fields.entries()) {
+    known[f.name] = true
+    encs.push(encoderFor(f.type))
+    const key = JSON.stringify(f.name)
+    const open = JSON.stringify('<member><name>' + escapeXml(f.name) + '</name>')
+    let expr: string
+    switch (f.type.kind) {
+      case 'string':
+      case 'ref':
+      case 'enum':
+        expr = `(typeof x === 'string' ? '<value>' + (NEEDS.test(x) ? esc(x) : x) + '</value>' : e[${i}](x))`
+        break
+      case 'int':
+        expr = `(typeof x === 'number' && Number.isInteger(x) ? '<value>' + x + '</value>' : e[${i}](x))`
+        break
+      case 'bool':
+        expr = `(x === true ? '<value><boolean>1</boolean></value>' : x === false ? '<value><boolean>0</boolean></value>' : e[${i}](x))`
+        break
+      default:
+        expr = `e[${i}](x)`
+    }
+    body += `x = r[${key}]; if (x !== undefined) { out += ${open} + ${expr} + '</member>' }\n`
+  }
+  const make = new Function(
+    'e',
+    'known',
+    'generic',
+    'NEEDS',
+    'esc',
+    'encodeGeneric',
+    `return function encodeRecord(r) {
+      if (r === null || typeof r !== 'object' || Array.isArray(r)) return generic(r)
+      let out = '<value><struct>'
+      let x
+      ${body}
+      for (const k in r) {
+        if (known[k] !== true && Object.prototype.hasOwnProperty.call(r, k) && r[k] !== undefined) {
+          out += '<member><name>' + esc(k) + '</name>' + encodeGeneric(r[k]) + '</member>'
+        }
+      }
+      return out + '</struct></value>'
+    }`,
+  ) as (
+    e: Encoder[],
+    known: Record<string, true>,
+    generic: Encoder,
+    needs: RegExp,
+    esc: (s: string) => string,
+    encodeGeneric: Encoder,
+  ) => Encoder
+  return make(encs, known, generic, NEEDS_ESCAPE, escapeXml, encodeGeneric)
 }
 
 const byName = new Map<string, Encoder>()
