@@ -29,6 +29,7 @@ export class ShellSession {
   #pending: Pending | undefined
   #dead: Error | undefined
   #busy = false
+  #closed = false
   /** Whether coreutils `timeout` exists on the node (checked at start). */
   hasTimeout = false
 
@@ -41,7 +42,10 @@ export class ShellSession {
     channel.stderr.on('data', () => {
       /* the session's own stderr (not a command's) carries nothing we use */
     })
-    channel.on('close', () => this.#fail(new Error(`${host}: the shell session closed`)))
+    channel.on('close', () => {
+      this.#closed = true
+      this.#fail(new Error(`${host}: the shell session closed`))
+    })
     channel.on('error', (e: Error) => this.#fail(new Error(`${host}: shell session error: ${e.message}`)))
   }
 
@@ -88,7 +92,7 @@ export class ShellSession {
           `${this.host}: shell session out of step (unexpected output ${JSON.stringify(header.join(' ').slice(0, 80))})`,
         ),
       )
-      this.close()
+      void this.close()
       return
     }
     const [code, outLen, errLen] = header.slice(1).map(Number)
@@ -121,12 +125,19 @@ export class ShellSession {
     })
   }
 
-  close(): void {
+  /** Ends the session; resolves when the node's shell has exited (and removed its temporary directory). */
+  close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => {
+      if (this.#closed) return resolve()
+      this.#channel.once('close', () => resolve())
+      setTimeout(resolve, 5000).unref()
+    })
     this.#fail(new Error(`${this.host}: the shell session was closed`))
     try {
       this.#channel.end()
     } catch {
       /* already gone */
     }
+    return closed
   }
 }

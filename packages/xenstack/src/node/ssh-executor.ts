@@ -301,7 +301,7 @@ export class SshExecutor implements Executor {
           : new Promise<never>((_, reject) => {
               // Backstop in case the node's `timeout` cannot kill it: drop the session.
               timer = setTimeout(() => {
-                shell.close()
+                void shell.close()
                 reject(new CommandTimeoutError(this.host, shown, timeoutMs))
               }, timeoutMs + 5000)
             })
@@ -357,7 +357,7 @@ export class SshExecutor implements Executor {
   }
 
   async close(): Promise<void> {
-    for (const s of this.#idleShells) s.close()
+    await Promise.all(this.#idleShells.map((s) => s.close()))
     this.#idleShells = []
     this.#shellCount = 0
     const pending = this.#client

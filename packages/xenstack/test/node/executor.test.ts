@@ -14,6 +14,7 @@ import {
   LocalExecutor,
   MemoryKnownHostsStore,
   Secret,
+  SshExecutor,
   UnknownHostKeyError,
   fingerprint,
   parseKnownHosts,
@@ -112,6 +113,50 @@ test('ssh executor: contract on a real sshd, one reused connection, host keys pi
       assert.equal(conns.trim(), '1', 'one TCP connection to sshd')
     } finally {
       await exec.close()
+    }
+
+    // password authentication against a real sshd (dom0-1 configured for it here; the password is only in its
+    // own /etc/shadow overlay); a wrong password fails without showing either password
+    {
+      const d = lab.host('dom0-1')
+      const password = new Secret(`Dom0-pw-${randomBytes(6).toString('hex')}`)
+      const wrong = new Secret(`Wrong-pw-${randomBytes(6).toString('hex')}`)
+      const cfg = join(lab.hostDir('dom0-1'), 'ssh', 'sshd_config')
+      writeFileSync(
+        cfg,
+        readFileSync(cfg, 'utf8')
+          .replace('PermitRootLogin prohibit-password', 'PermitRootLogin yes')
+          .replace('PasswordAuthentication no', 'PasswordAuthentication yes'),
+      )
+      await lab.execOk('dom0-1', ['chpasswd'], { stdin: `root:${password.reveal()}\n` })
+      await onHost(lab, 'dom0-1', "kill -HUP $(ss -Htlnp 'sport = :22' | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u)")
+      const byPassword = (pw: Secret): SshExecutor =>
+        new SshExecutor({
+          host: d.ssh.host,
+          port: d.ssh.port,
+          password: pw,
+          knownHosts: new FileKnownHostsStore(d.ssh.knownHostsFile),
+          name: 'dom0-1',
+        })
+      let out = ''
+      for (let i = 0; i < 50 && out === ''; i++) {
+        const e = byPassword(password)
+        try {
+          out = (await e.run(['hostname'])).stdout
+        } catch (err) {
+          if (!/ECONNREFUSED|ECONNRESET|authentication/i.test((err as Error).message)) throw err
+          await new Promise((r) => setTimeout(r, 100))
+        } finally {
+          await e.close()
+        }
+      }
+      assert.equal(out, 'dom0-1\n')
+      await assert.rejects(byPassword(wrong).run(['true']), (e: unknown) => {
+        const m = (e as Error).message
+        assert.match(m, /^dom0-1: cannot connect: All configured authentication methods failed/)
+        assert.ok(!m.includes(wrong.reveal()) && !m.includes(password.reveal()))
+        return true
+      })
     }
 
     const h = lab.host('compute-1')
