@@ -45,6 +45,8 @@ export interface ExecuteOptions {
 export interface StartOptions extends ExecuteOptions {
   mode?: 'deploy' | 'redeploy'
   force?: boolean
+  /** Called with the new deployment's id once it is recorded, before any task runs. */
+  beforeRun?(id: number): void
 }
 
 /** Records the plan, then runs it. */
@@ -56,6 +58,7 @@ export async function startDeployment(
 ): Promise<DeploymentSummary> {
   topologicalOrder(plan) // refuse a cyclic plan before recording it
   const id = store.createDeployment(environment, opts.mode ?? 'deploy', !!opts.force, plan)
+  opts.beforeRun?.(id)
   return execute(store, id, plan, undefined, opts)
 }
 

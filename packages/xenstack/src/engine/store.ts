@@ -84,6 +84,12 @@ export const ENGINE_MIGRATIONS: Migration[] = [
         at TEXT NOT NULL,
         PRIMARY KEY (environment, node, task)
       )`,
+      `CREATE TABLE engine_deployment_meta (
+        deployment_id INTEGER NOT NULL REFERENCES engine_deployments (id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        value_json TEXT NOT NULL,
+        PRIMARY KEY (deployment_id, key)
+      )`,
       `CREATE TABLE engine_durations (
         task TEXT PRIMARY KEY,
         samples INTEGER NOT NULL,
@@ -294,6 +300,24 @@ export class EngineStore {
       )
       .all(environment)
     return new Map(rows.map((r) => [`${r.node}/${r.task}`, r.digest]))
+  }
+
+  /** Per-deployment documents (e.g. the models it was planned with, for `changed()` on the next one). */
+  setMeta(id: number, key: string, valueJson: string): void {
+    this.db
+      .prepare(
+        `INSERT INTO engine_deployment_meta (deployment_id, key, value_json) VALUES (?, ?, ?)
+         ON CONFLICT (deployment_id, key) DO UPDATE SET value_json = excluded.value_json`,
+      )
+      .run(id, key, valueJson)
+  }
+
+  getMeta(id: number, key: string): string | undefined {
+    return this.db
+      .prepare<[number, string], { value_json: string }>(
+        'SELECT value_json FROM engine_deployment_meta WHERE deployment_id = ? AND key = ?',
+      )
+      .get(id, key)?.value_json
   }
 
   /** Mean observed durations per task id (ms). */

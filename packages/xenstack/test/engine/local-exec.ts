@@ -12,11 +12,15 @@ export class TestLocalExecutor implements NodeExecutor {
   run(command: string | readonly string[], o: ExecRunOptions = {}): Promise<ExecResult> {
     const line = typeof command === 'string' ? command : command.map(q).join(' ')
     return new Promise((resolve, reject) => {
-      const child = spawn('sh', ['-c', line], { cwd: o.cwd, env: { ...process.env, ...o.env } })
+      const child = spawn('sh', ['-c', line], {
+        cwd: o.cwd,
+        env: { ...process.env, ...o.env },
+        stdio: [o.stdin === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      })
       let stdout = ''
       let stderr = ''
-      child.stdout.on('data', (b) => (stdout += b))
-      child.stderr.on('data', (b) => (stderr += b))
+      child.stdout?.on('data', (b) => (stdout += b))
+      child.stderr?.on('data', (b) => (stderr += b))
       const timer = o.timeoutMs ? setTimeout(() => child.kill('SIGKILL'), o.timeoutMs) : undefined
       child.on('error', reject)
       child.on('close', (code) => {
@@ -26,7 +30,10 @@ export class TestLocalExecutor implements NodeExecutor {
           reject(new Error(`${this.host}: ${line} exited with ${r.code}: ${stderr}`))
         else resolve(r)
       })
-      child.stdin.end(o.stdin ?? '')
+      if (child.stdin) {
+        child.stdin.on('error', () => {}) // the command may exit without reading its input
+        child.stdin.end(o.stdin)
+      }
     })
   }
 
