@@ -149,7 +149,18 @@ export function checkTaskGraph(pluginTasks: LocatedTask[], coreTasks: LocatedTas
           }
           return
         }
-        if (!byId.has(name)) {
+        const target = byId.get(name)
+        if (field === 'groups' && target && target.task.type !== 'group') {
+          const groups = ids.filter((id) => byId.get(id)!.task.type === 'group')
+          issues.push(
+            issueAt(t, path, `"${name}" in groups of [${task.id}] is a ${target.task.type} task, not a group`, {
+              expected: `the id of a group task (${groups.join(', ') || 'none defined'})`,
+              found: `"${name}"`,
+            }),
+          )
+          return
+        }
+        if (!target) {
           issues.push(
             issueAt(
               t,

@@ -180,6 +180,11 @@ test('graph checks: a cycle, a dangling reference and a bad regex each give thei
     loadPluginDir(params, { coreTasks: ours.tasks }).errors.map(formatIssue)[0],
     /\[0\]\.parameters: task "install-pv-tool" of type shell needs parameters\.cmd/,
   )
+  const notGroup = editTasks((t) => t.replace("role: ['compute']", "groups: ['netconfig']"))
+  assert.match(
+    loadPluginDir(notGroup, { coreTasks: ours.tasks }).errors.map(formatIssue)[0],
+    /^deployment_tasks\.yaml:2:12: \[0\]\.groups\[0\]: "netconfig" in groups of \[install-pv-tool\] is a skipped task, not a group \(expected the id of a group task \(primary-controller, controller, /,
+  )
   const stage = editTasks((t) => t.replace('type: shell', 'type: shell\n  stage: middle_deployment'))
   assert.match(
     loadPluginDir(stage, { coreTasks: ours.tasks }).errors.map(formatIssue)[0],
