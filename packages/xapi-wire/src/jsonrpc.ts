@@ -1,6 +1,7 @@
 /** JSON-RPC 1.0/2.0 as XAPI serves it on /jsonrpc (§3.2). */
 import type { XapiType } from './types.js'
 import { toJsonWire } from './convert.js'
+import { decodeUtf8 } from './utf8.js'
 
 export type JsonRpcVersion = '1.0' | '2.0'
 
@@ -21,7 +22,7 @@ export class JsonRpcResponseError extends Error {
 }
 
 function parseJson(body: string | Buffer, what: string, E: new (m: string) => Error): unknown {
-  const text = typeof body === 'string' ? body : body.toString('utf8')
+  const text = decodeUtf8(body, `JSON-RPC ${what}`)
   try {
     return JSON.parse(text)
   } catch (e) {

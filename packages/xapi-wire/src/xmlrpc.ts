@@ -5,6 +5,7 @@
 import type { XapiType } from './types.js'
 import { getMessage } from './datamodel.js'
 import { encoderFor, escapeXml, encodeGeneric } from './xmlrpc-encode.js'
+import { decodeUtf8 } from './utf8.js'
 
 /**
  * Decoded XML-RPC values, generic form: untagged and <string> → string; <i4>/<int>/<i8> → number (or string
@@ -120,9 +121,12 @@ export class XmlRpcFault extends Error {
   }
 }
 
-/** Parses a <methodCall>. Throws XmlRpcParseError naming the position on malformed input. */
+/**
+ * Parses a <methodCall>. Throws XmlRpcParseError naming the position on malformed input, InvalidUtf8Error for a
+ * Buffer that is not UTF-8 (XAPI answers INVALID_VALUE).
+ */
 export function decodeMethodCall(xml: string | Buffer): DecodedCall {
-  const p = new Scanner(typeof xml === 'string' ? xml : xml.toString('utf8'))
+  const p = new Scanner(decodeUtf8(xml, 'XML-RPC request'))
   p.prolog()
   p.open('methodCall')
   p.open('methodName')
@@ -151,7 +155,7 @@ export function decodeMethodCall(xml: string | Buffer): DecodedCall {
 
 /** Parses a <methodResponse>: returns the value, or throws XmlRpcFault for a <fault>. */
 export function decodeMethodResponse(xml: string | Buffer): WireValue {
-  const p = new Scanner(typeof xml === 'string' ? xml : xml.toString('utf8'))
+  const p = new Scanner(decodeUtf8(xml, 'XML-RPC response'))
   p.prolog()
   p.open('methodResponse')
   const tag = p.peekTag()
@@ -177,7 +181,7 @@ export function decodeMethodResponse(xml: string | Buffer): WireValue {
 
 /** Parses a bare <value>…</value> (as stored in XAPI's `task.result`; `""` and `<value></value>` give ''). */
 export function decodeValue(xml: string | Buffer): WireValue {
-  const s = typeof xml === 'string' ? xml : xml.toString('utf8')
+  const s = decodeUtf8(xml, 'XML-RPC value')
   const p = new Scanner(s)
   p.skipMisc()
   if (p.pos >= s.length) return ''

@@ -18,6 +18,8 @@ import {
   unwrapEnvelope,
   XmlRpcFault,
   XmlRpcParseError,
+  InvalidUtf8Error,
+  parseJsonRpcRequest,
 } from '../src/index.js'
 
 const T = parseType
@@ -386,4 +388,25 @@ test("Xen Orchestra's XML-RPC codec (@vates/xml-rpc, as xen-api uses it) and our
       },
     ],
   })
+})
+
+test('invalid UTF-8 in a body is refused with its byte offset, never silently replaced', () => {
+  const good = Buffer.from(
+    '<methodCall><methodName>VM.set_name_label</methodName><params><param><value>żółć</value></param></params></methodCall>',
+  )
+  assert.deepEqual(decodeMethodCall(good).params, ['żółć'])
+  const at = good.indexOf('żółć')
+  for (const bad of [[0xff], [0xc3], [0xe2, 0x28, 0xa1], [0xed, 0xa0, 0x80], [0xc0, 0xaf], [0xf4, 0x90, 0x80, 0x80]]) {
+    const body = Buffer.concat([good.subarray(0, at), Buffer.from(bad), good.subarray(at)])
+    assert.throws(
+      () => decodeMethodCall(body),
+      (e: unknown) =>
+        e instanceof InvalidUtf8Error && e.byteOffset === at && /invalid UTF-8 at byte offset/.test(e.message),
+      JSON.stringify(bad),
+    )
+  }
+  assert.throws(
+    () => parseJsonRpcRequest(Buffer.from([0x7b, 0xff, 0x7d])),
+    (e: unknown) => e instanceof InvalidUtf8Error && e.byteOffset === 1,
+  )
 })
