@@ -73,6 +73,14 @@ function context(exec: Executor, changed: Set<Resource>, dryRun: boolean, log?: 
   }
 }
 
+/**
+ * Every check result leaves through here: values of all known secrets are replaced by `***`, so a resource whose
+ * content was built from a revealed secret (a rendered template) still never shows it.
+ */
+function scrub(c: CheckResult): CheckResult {
+  return { ...c, current: redact(c.current), desired: redact(c.desired), diff: c.diff.map((d) => redact(d)) }
+}
+
 function message(e: unknown): string {
   return redact(e instanceof Error ? e.message : String(e))
 }
@@ -88,7 +96,7 @@ export async function plan(
   const out: PlanEntry[] = []
   for (const r of resources) {
     try {
-      const c = await r.check(ctx)
+      const c = scrub(await r.check(ctx))
       if (!c.inSync) changed.add(r)
       out.push({
         id: r.id,
@@ -136,7 +144,7 @@ export async function apply(
     }
     let diff: string[] = []
     try {
-      const c = await r.check(ctx)
+      const c = scrub(await r.check(ctx))
       diff = c.diff
       if (c.inSync) {
         entries.push({ id: r.id, status: 'unchanged', diff: [], ...(c.note ? { note: c.note } : {}) })

@@ -29,7 +29,9 @@ import {
   SymlinkResource,
   Sysctl,
   apply,
+  firewall,
   gatherFacts,
+  iniSettings,
   pendingChanges,
   plan,
   type ApplyReport,
@@ -624,6 +626,49 @@ enable = true
               assert.ok(!err.includes(SECRET_PLAN_KEY.reveal()))
             },
           )
+
+          await t.test('builders; a file rendered from a revealed secret is still redacted in diffs', async () => {
+            const rs = [
+              ...iniSettings('/etc/neutron/rootwrap.conf', {
+                xenapi: {
+                  xenapi_connection_url: 'http://169.254.0.1',
+                  xenapi_connection_username: 'root',
+                  xenapi_connection_password: PASSWORD,
+                },
+              }),
+              new FileResource({
+                path: '/etc/xenstack-t/rendered.conf',
+                content: `[xenserver]\nconnection_password = ${PASSWORD.reveal()}\n`,
+                mode: 0o600,
+              }),
+              ...firewall({
+                chain: 'xs-test',
+                jumpFrom: 'INPUT',
+                rules: [{ chain: 'xs-test', rule: ['-p', 'tcp', '--dport', '6641', '-j', 'ACCEPT'] }],
+              }),
+            ]
+            allCompute.push(...rs)
+            const p = await plan(compute, rs)
+            assert.match(JSON.stringify(p), /connection_password = \*\*\*/)
+            await converges(lab, 'compute-1', compute, rs, {
+              probe: 'cat /etc/neutron/rootwrap.conf /etc/xenstack-t/rendered.conf 2>&1; iptables -S',
+              wrong:
+                "rm /etc/xenstack-t/rendered.conf; sed -i 's/= .*Passw0rd!/= x/' /etc/neutron/rootwrap.conf; iptables -F xs-test",
+              verify: async () => {
+                assert.equal(
+                  await onHost(lab, 'compute-1', 'cat /etc/neutron/rootwrap.conf'),
+                  `[xenapi]\nxenapi_connection_url = http://169.254.0.1\nxenapi_connection_username = root\nxenapi_connection_password = ${PASSWORD.reveal()}\n`,
+                )
+                assert.equal(
+                  await onHost(lab, 'compute-1', "stat -c '%a' /etc/neutron/rootwrap.conf"),
+                  '640\n',
+                  'new config files are not world-readable',
+                )
+                assert.match(await onHost(lab, 'compute-1', 'cat /etc/xenstack-t/rendered.conf'), /Passw0rd!/)
+                assert.match(await onHost(lab, 'compute-1', 'iptables -S INPUT'), /-A INPUT -j xs-test/)
+              },
+            })
+          })
 
           await t.test('the plan of a converged host is empty', async () => {
             assert.deepEqual(pendingChanges(await plan(compute, allCompute, { log })), [])
