@@ -22,7 +22,7 @@ import { XapiError, toErrorDescription } from './errors.js'
 import type { HttpContext } from './http.js'
 import type { Simulator } from './simulator.js'
 import type { Change } from './store.js'
-import { planVhdExport, vhdToRaw, writeSparse, VhdFormatError } from './vhd.js'
+import { planVhdExport, vhdToRaw, writeOver, VhdFormatError } from './vhd.js'
 
 const FORMATS: Record<string, string> = {
   raw: 'application/octet-stream',
@@ -217,7 +217,7 @@ async function importRawVdi(
   }
 }
 
-/** Writes a raw body onto the VDI's file from offset 0, keeping it sparse; more bytes than the VDI holds fail. */
+/** Writes a raw body over the VDI's contents from offset 0, keeping holes; more bytes than the VDI holds fail. */
 async function receiveRaw(req: IncomingMessage, file: string, size: number, vdi: string): Promise<void> {
   const fh = await open(file, 'r+')
   let pos = 0
@@ -239,7 +239,7 @@ async function receiveRaw(req: IncomingMessage, file: string, size: number, vdi:
           return stop(new XapiError('VDI_IO_ERROR', `more than the ${size} bytes of VDI ${vdi} were sent`))
         req.pause()
         pending = pending
-          .then(() => writeSparse(fh, chunk, at))
+          .then(() => writeOver(fh, chunk, at))
           .then(
             () => void req.resume(),
             (e) => stop(e),

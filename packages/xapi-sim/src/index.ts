@@ -61,6 +61,7 @@ export {
   decodeDynamicHeader,
   vhdChecksum,
   writeSparse,
+  writeOver,
   VHD_SECTOR,
   VHD_DEFAULT_BLOCK_SIZE,
 } from './vhd.js'

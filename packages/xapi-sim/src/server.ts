@@ -19,6 +19,7 @@ import { defaultPluginsDir, PluginError, runPlugin } from './plugins.js'
 import { defaultScenario, generatedScenario, loadScenarioFile, type Scenario, type ScenarioPool } from './scenario.js'
 import { Simulator } from './simulator.js'
 import { XapiError } from './errors.js'
+import { assertVmOperation } from './semantics/vm.js'
 
 export interface SimServerOptions {
   /** `HOST:PORT` for the first pool's master (default `127.0.0.1:0`). */
@@ -52,6 +53,8 @@ export interface SimPool {
   pluginsDirs: Map<string, string>
   /** Host name → address it answers on. */
   addresses: Map<string, string>
+  /** Points a host (name or ref) at another plugins directory from now on (the lab: its dom0's /etc/xapi.d/plugins). */
+  setPluginsDir(host: string, dir: string): void
 }
 
 export interface SimServer {
@@ -149,24 +152,30 @@ export function poolDescription(p: ScenarioPool, firstAddress: number): PoolDesc
   }
 }
 
-/** Installs `host.call_plugin` running the files of each host's plugins directory. */
+/**
+ * Installs `host.call_plugin` running the files of each host's plugins directory, and `VM.call_plugin`: the VM must
+ * be Running (VM_BAD_POWER_STATE otherwise, via the VM's allowed-operation rules); the plugin runs from the plugins
+ * directory of the host the VM is resident on, with `vm_uuid` added to its arguments.
+ */
 export function installPlugins(sim: Simulator, dirOf: (hostRef: string) => string, xapiUrl: () => string): void {
-  sim.messages.override('host.call_plugin', async (ctx, args) => {
-    const [host, plugin, fn, pargs] = args as [string, string, string, Record<string, string>]
-    sim.db.must('host', host)
+  const run = async (host: string, plugin: string, fn: string, args: Record<string, string>, session: string) => {
     try {
-      return await runPlugin({
-        pluginsDir: dirOf(host),
-        plugin,
-        fn,
-        args: pargs ?? {},
-        sessionRef: ctx.session?.ref ?? '',
-        xapiUrl: xapiUrl(),
-      })
+      return await runPlugin({ pluginsDir: dirOf(host), plugin, fn, args, sessionRef: session, xapiUrl: xapiUrl() })
     } catch (e) {
       if (e instanceof PluginError) throw new XapiError(e.code, ...e.params)
       throw e
     }
+  }
+  sim.messages.override('host.call_plugin', async (ctx, args) => {
+    const [host, plugin, fn, pargs] = args as [string, string, string, Record<string, string>]
+    sim.db.must('host', host)
+    return run(host, plugin, fn, pargs ?? {}, ctx.session?.ref ?? '')
+  })
+  sim.messages.override('VM.call_plugin', async (ctx, args) => {
+    const [vm, plugin, fn, pargs] = args as [string, string, string, Record<string, string>]
+    const rec = assertVmOperation(sim, vm, 'call_plugin')
+    const host = rec.resident_on as string
+    return run(host, plugin, fn, { ...pargs, vm_uuid: rec.uuid as string }, ctx.session?.ref ?? '')
   })
 }
 
@@ -267,7 +276,13 @@ export async function startSimServer(opts: SimServerOptions = {}): Promise<SimSe
       url = l.url
       const addresses = new Map<string, string>()
       for (const [ref, addr] of l.addresses) addresses.set(String(sim.db.get(ref)?.name_label ?? ref), addr)
-      pools.push({ name: p.name, sim, url, faults, disks, pluginsDirs, addresses })
+      const setPluginsDir = (host: string, dir: string) => {
+        const ref = host.startsWith('OpaqueRef:') ? host : sim.db.find('host', (h) => h.name_label === host)
+        if (!ref || !sim.db.has('host', ref)) throw new XapiError('HANDLE_INVALID', 'host', host)
+        pluginsDirs.set(ref, resolve(dir))
+        pluginsDirs.set(String(sim.db.get(ref)!.name_label), resolve(dir))
+      }
+      pools.push({ name: p.name, sim, url, faults, disks, pluginsDirs, addresses, setPluginsDir })
       if (persister) {
         await persister.flush(true)
         persister.start(opts.flushIntervalMs ?? 5000)

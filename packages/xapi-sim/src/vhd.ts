@@ -237,6 +237,27 @@ export async function writeSparse(fh: FileHandle, buf: Buffer, pos: number): Pro
   if (runStart >= 0) await fh.write(buf, runStart, buf.length - runStart, pos + runStart)
 }
 
+/**
+ * Writes buf over existing contents at pos: only 4 KiB pages that differ from what is there are written, so zeros
+ * written over zeros (holes) keep the file sparse while zeros over data do overwrite it.
+ */
+export async function writeOver(fh: FileHandle, buf: Buffer, pos: number): Promise<void> {
+  const old = Buffer.alloc(buf.length)
+  const { bytesRead } = await fh.read(old, 0, buf.length, pos)
+  if (bytesRead < buf.length) old.fill(0, bytesRead)
+  let runStart = -1
+  for (let off = 0; off < buf.length; off += PAGE) {
+    const end = Math.min(off + PAGE, buf.length)
+    const same = buf.subarray(off, end).equals(old.subarray(off, end))
+    if (!same && runStart < 0) runStart = off
+    if (same && runStart >= 0) {
+      await fh.write(buf, runStart, off - runStart, pos + runStart)
+      runStart = -1
+    }
+  }
+  if (runStart >= 0) await fh.write(buf, runStart, buf.length - runStart, pos + runStart)
+}
+
 export interface VhdInfo {
   type: VhdDiskType
   virtualSize: number

@@ -238,6 +238,18 @@ pools:
       const pdir = join(dir, 'hosts', 'dom0-b', 'etc', 'xapi.d', 'plugins')
       assert.ok(statSync(join(pdir, 'hello.sh')).mode & 0o100)
       assert.equal(await call(s.url, 'host.call_plugin', sess, byName['dom0-b'].ref, 'hello.sh', 'any', {}), 'hello')
+      // VM.call_plugin: runs on the VM's host while it is Running; refused on a halted VM.
+      const webRef = Object.entries((await call(s.url, 'VM.get_all_records', sess)) as Record<string, any>).find(
+        ([, v]) => v.name_label === 'web',
+      )![0]
+      assert.equal(await call(s.url, 'VM.call_plugin', sess, webRef, 'hello.sh', 'any', {}), 'hello')
+      await call(s.url, 'VM.hard_shutdown', sess, webRef)
+      const halted = await rpc(s.url, 'VM.call_plugin', [sess, webRef, 'hello.sh', 'any', {}])
+      assert.equal(halted.error.message, 'VM_BAD_POWER_STATE')
+      // The lab re-points a host at its dom0's own plugins directory at run time.
+      s.pools[0].setPluginsDir('dom0-b', join(dir, 'elsewhere'))
+      const moved = await rpc(s.url, 'host.call_plugin', [sess, byName['dom0-b'].ref, 'hello.sh', 'any', {}])
+      assert.deepEqual([moved.error.message, ...moved.error.data], ['XENAPI_MISSING_PLUGIN', 'hello.sh'])
     } finally {
       await s.close()
     }
