@@ -264,8 +264,18 @@ export function builtinReleaseDir(): string {
   return join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'releases')
 }
 
-/** The releases shipped with xenstack, loaded and checked (a broken shipped release is a bug: it throws). */
+let shipped: Release[] | undefined
+
+/**
+ * The releases shipped with xenstack, loaded and checked once per process (a broken shipped release is a bug:
+ * it throws). Callers must not modify what they get.
+ */
 export function builtinReleases(): Release[] {
+  shipped ??= loadShipped()
+  return shipped
+}
+
+function loadShipped(): Release[] {
   const dir = builtinReleaseDir()
   return readdirSync(dir)
     .filter((f) => f.endsWith('.yaml'))
