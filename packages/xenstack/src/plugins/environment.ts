@@ -16,7 +16,14 @@ import {
   type Models,
   type SettingsTree,
 } from '@xenstack/restrictions'
-import { builtinReleases, defaultModels, findRelease, releaseFromJSON, type Release } from '../releases/release.js'
+import {
+  builtinReleases,
+  defaultModels,
+  findRelease,
+  releaseFromJSON,
+  releaseToJSON,
+  type Release,
+} from '../releases/release.js'
 import { pluginMajor, type Environment, type InstalledPlugin, type StateStore } from '../state/store.js'
 import { compareVersions } from './schemas.js'
 import { generateValues, isCompatible, mergeSettings, validateEnvironmentSettings } from './settings.js'
@@ -162,6 +169,14 @@ export function createEnvironment(store: StateStore, input: CreateEnvironmentInp
   if (problems.length) throw new EnvironmentError(`cannot create environment "${input.name}"`, problems)
 
   return store.transaction(() => {
+    // The release is recorded with the environment, so readers of the store (engine, server) find it there.
+    store.releases.upsert({
+      name: release.name,
+      version: release.version,
+      operatingSystem: release.operatingSystem,
+      source: release.file && builtinReleases().includes(release) ? 'builtin' : (release.file ?? 'store'),
+      data: releaseToJSON(release),
+    })
     const env = store.environments.create({ name: input.name, release: release.name, components: selection, settings })
     store.environments.setCluster(env.name, models.cluster as Record<string, any>)
     for (const p of enabledList) store.environments.setPlugin(env.name, p.name, p.version, p.enabled)

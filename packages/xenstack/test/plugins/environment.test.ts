@@ -65,6 +65,12 @@ test('creating an environment: selection checked, plugin enabled by its componen
     name: '',
   })
 
+  // The release is recorded in the store with the environment.
+  assert.equal(store.releases.get('OpenStack on Ubuntu')!.source, 'builtin')
+  assert.equal(
+    (store.releases.get('OpenStack on Ubuntu')!.data.tasks as unknown[]).length,
+    builtinReleases()[0].tasks.length,
+  )
   // The engine's inputs: core tasks then the plugin's, scripts location, revealed settings.
   const inputs = deploymentInputs(store, 'xen')
   assert.equal(inputs.tasks.length, builtinReleases()[0].tasks.length + 5)
