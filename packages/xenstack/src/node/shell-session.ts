@@ -32,6 +32,8 @@ export class ShellSession {
   #closed = false
   /** Whether coreutils `timeout` exists on the node (checked at start). */
   hasTimeout = false
+  /** Whether `base64` exists on the node (needed to pass stdin through the session). */
+  hasBase64 = false
 
   private constructor(
     channel: ClientChannel,
@@ -54,8 +56,11 @@ export class ShellSession {
     channel.write(
       `T=$(mktemp -d "\${TMPDIR:-/tmp}/.xenstack-sh-XXXXXX") || exit 1; trap 'rm -rf "$T"' EXIT; trap 'exit 129' HUP; trap 'exit 143' TERM\n`,
     )
-    const probe = await s.run(`command -v timeout >/dev/null && echo yes || echo no`)
-    s.hasTimeout = probe.stdout.toString().trim() === 'yes'
+    // Old dom0s (XenServer 6.x, CentOS 5) lack coreutils' timeout and base64: such commands use exec channels.
+    const probe = await s.run(`for t in timeout base64; do command -v $t >/dev/null 2>&1 && echo yes || echo no; done`)
+    const [timeout, base64] = probe.stdout.toString().split('\n')
+    s.hasTimeout = timeout === 'yes'
+    s.hasBase64 = base64 === 'yes'
     return s
   }
 

@@ -293,6 +293,7 @@ export class SshExecutor implements Executor {
     const shell = await this.#takeShell()
     try {
       if (timeoutMs !== undefined && !shell.hasTimeout) return undefined
+      if (stdin !== undefined && stdin.length > 0 && !shell.hasBase64) return undefined
       const started = Date.now()
       let timer: NodeJS.Timeout | undefined
       const guard =

@@ -199,7 +199,7 @@ export class Service implements Resource {
     const n = shellQuote(this.options.name)
     if (f.systemd) {
       const r = await ctx.exec.run(
-        `echo "$(systemctl show -p LoadState --value ${n}.service 2>/dev/null)"; systemctl is-active --quiet ${n}.service && echo active || echo inactive; systemctl is-enabled ${n}.service 2>/dev/null || true`,
+        `echo "$(systemctl show -p LoadState ${n}.service 2>/dev/null | sed -n 's/^LoadState=//p')"; systemctl is-active --quiet ${n}.service && echo active || echo inactive; systemctl is-enabled ${n}.service 2>/dev/null || true`,
       )
       const [load = '', active = '', enabled = ''] = r.stdout.split('\n')
       return {
