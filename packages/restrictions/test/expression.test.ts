@@ -282,6 +282,41 @@ test('settings validation names the label and never shows a password', () => {
   assert.equal(redactSettings(xenSettings())['fuel-plugin-xenserver'].password.value, '********')
 })
 
+test('settings validation: number min/max and nullable, list lengths, regex over lists, hidden groups', () => {
+  const tree = {
+    g: {
+      metadata: { label: 'G' },
+      n: { type: 'number', label: 'Replicas', value: 0, min: 1, max: 5 },
+      m: { type: 'number', label: 'Optional number', value: null, nullable: true },
+      o: { type: 'number', label: 'Required number', value: null },
+      t: { type: 'text', label: 'Free text', value: null },
+      l: {
+        type: 'text_list',
+        label: 'DNS list',
+        value: ['8.8.8.8', 'bad host'],
+        min: 1,
+        max: 1,
+        regex: { source: '^\\S+$', error: 'No spaces' },
+      },
+    },
+    hidden: {
+      metadata: { label: 'Hidden', restrictions: [{ condition: 'true', action: 'hide' }] },
+      x: { type: 'number', label: 'Never checked', value: 'nan' },
+    },
+  }
+  assert.deepEqual(
+    validateSettings(tree).map((e) => e.message),
+    [
+      'Setting "Replicas" (g.n): must be at least 1, found 0',
+      'Setting "Required number" (g.o): expected a number, found null',
+      'Setting "DNS list" (g.l): allows at most 1 entries, found 2',
+      'Setting "DNS list" (g.l): No spaces',
+    ],
+  )
+  tree.g.n.value = 9
+  assert.equal(validateSettings(tree)[0].message, 'Setting "Replicas" (g.n): must be at most 5, found 9')
+})
+
 test('the package is browser-safe: no Node imports in its sources', () => {
   const dir = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..', 'src')
   for (const f of readdirSync(dir).filter((n) => n.endsWith('.ts'))) {
