@@ -33,6 +33,7 @@ if (process.argv.includes('--child')) {
       processUpMs: performance.now() + performance.timeOrigin - Number(process.env.BENCH_SPAWNED_AT),
       rss: process.memoryUsage().rss,
       heap: process.memoryUsage().heapUsed,
+      cpuMs: (process.cpuUsage().user + process.cpuUsage().system) / 1000,
       hosts: sim.db.count('host'),
       vmCount: vms.length,
       rows: sim.db.generation,
@@ -69,6 +70,7 @@ if (process.argv.includes('--child')) {
   )
   console.log(
     `  start-up: ${(info.processUpMs / 1000).toFixed(2)} s from spawn (${(info.upMs / 1000).toFixed(2)} s building + listening)` +
+      `, ${(info.cpuMs / 1000).toFixed(2)} s CPU (all threads, GC included)` +
       `, RSS ${(info.rss / MiB).toFixed(0)} MiB (heap ${(info.heap / MiB).toFixed(0)} MiB)` +
       `   [targets < 5 s, < 1024 MiB]`,
   )

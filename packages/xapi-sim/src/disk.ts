@@ -2,7 +2,7 @@
  * VDI contents and the disk transfer handlers `PUT /import_raw_vdi` and `GET /export_raw_vdi` (xapi-protocol.md §1).
  *
  * Each VDI's contents is a sparse file `<dir>/<vdi uuid>.raw` of the VDI's virtual_size, created on first use (a
- * missing file reads as zeros). Destroying a VDI deletes its file; resizing truncates it. After an import the VDI's
+ * missing file reads as zeros). VDI.destroy deletes its file; VDI.resize truncates it (a missing file is left alone). After an import the VDI's
  * physical_utilisation is the space the file really uses.
  *
  * Handler behaviour follows XAPI: the session comes from `session_id` (query or cookie) or HTTP Basic; `task_id`
@@ -21,7 +21,6 @@ import { Readable } from 'node:stream'
 import { XapiError, toErrorDescription } from './errors.js'
 import type { HttpContext } from './http.js'
 import type { Simulator } from './simulator.js'
-import type { Change } from './store.js'
 import { planVhdExport, vhdToRaw, writeOver, VhdFormatError } from './vhd.js'
 
 const FORMATS: Record<string, string> = {
@@ -34,7 +33,7 @@ const FORMATS: Record<string, string> = {
 /** Where VDI contents live, and the bookkeeping that keeps files and records in step. */
 export class DiskStore {
   readonly dir: string
-  private readonly unsubscribe: () => void
+  private readonly restore: (() => void)[] = []
 
   constructor(
     readonly sim: Simulator,
@@ -42,15 +41,27 @@ export class DiskStore {
   ) {
     this.dir = dir
     mkdirSync(dir, { recursive: true })
-    const onChange = (ch: Change) => {
-      if (ch.cls !== 'VDI') return
-      const uuid = ch.rec.uuid as string
-      if (ch.op === 'del') void rm(this.pathOfUuid(uuid), { force: true })
-      else if (ch.op === 'mod' && ch.fields?.includes('virtual_size'))
-        void truncate(this.pathOfUuid(uuid), Number(ch.rec.virtual_size)).catch(() => undefined)
+    // Keep files in step with VDI.destroy and VDI.resize(_online) by wrapping those messages (a database change
+    // listener would make the store build change objects for every mutation, which the hot path avoids).
+    const wrap = (name: string, after: (vdi: string, uuid: string, args: unknown[]) => Promise<void>) => {
+      const inner = sim.messages.implementation(name)
+      if (!inner) return
+      this.restore.push(
+        sim.messages.override(name, async (ctx, args) => {
+          const vdi = args[0] as string
+          const uuid = sim.db.has('VDI', vdi) ? (sim.db.get(vdi)!.uuid as string) : undefined
+          const result = await inner(ctx, args)
+          if (uuid) await after(vdi, uuid, args).catch(() => undefined)
+          return result
+        }),
+      )
     }
-    sim.db.on('change', onChange)
-    this.unsubscribe = () => sim.db.off('change', onChange)
+    wrap('VDI.destroy', (_vdi, uuid) => rm(this.pathOfUuid(uuid), { force: true }))
+    const resize = async (vdi: string, uuid: string) => {
+      if (sim.db.has('VDI', vdi)) await truncate(this.pathOfUuid(uuid), Number(sim.db.get(vdi)!.virtual_size))
+    }
+    wrap('VDI.resize', resize)
+    wrap('VDI.resize_online', resize)
   }
 
   pathOfUuid(uuid: string): string {
@@ -84,7 +95,7 @@ export class DiskStore {
   }
 
   close(): void {
-    this.unsubscribe()
+    for (const r of this.restore.splice(0)) r()
   }
 }
 

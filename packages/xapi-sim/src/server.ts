@@ -91,6 +91,7 @@ function parseListen(listen: string): { host: string; port: number } {
 
 /** Turns a validated scenario pool into the builder's description. */
 export function poolDescription(p: ScenarioPool, firstAddress: number): PoolDescription {
+  const hostIndex = new Map(p.hosts.map((h, i) => [h.name, i]))
   const localExt = p.srs.find((s) => s.type === 'ext' && !s.shared && s.host === undefined)
   const srs: SrDescription[] = p.srs
     .filter((s) => s !== localExt)
@@ -111,7 +112,7 @@ export function poolDescription(p: ScenarioPool, firstAddress: number): PoolDesc
       : []),
     ...p.vms.map((v) => ({
       name: v.name,
-      host: v.host,
+      host: v.host === undefined ? undefined : hostIndex.get(v.host), // by index: O(1) in the builder
       powerState: v.power_state,
       memoryBytes: v.memory,
       vcpus: v.vcpus,
@@ -214,17 +215,17 @@ export async function startSimServer(opts: SimServerOptions = {}): Promise<SimSe
     for (const [i, p] of scenario.pools.entries()) {
       const poolDir = scenario.pools.length === 1 ? stateDir : join(stateDir, 'pools', p.name)
       const existing = temporary ? undefined : await readState(poolDir)
-      let pwHash: PasswordHash
+      let pwHash: PasswordHash | undefined
       if (existing && password === undefined) {
         pwHash = existing.password
       } else {
         password ??= generatePassword()
-        pwHash = hashPassword(password)
+        if (!temporary) pwHash = hashPassword(password) // only a state file needs the hash
       }
       const sim = new Simulator({ password: password ?? generatePassword(), eventBatchMs: opts.eventBatchMs })
       if (password === undefined) {
         // Restarted from state without --password: the stored hash decides.
-        sim.authenticate = (user: string, pw: string) => user === 'root' && verifyPassword(pw, pwHash)
+        sim.authenticate = (user: string, pw: string) => user === 'root' && verifyPassword(pw, pwHash!)
       }
       if (existing) restoreRows(sim, existing, join(poolDir, 'state.json'))
       else buildPool(sim, poolDescription(p, hostOffset))
@@ -257,7 +258,7 @@ export async function startSimServer(opts: SimServerOptions = {}): Promise<SimSe
       if (!temporary) {
         persister = new StatePersister(poolDir, sim, {
           scenario: scenario.name,
-          password: pwHash,
+          password: pwHash!,
           meta: () => ({ pool: p.name }),
         })
         persisters.push(persister)
