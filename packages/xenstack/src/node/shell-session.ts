@@ -72,6 +72,12 @@ export class ShellSession {
     return this.#busy
   }
 
+  /** Marks the session dead (its connection went away): the running command, if any, fails with `e`. */
+  abandon(e: Error): void {
+    this.#closed = true
+    this.#fail(e)
+  }
+
   #fail(e: Error): void {
     if (this.#dead) return
     this.#dead = e

@@ -251,7 +251,12 @@ export class SshExecutor implements Executor {
         err ? reject(new Error(`${this.host}: cannot open a shell session: ${err.message}`)) : resolve(s),
       ),
     )
-    return ShellSession.start(channel, this.host)
+    const session = await ShellSession.start(channel, this.host)
+    // If the connection drops, its shells are gone too: fail what runs there, never write to a dead channel.
+    const gone = (): void => session.abandon(new Error(`${this.host}: the SSH connection was lost`))
+    client.once('close', gone)
+    client.once('end', gone)
+    return session
   }
 
   async #takeShell(): Promise<ShellSession> {

@@ -111,6 +111,21 @@ test('ssh executor: contract on a real sshd, one reused connection, host keys pi
       )
       const conns = await onHost(lab, 'compute-1', "ss -Htn state established '( sport = :22 )' | wc -l")
       assert.equal(conns.trim(), '1', 'one TCP connection to sshd')
+
+      // the connection is cut (its sshd processes killed): the next command reconnects
+      await onHost(
+        lab,
+        'compute-1',
+        "L=$(ss -Htlnp 'sport = :22' | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); pkill -KILL -P $L; sleep 0.3",
+      )
+      let after = ''
+      for (let i = 0; i < 3 && after === ''; i++) {
+        after = await exec.run(['echo', 'again']).then(
+          (r) => r.stdout,
+          () => '', // a command caught by the cut may fail once; it must not hang
+        )
+      }
+      assert.equal(after, 'again\n')
     } finally {
       await exec.close()
     }
