@@ -263,23 +263,35 @@ export class Dispatcher {
     transport: Transport,
     task: string | undefined,
   ): CallContext {
-    const sim = this.sim
-    return {
-      sim,
-      wireName: e.spec.wireName,
-      spec: e.spec,
-      cls: e.cls,
-      session,
-      host,
-      transport,
-      task,
-      progress(p: number) {
-        if (task && sim.db.has('task', task)) sim.db.set(task, 'progress', Math.max(0, Math.min(1, p)))
-      },
-      checkCancelled() {
-        if (task && sim.tasks.cancelRequested(task)) throw new XapiError('TASK_CANCELLED', task)
-      },
-    }
+    return new Context(this.sim, e, session, host, transport, task)
+  }
+}
+
+/** The per-call context (a class, so the hot path allocates one small object and no closures). */
+class Context implements CallContext {
+  readonly wireName: string
+  readonly spec: MessageSpec
+  readonly cls: ClassModel
+  constructor(
+    readonly sim: Simulator,
+    e: Entry,
+    readonly session: Session | undefined,
+    readonly host: string,
+    readonly transport: Transport,
+    readonly task: string | undefined,
+  ) {
+    this.wireName = e.spec.wireName
+    this.spec = e.spec
+    this.cls = e.cls
+  }
+
+  progress(p: number): void {
+    const task = this.task
+    if (task && this.sim.db.has('task', task)) this.sim.db.set(task, 'progress', Math.max(0, Math.min(1, p)))
+  }
+
+  checkCancelled(): void {
+    if (this.task && this.sim.tasks.cancelRequested(this.task)) throw new XapiError('TASK_CANCELLED', this.task)
   }
 }
 

@@ -205,7 +205,14 @@ export class HttpFront {
     }
     const body = methodResponse(v)
     if (res.destroyed) return
-    res.writeHead(200, { 'content-type': 'text/xml', ...CORS, 'content-length': Buffer.byteLength(body) })
+    res.writeHead(200, [
+      'content-type',
+      'text/xml',
+      'access-control-allow-origin',
+      '*',
+      'content-length',
+      String(Buffer.byteLength(body)),
+    ])
     res.end(body)
   }
 
@@ -249,7 +256,14 @@ function sendJson(res: ServerResponse, o: CallOutcome, v2: boolean, id: string |
       : `{"result":null,"error":${JSON.stringify(o.errorDescription)},"id":${idj}}`
   }
   if (res.destroyed) return
-  res.writeHead(200, { 'content-type': 'application/json', ...CORS, 'content-length': Buffer.byteLength(body) })
+  res.writeHead(200, [
+    'content-type',
+    'application/json',
+    'access-control-allow-origin',
+    '*',
+    'content-length',
+    String(Buffer.byteLength(body)),
+  ])
   res.end(body)
 }
 

@@ -3,7 +3,7 @@
  */
 export { Simulator, createSimulator, DEFAULT_PASSWORD } from './simulator.js'
 export type { SimulatorOptions, ListenOptions, Listening } from './simulator.js'
-export { Database, newRef, frozenEmpty } from './store.js'
+export { Database, newRef, newUuid, frozenEmpty } from './store.js'
 export type { Row, Change, ChangeOp, XapiRecord } from './store.js'
 export { Dispatcher, WireResult, coerce } from './dispatch.js'
 export type { CallContext, MessageImpl, CallHook, CallInfo, CallOutcome, Transport } from './dispatch.js'
