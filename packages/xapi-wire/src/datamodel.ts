@@ -204,3 +204,15 @@ export function requiredParamCount(message: MessageSpec): number {
 
 /** The fields of `event.from`'s result (§7.1), a record the datamodel does not declare. */
 export const EVENT_BATCH_CLASS = 'event_batch'
+
+let syncNames: readonly string[] | undefined
+/**
+ * Every synchronous wire name XAPI serves (`VM.start`, `VM.get_all_records`, …; removed messages and hidden ones
+ * excluded), in datamodel order — what `system.listMethods` returns (§4.5), without the `system.*` methods.
+ */
+export function wireMethodNames(): readonly string[] {
+  syncNames ??= Object.freeze(
+    classes.flatMap((c) => c.messages.filter((m) => m.state !== 'Removed_s' && !m.hidden).map((m) => m.wireName)),
+  )
+  return syncNames
+}

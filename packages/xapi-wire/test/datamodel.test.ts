@@ -14,6 +14,7 @@ import {
   requiredParamCount,
   freshDefault,
   formatType,
+  wireMethodNames,
 } from '../src/index.js'
 import { buildModel, loadModel, type JsonClass } from '../src/codegen/model.js'
 import { renderDatamodel } from '../src/codegen/generate-datamodel.js'
@@ -267,4 +268,16 @@ test('the model builder names the file, class and field of bad input', () => {
     () => loadModel('/nonexistent/xenapi.json'),
     (e: unknown) => e instanceof Error && e.message.includes('/nonexistent/xenapi.json'),
   )
+})
+
+test('wireMethodNames: the synchronous names system.listMethods lists', () => {
+  const names = wireMethodNames()
+  assert.ok(names.includes('VM.start'))
+  assert.ok(names.includes('VM.get_all_records'))
+  assert.ok(names.includes('session.login_with_password'))
+  assert.ok(!names.includes('VM.get_all_records_where'), 'hidden')
+  assert.ok(!names.some((n) => n.startsWith('Async.')))
+  assert.equal(new Set(names).size, names.length)
+  const removed = classes.flatMap((c) => c.messages).filter((m) => m.state === 'Removed_s')
+  assert.ok(removed.length > 0 && removed.every((m) => !names.includes(m.wireName)))
 })
