@@ -11,6 +11,7 @@
 import type { Pool } from 'undici'
 import { fromWire, getMessage, type MessageSpec, type XapiType } from '@xenstack/xapi-wire'
 import { ErrorCode, Redactor, XapiTransportError, XenAPIError, defaultLogger, type Logger } from './errors.js'
+import { jsonConverter } from './convert.js'
 import { createPool, swapHost, type HttpOptions, type TlsOptions } from './http.js'
 import { Limiter } from './limiter.js'
 import { createTransport, type Transport, type TransportKind, type TransportOption } from './transport.js'
@@ -196,7 +197,12 @@ export class XapiSession implements XapiCore {
           timeout,
           signal: opts.signal,
         })
-        return info.result ? fromWire(raw, info.result) : raw
+        if (!info.result) return raw
+        if (transport.kind === 'json-rpc') {
+          const fix = jsonConverter(info.result)
+          return fix ? fix(raw) : raw
+        }
+        return fromWire(raw, info.result)
       } catch (e) {
         if (e instanceof XenAPIError) {
           if (e.code === ErrorCode.SESSION_INVALID && session !== undefined && relogins++ === 0) {

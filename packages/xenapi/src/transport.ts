@@ -5,7 +5,7 @@
  * A transport returns the raw decoded result (ints may still be strings over XML-RPC); the session layer converts
  * it by the datamodel's result type. XAPI failures become XenAPIError, everything else XapiTransportError.
  */
-import type { Pool } from 'undici'
+import type { Dispatcher, Pool } from 'undici'
 import {
   XmlRpcFault,
   decodeJsonRpcResponse,
@@ -49,8 +49,14 @@ interface HttpAnswer {
   body: string
 }
 
-/** POSTs a body with a timeout and an optional caller signal; maps failures to transport errors. */
-async function post(
+/**
+ * POSTs a body with a timeout and an optional caller signal; maps failures to transport errors.
+ *
+ * This is undici's `dispatch` with a handler that collects the body: no per-response Readable stream and no
+ * AbortController/timer per call (the timeout is undici's own headers/body timers; XAPI sends its headers once the
+ * call is done), which keeps the client's CPU per call at undici's floor.
+ */
+function post(
   pool: Pool,
   url: string,
   path: string,
@@ -58,47 +64,71 @@ async function post(
   contentType: string,
   req: RpcRequest,
 ): Promise<HttpAnswer> {
-  const ac = new AbortController()
-  let timedOut = false
-  const timer = setTimeout(() => {
-    timedOut = true
-    ac.abort()
-  }, req.timeout)
-  const onAbort = (): void => ac.abort(req.signal?.reason)
-  if (req.signal) {
-    if (req.signal.aborted) {
-      clearTimeout(timer)
-      throw req.signal.reason ?? new Error('aborted')
-    }
-    req.signal.addEventListener('abort', onAbort, { once: true })
-  }
-  try {
-    const res = await pool.request({
-      path,
-      method: 'POST',
-      body,
-      headers: { 'content-type': contentType },
-      signal: ac.signal,
-    })
-    const text = await res.body.text()
-    const ct = res.headers['content-type']
-    return { status: res.statusCode, contentType: (Array.isArray(ct) ? ct[0] : ct) ?? '', body: text }
-  } catch (e) {
-    if (timedOut) throw new XapiTimeoutError(req.method, url, req.timeout)
-    if (req.signal?.aborted) throw req.signal.reason ?? e
-    throw new XapiTransportError(
-      `${req.method}: request to ${url}${path} failed: ${(e as Error).message}`,
-      req.method,
-      url,
-      undefined,
-      {
-        cause: e,
+  const signal = req.signal
+  if (signal?.aborted) return Promise.reject(signal.reason ?? new Error('aborted'))
+  return new Promise<HttpAnswer>((resolve, reject) => {
+    let status = 0
+    let ctype = ''
+    const chunks: Buffer[] = []
+    let controller: Dispatcher.DispatchController | undefined
+    const onAbort = (): void => controller?.abort(signal?.reason ?? new Error('aborted'))
+    const done = (): void => signal?.removeEventListener('abort', onAbort)
+    signal?.addEventListener('abort', onAbort, { once: true })
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart(c) {
+        controller = c
+        if (signal?.aborted) c.abort(signal.reason ?? new Error('aborted'))
       },
+      onResponseStart(_c, statusCode, headers) {
+        status = statusCode
+        const ct = headers['content-type']
+        ctype = (Array.isArray(ct) ? ct[0] : ct) ?? ''
+      },
+      onResponseData(_c, chunk) {
+        chunks.push(chunk)
+      },
+      onResponseEnd() {
+        done()
+        resolve({
+          status,
+          contentType: ctype,
+          body: chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8'),
+        })
+      },
+      onResponseError(_c, e) {
+        done()
+        const code = (e as { code?: string }).code
+        if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+          reject(new XapiTimeoutError(req.method, url, req.timeout))
+        } else if (signal?.aborted) {
+          reject(signal.reason ?? e)
+        } else {
+          reject(
+            new XapiTransportError(
+              `${req.method}: request to ${url}${path} failed: ${e.message}`,
+              req.method,
+              url,
+              undefined,
+              {
+                cause: e,
+              },
+            ),
+          )
+        }
+      },
+    }
+    pool.dispatch(
+      {
+        path,
+        method: 'POST',
+        body,
+        headers: { 'content-type': contentType },
+        headersTimeout: req.timeout,
+        bodyTimeout: req.timeout,
+      },
+      handler,
     )
-  } finally {
-    clearTimeout(timer)
-    req.signal?.removeEventListener('abort', onAbort)
-  }
+  })
 }
 
 function statusError(a: HttpAnswer, req: RpcRequest, url: string, path: string, Cls = XapiTransportError): Error {
@@ -124,7 +154,7 @@ export class JsonRpcTransport implements Transport {
     const params = req.params.map((p, i) => toJsonWire(p, req.paramTypes?.[i]))
     const body = JSON.stringify({ jsonrpc: '2.0', method: req.method, params, id })
     const a = await post(this.pool, this.url, '/jsonrpc', body, 'application/json', req)
-    const isJson = /^application\/json\b/i.test(a.contentType)
+    const isJson = a.contentType.startsWith('application/json') || /^application\/json\b/i.test(a.contentType)
     if (a.status !== 200 || !isJson) {
       // 404/405: no handler; a non-JSON body: something else (an old XAPI or a proxy) answered.
       const unsupported = a.status === 404 || a.status === 405 || !isJson
