@@ -234,7 +234,8 @@ export class Dispatcher {
     const skip = spec.takesSession ? 1 : 0
     const n = params.length - skip
     if (n < e.required || n > e.total) {
-      throw new XapiError('MESSAGE_PARAMETER_COUNT_MISMATCH', method, e.required, Math.max(0, n))
+      // Like XAPI's generated server: received = params minus the session, so a bare call to a session message is -1.
+      throw new XapiError('MESSAGE_PARAMETER_COUNT_MISMATCH', method, e.required, n)
     }
     let session: Session | undefined
     if (spec.takesSession) {

@@ -82,7 +82,7 @@ export function installPool(sim: Simulator): void {
     }
     removeHost(sim, host)
   })
-  d.implement('pool.join', async (ctx, a) => {
+  const join = async (ctx: { host: string }, a: unknown[]) => {
     const [address, user, password] = a as string[]
     const master = simulatorsByAddress.get(address.replace(/:\d+$/, ''))
     if (!master || master === sim) throw new XapiError('JOINING_HOST_CONNECTION_FAILED')
@@ -97,7 +97,9 @@ export function installPool(sim: Simulator): void {
     const host = ctx.host || sim.master
     await new Promise((r) => setImmediate(r))
     sim.joinPool(master, host)
-  })
+  }
+  d.implement('pool.join', join)
+  d.implement('pool.join_force', join)
 }
 
 /** Removes a host and what belongs only to it (PIFs, PBDs, local SRs, metrics, CPUs, control domain). */

@@ -524,6 +524,14 @@ export function installVm(sim: Simulator, behaviour: VmBehaviour): void {
     const h = db.must('host', a[1])
     if (!h.enabled) throw new XapiError('HOST_DISABLED', a[1])
   })
+  d.implement('VM.call_plugin', (_c, a) => {
+    const vm = a[0] as string
+    const rec = db.must('VM', vm)
+    if (rec.power_state !== 'Running')
+      throw new XapiError('VM_BAD_POWER_STATE', vm, 'running', String(rec.power_state).toLowerCase())
+    throw new XapiError('XENAPI_MISSING_PLUGIN', a[1])
+  })
+  d.implement('VM.get_boot_record', (_c, a) => db.must('VM', a[0]))
   // Setters that must keep allowed_operations right.
   for (const f of ['is_a_template', 'power_state']) {
     const w = `VM.set_${f}`

@@ -112,7 +112,7 @@ test('dispatch errors: unknown method, parameter counts, defaults, aliases, Asyn
   assert.deepEqual((await r.json('VM.get_record', [])).error, {
     code: 1,
     message: 'MESSAGE_PARAMETER_COUNT_MISMATCH',
-    data: ['VM.get_record', '1', '0'],
+    data: ['VM.get_record', '1', '-1'],
   })
   // login with 2, 3 and 4 parameters; 5 is too many (expected counts only non-defaulted params)
   for (const ps of [
