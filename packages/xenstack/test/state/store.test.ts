@@ -159,6 +159,19 @@ test('plugin lifecycle through the CLI: install, list, remove refused while enab
   s.environments.setPlugin('demo', 'fuel-plugin-xenserver', '4.90.1', true)
   s.close()
 
+  const show = cli(home, 'plugins', 'show', 'fuel-plugin-xenserver==4.90.1', '--json')
+  assert.equal(show.code, 0, show.err)
+  const shown = JSON.parse(show.out)
+  assert.deepEqual(shown.enabledIn, ['demo'])
+  assert.deepEqual(
+    shown.components.map((c: { name: string }) => c.name),
+    ['hypervisor:xenserver'],
+  )
+  assert.equal(shown.deploymentTasks.length, 5)
+  assert.equal(shown.attributes.password.type, 'password')
+  assert.ok(shown.fileList.some((f: { path: string }) => f.path === 'metadata.yaml'))
+  assert.equal(cli(home, 'plugins', 'show', 'nope==1.0').code, 3)
+
   const refused = cli(home, 'plugins', 'remove', 'fuel-plugin-xenserver==4.90.1', '--json')
   assert.equal(refused.code, 1)
   assert.equal(refused.out, '')

@@ -12,6 +12,7 @@ import { formatIssue, ValidationError, type Issue } from '../../plugins/source.j
 import {
   buildPlugin,
   installPlugin,
+  parsePluginRef,
   PluginLifecycleError,
   removePlugin,
   updatePlugin,
@@ -248,6 +249,59 @@ export function register(program: Command): void {
             ['name', 'version', 'packageVersion', 'releases', 'enabledIn'],
           ),
         )
+      })
+    }),
+  )
+
+  withCommon(
+    plugins
+      .command('show <name==version>')
+      .description('show an installed plugin: metadata, settings, components, tasks, files'),
+    { store: true },
+  ).action((ref: string, o: Common) =>
+    withStore(o, (s) => {
+      let parsed: { name: string; version: string }
+      try {
+        parsed = parsePluginRef(ref)
+      } catch (e) {
+        fail(e)
+      }
+      const p = s.plugins.get(parsed.name, parsed.version)
+      if (!p) {
+        const known = s.plugins.list().map((x) => `${x.name}==${x.version}`)
+        throw new CliError(
+          `plugin ${ref} is not installed`,
+          ExitCode.notFound,
+          `installed: ${known.join(', ') || 'none'}`,
+        )
+      }
+      const data = {
+        ...summary(p),
+        enabledIn: s.plugins.enabledIn(p.name, p.version),
+        metadata: p.data.metadata,
+        attributes: redactPasswords(p.data.attributes) as Record<string, unknown>,
+        components: p.data.components as { name: string }[],
+        deploymentTasks: p.data.deploymentTasks as { id: string }[],
+        legacyTasks: p.data.legacyTasks,
+        nodeRoles: p.data.nodeRoles,
+        fileList: p.files,
+      }
+      emit(o, data, (d) => {
+        console.log(`${d.name}==${d.version} — ${d.title} (package_version ${d.packageVersion})`)
+        console.log(`  releases:   ${d.releases.join(', ')}`)
+        console.log(
+          `  settings:   ${
+            Object.keys(d.attributes)
+              .filter((k) => k !== 'metadata')
+              .join(', ') || 'none'
+          }`,
+        )
+        console.log(`  components: ${d.components.map((c) => c.name).join(', ') || 'none'}`)
+        console.log(
+          `  tasks:      ${d.deploymentTasks.map((t) => t.id).join(', ') || `${d.legacyTasks.length} legacy`}`,
+        )
+        console.log(`  enabled in: ${d.enabledIn.join(', ') || 'no environment'}`)
+        console.log(`  files:      ${d.fileList.length} in ${d.dir}`)
       })
     }),
   )
