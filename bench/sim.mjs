@@ -5,7 +5,8 @@
 // event.from latency from sending a change (VM.set_name_description by another session) to the blocked
 // event.from returning it, p50/p99 over --samples changes.
 // Targets on a 2-core machine: ≥ 20,000 calls/s JSON-RPC at 32 concurrency; pool up < 5 s and < 1 GiB RSS;
-// p99 event latency < 20 ms. The load generator shares the machine with the server: figures are end to end.
+// p99 event latency < 20 ms. The load generator shares the machine with the server: figures are end to end, so the
+// server's CPU time per call is printed too (a figure that does not depend on what else runs on the machine).
 // Nothing here asserts. Build first (npx tsc -b packages/xapi-sim), then:
 //   node bench/sim.mjs [--hosts 1000] [--vms 50000] [--seconds 3] [--samples 200]
 import { spawn } from 'node:child_process'
@@ -26,8 +27,21 @@ if (process.argv.includes('--child')) {
   const upMs = performance.now() - t0
   const sim = server.pools[0].sim
   const vms = sim.db.refs('VM').filter((r) => !sim.db.get(r).is_a_template && !sim.db.get(r).is_control_domain)
+  // The peer: a bare node:http server answering every POST with a canned JSON-RPC VM record of the same size —
+  // the floor any Node XAPI server pays for HTTP alone. Same process, so the CPU figures compare.
+  const { createServer } = await import('node:http')
+  const canned = JSON.stringify({ jsonrpc: '2.0', result: sim.db.get(vms[0]), id: 1 })
+  const bare = createServer((req, res) => {
+    req.resume()
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(canned) })
+      res.end(canned)
+    })
+  })
+  await new Promise((r) => bare.listen(0, '127.0.0.1', r))
   process.stdout.write(
     JSON.stringify({
+      bareUrl: `http://127.0.0.1:${bare.address().port}`,
       url: server.url,
       upMs,
       processUpMs: performance.now() + performance.timeOrigin - Number(process.env.BENCH_SPAWNED_AT),
@@ -40,9 +54,16 @@ if (process.argv.includes('--child')) {
       sample: vms.filter((_, i) => i % 50 === 0),
     }) + '\n',
   )
-  process.stdin.resume()
+  // "cpu" on stdin → the server's CPU time so far (µs), so the parent can report CPU per call independent of load.
+  createInterface({ input: process.stdin }).on('line', (l) => {
+    if (l === 'cpu') {
+      const c = process.cpuUsage()
+      process.stdout.write(JSON.stringify({ cpu: c.user + c.system }) + '\n')
+    }
+  })
   process.stdin.on('end', async () => {
     process.stdout.write(JSON.stringify({ rss: process.memoryUsage().rss }) + '\n')
+    bare.close()
     await server.close()
     process.exit(0)
   })
@@ -107,6 +128,10 @@ if (process.argv.includes('--child')) {
     return r
   }
 
+  const serverCpu = async () => {
+    child.stdin.write('cpu\n')
+    return JSON.parse((await lines.next()).value).cpu
+  }
   const setup = new Agent({ keepAlive: true, maxSockets: 4 })
   const session = await json(setup, 'session.login_with_password', ['root', 'bench', '2.0', 'bench'])
   const vms = info.sample
@@ -129,6 +154,7 @@ if (process.argv.includes('--child')) {
       const agent = new Agent({ keepAlive: true, maxSockets: conc })
       let done = 0
       let errors = 0
+      const cpu0 = await serverCpu()
       const until = performance.now() + SECONDS * 1000
       const t0 = performance.now()
       await Promise.all(
@@ -145,14 +171,54 @@ if (process.argv.includes('--child')) {
         }),
       )
       const rate = done / ((performance.now() - t0) / 1000)
+      const perCall = ((await serverCpu()) - cpu0) / Math.max(1, done)
       row.push(
-        `${String(conc).padStart(3)}: ${Math.round(rate).toLocaleString('en-US').padStart(7)}${errors ? ` (${errors} errors)` : ''}`,
+        `${String(conc).padStart(3)}: ${Math.round(rate).toLocaleString('en-US').padStart(7)}` +
+          ` (server ${perCall.toFixed(0)} µs CPU/call)${errors ? ` (${errors} errors)` : ''}`,
       )
       agent.destroy()
     }
     console.log(
       `    ${transport.padEnd(8)}  ${row.join('   ')}${transport === 'json-rpc' ? '   [target ≥ 20,000 at 32]' : ''}`,
     )
+  }
+
+  // Peer: the bare HTTP server at 32 concurrency, same client.
+  {
+    const bareUrl = new URL(info.bareUrl)
+    const agent = new Agent({ keepAlive: true, maxSockets: 32 })
+    const bpost = (body) =>
+      new Promise((resolve, reject) => {
+        const req = request(
+          { agent, host: bareUrl.hostname, port: bareUrl.port, path: '/jsonrpc', method: 'POST' },
+          (res) => {
+            const chunks = []
+            res.on('data', (c) => chunks.push(c))
+            res.on('end', () => resolve(JSON.parse(Buffer.concat(chunks).toString('utf8'))))
+          },
+        )
+        req.on('error', reject)
+        req.end(body)
+      })
+    let done = 0
+    const cpu0 = await serverCpu()
+    const t0 = performance.now()
+    const until = t0 + SECONDS * 1000
+    await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        while (performance.now() < until) {
+          await bpost(JSON.stringify({ jsonrpc: '2.0', id: ++id, method: 'VM.get_record', params: [session, vms[0]] }))
+          done++
+        }
+      }),
+    )
+    const rate = done / ((performance.now() - t0) / 1000)
+    const perCall = ((await serverCpu()) - cpu0) / Math.max(1, done)
+    console.log(
+      `    peer: bare node:http with a canned JSON record, 32: ${Math.round(rate).toLocaleString('en-US')}` +
+        ` (server ${perCall.toFixed(0)} µs CPU/call) — the HTTP floor on this machine now`,
+    )
+    agent.destroy()
   }
 
   // event.from latency: one session blocks in event.from on the VM class, another changes a VM.
