@@ -367,12 +367,13 @@ enable = true
               const rs = [
                 new Route({ to: '192.168.77.5/24', via: '169.254.0.2', dev: 'xenapi' }),
                 new Route({ to: '10.20.1.0/22', via: '169.254.0.2', dev: 'xenapi' }),
+                new Route({ to: '10.30.0.0/16', via: '169.254.0.2', dev: 'xenapi', persist: 'ifcfg' }),
               ]
               allDom0.push(...rs)
               const script = '/etc/udev/scripts/xenstack-routes-xenapi.sh'
               await converges(lab, 'dom0-1', dom0, rs, {
                 probe: `ip route; cat ${script} 2>&1; ls /etc/udev/rules.d 2>&1`,
-                wrong: `ip route replace 192.168.77.0/24 via 169.254.0.3 dev xenapi; ip route del 10.20.0.0/22; sed -i '/10.20.0.0/d' ${script}`,
+                wrong: `ip route replace 192.168.77.0/24 via 169.254.0.3 dev xenapi; ip route del 10.20.0.0/22; sed -i '/10.20.0.0/d' ${script}; rm /etc/sysconfig/network-scripts/route-xenapi`,
                 verify: async () => {
                   assert.equal(
                     await onHost(
@@ -391,6 +392,10 @@ enable = true
                   assert.equal(
                     await onHost(lab, 'dom0-1', 'cat /etc/udev/rules.d/90-xenstack-routes-xenapi.rules'),
                     `SUBSYSTEM=="net", ACTION=="add", KERNEL=="xenapi", RUN+="${script}"\n`,
+                  )
+                  assert.equal(
+                    await onHost(lab, 'dom0-1', 'cat /etc/sysconfig/network-scripts/route-xenapi'),
+                    '10.30.0.0/16 via 169.254.0.2 dev xenapi\n',
                   )
                   // the persisted script really restores the routes
                   await onHost(lab, 'dom0-1', `ip route del 192.168.77.0/24; sh ${script}`)
