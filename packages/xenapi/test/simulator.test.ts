@@ -243,3 +243,73 @@ describe('timeouts and the in-flight bound on the simulator', () => {
     assert.ok(!r.ok && r.errorDescription[0] === 'SESSION_INVALID', JSON.stringify(r))
   })
 })
+
+describe('event stream recovery', () => {
+  test('EVENTS_LOST restarts from a full snapshot (a reset marker, then every object as add)', async () => {
+    const xapi = await connect({ url, password: PASSWORD, transport: 'json-rpc' })
+    let calls = 0
+    const remove = sim.messages.addHook((info) => {
+      if (info.method === 'event.from' && ++calls === 2) throw new XapiError('EVENTS_LOST')
+    })
+    const ac = new AbortController()
+    try {
+      const ops: string[] = []
+      let adds = 0
+      for await (const ev of xapi.watch(['host'], { signal: ac.signal, pollTimeout: 1 })) {
+        ops.push(ev.operation)
+        if (ev.operation === 'add') adds++
+        if (adds === 4) break // 2 hosts in the first snapshot, 2 again after the reset
+      }
+      assert.deepEqual(ops, ['add', 'add', 'reset', 'add', 'add'])
+    } finally {
+      ac.abort()
+      remove()
+      await xapi.close()
+    }
+  })
+
+  test('SESSION_INVALID during a watch logs in again and the stream goes on', async () => {
+    const xapi = await connect({ url, password: PASSWORD, transport: 'xml-rpc' })
+    const ac = new AbortController()
+    try {
+      const it = xapi.watch(['network'], { signal: ac.signal, pollTimeout: 5 })
+      await it.next() // first snapshot
+      const before = xapi.sessionId!
+      assert.ok((await sim.call('session.logout', [before])).ok)
+      const net = await xapi.network.create({ name_label: 'after-relogin', other_config: {} } as never)
+      for await (const ev of it) if (ev.operation !== 'reset' && ev.ref === net) break
+      assert.notEqual(xapi.sessionId, before)
+      await xapi.network.destroy(net)
+    } finally {
+      ac.abort()
+      await xapi.close()
+    }
+  })
+})
+
+describe('secrets against the simulator', () => {
+  test('a wrong password and a password parameter never show in errors or log lines', async () => {
+    const lines: string[] = []
+    const logger = { debug: (m: string) => lines.push(m), warn: (m: string) => lines.push(m) }
+    const wrong = `${PASSWORD}-wrong`
+    await assert.rejects(connect({ url, password: wrong, transport: 'xml-rpc', logger }), (e: unknown) => {
+      assert.ok(e instanceof XenAPIError)
+      assert.equal(e.code, ErrorCode.SESSION_AUTHENTICATION_FAILED)
+      assert.ok(!`${e.message} ${e.stack} ${JSON.stringify(e.params)}`.includes(wrong))
+      return true
+    })
+    const xapi = await connect({ url, password: PASSWORD, transport: 'json-rpc', logger })
+    try {
+      // pool.join on a master that is part of a pool fails; its password argument must not leak
+      await assert.rejects(xapi.pool.join('127.0.0.9', 'root', PASSWORD), (e: unknown) => {
+        assert.ok(e instanceof XenAPIError)
+        assert.ok(!`${e.message} ${e.stack} ${JSON.stringify(e.params)}`.includes(PASSWORD))
+        return true
+      })
+    } finally {
+      await xapi.close()
+    }
+    assert.ok(lines.some((l) => l.includes('pool.join')))
+    for (const l of lines) assert.ok(!l.includes(PASSWORD), l)
+  })
+})

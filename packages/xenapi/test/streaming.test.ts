@@ -131,3 +131,51 @@ describe('VDI import and export', () => {
     })
   })
 })
+
+describe('VDI transfers redirected to another pool member', () => {
+  test('import and export follow a 302 from the master to the member holding the disk', async () => {
+    const two = await startSimServer({ hosts: 2, vms: 0, password: PASSWORD })
+    const pool = two.pools[0]!
+    const member = [...pool.addresses.values()].find((a) => a !== '127.0.0.1')!
+    const port = new URL(two.url).port
+    const redirected: string[] = []
+    const served: string[] = []
+    const remove = pool.sim.http.use((req, res, ctx) => {
+      if (!/^\/(import|export)_raw_vdi/.test(ctx.url.pathname)) return false
+      if (ctx.host === pool.sim.master) {
+        redirected.push(`${req.method} ${ctx.url.pathname}`)
+        res.writeHead(302, { location: `http://${member}:${port}${ctx.url.pathname}${ctx.url.search}` }).end()
+        return true
+      }
+      served.push(`${req.method} ${ctx.url.pathname}`)
+      return false
+    })
+    const x = await connect({ url: two.url, password: PASSWORD, transport: 'json-rpc' })
+    try {
+      const sr = Object.values(await x.pool.get_all_records())[0]!.default_SR
+      const vdi = await x.VDI.create({
+        name_label: 'moved',
+        SR: sr,
+        virtual_size: 2 * MiB,
+        type: 'user',
+        sharable: false,
+        read_only: false,
+        other_config: {},
+      } as never)
+      const data = diskImage(2 * MiB)
+      await x.importVdi(vdi, Readable.from([data]), { format: 'raw', size: data.length })
+      const back = await readAll(await x.exportVdi(vdi))
+      assert.equal(sha256(back), sha256(data))
+      assert.ok(
+        redirected.includes('PUT /import_raw_vdi') && redirected.includes('GET /export_raw_vdi'),
+        redirected.join(),
+      )
+      assert.ok(served.includes('PUT /import_raw_vdi') && served.includes('GET /export_raw_vdi'), served.join())
+      assert.equal(x.url, two.url, 'RPC calls stay on the master')
+    } finally {
+      remove()
+      await x.close()
+      await two.close()
+    }
+  })
+})
