@@ -102,5 +102,9 @@ test('os-xenapi: XenAPI.Session and XenAPISession against a pool member, with th
     assert.equal(out.software_version.product_version, '7.1.0')
     assert.equal(out.task_label, 'os-xenapi-conformance-conformance')
     assert.equal(out.task_destroyed, true)
+    // A plugin that calls back into XAPI with the caller's session (XenAPI.xapi_local() reaches the simulator).
+    const sess = await sim.callOrThrow('session.login_with_password', 'root', PASSWORD)
+    const names = await sim.callOrThrow('host.call_plugin', sess, memberRef, 'callback.py', 'host_names', {})
+    assert.equal(names, 'xs1,xs2')
   })
 })
