@@ -81,11 +81,13 @@ export async function runSupervisor(name: string, root?: string): Promise<void> 
     if (stopping) return
     stopping = true
     log(`stopping (exit ${code})`)
+    const t = performance.now()
     try {
       await lab?.down()
     } catch (e) {
       log(`down failed: ${(e as Error).message}`)
     }
+    process.stderr.write(`${ts()} lab ${name} down in ${Math.round(performance.now() - t)} ms\n`)
     process.exit(code)
   }
   process.on('SIGTERM', () => void stop(0))

@@ -225,7 +225,10 @@ async function labUp(opts: { name: string; hosts?: string; env?: string; json?: 
     if (!isAlive(pid) && !existsSync(ready)) {
       const log = existsSync(join(dir, 'supervisor.log')) ? readFileSync(join(dir, 'supervisor.log'), 'utf8') : ''
       await Lab.destroy(name)
-      throw new CliError(`lab ${name}: the supervisor exited before the lab was up: ${lastLine(log)}`)
+      // the lab dir is gone with the lab: keep the supervisor's log beside it for the post-mortem
+      const kept = join(labRoot(), `${name}.failed.log`)
+      writeFileSync(kept, log)
+      throw new CliError(`lab ${name}: the supervisor exited before the lab was up: ${firstError(log)} (log: ${kept})`)
     }
     if (Date.now() > deadline) {
       await Lab.destroy(name)
@@ -273,8 +276,9 @@ async function labUp(opts: { name: string; hosts?: string; env?: string; json?: 
   )
 }
 
-function lastLine(text: string): string {
-  return text.trim().split('\n').filter(Boolean).slice(-1)[0] ?? '(no output)'
+function firstError(text: string): string {
+  const lines = text.trim().split('\n').filter(Boolean)
+  return lines.find((l) => /error|failed|cannot/i.test(l))?.trim() ?? lines.slice(-1)[0] ?? '(no output)'
 }
 
 function labStatus(name: string, json?: boolean): void {
