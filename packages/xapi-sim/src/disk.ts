@@ -150,8 +150,9 @@ async function begin(
     sendError(res, status, ed)
     return undefined
   }
+  let session: { ref: string }
   try {
-    await sim.http.session(req, ctx.url, ctx.host)
+    session = await sim.http.session(req, ctx.url, ctx.host)
   } catch (e) {
     return fail(401, e)
   }
@@ -170,7 +171,29 @@ async function begin(
     )
   let vdi: string
   try {
-    vdi = vdiFromQuery(sim, q)
+    const length = Number(req.headers['content-length'])
+    if (
+      kind === 'import' &&
+      !q.get('vdi') &&
+      format === 'raw' &&
+      q.get('sr_id') &&
+      Number.isInteger(length) &&
+      length > 0
+    ) {
+      // XAPI: no vdi, raw, a length and an SR → a new VDI "Imported VDI" of the body's size (§1.1).
+      const sr = q.get('sr_id')!
+      sim.db.must('SR', sr)
+      vdi = (await sim.callOrThrow('VDI.create', session.ref, {
+        name_label: 'Imported VDI',
+        name_description: '',
+        SR: sr,
+        virtual_size: length,
+        type: 'user',
+        sharable: false,
+        read_only: false,
+        other_config: {},
+      })) as string
+    } else vdi = vdiFromQuery(sim, q)
   } catch (e) {
     return fail(404, e)
   }

@@ -112,6 +112,18 @@ test('disk handlers: Task-Id, task results and errors, probe PUT, auth by cookie
     for (let i = 0; i < 50 && (await call(s.url, 'task.get_status', sess, t3)) === 'pending'; i++)
       await new Promise((res) => setTimeout(res, 20))
     assert.equal((await call(s.url, 'task.get_error_info', sess, t3))[0], 'VDI_IO_ERROR')
+    // No vdi but an sr_id: XAPI creates "Imported VDI" of the body's size; the task result names it.
+    const srs = (await call(s.url, 'SR.get_all_records', sess)) as Record<string, any>
+    const sr = Object.entries(srs).find(([, x]) => x.type === 'ext')![0]
+    const t4 = await call(s.url, 'task.create', sess, 'new vdi', '')
+    r = await fetch(`${s.url}/import_raw_vdi?session_id=${sess}&task_id=${t4}&sr_id=${sr}&format=raw`, {
+      method: 'PUT',
+      body: Buffer.alloc(MiB, 9),
+    })
+    await r.arrayBuffer()
+    const created = /^<value>(OpaqueRef:[^<]+)<\/value>$/.exec(await call(s.url, 'task.get_result', sess, t4))![1]
+    assert.equal(await call(s.url, 'VDI.get_name_label', sess, created), 'Imported VDI')
+    assert.equal(await call(s.url, 'VDI.get_virtual_size', sess, created), MiB)
     // Destroying the VDI removes its contents file.
     const file = join(s.stateDir, 'vdis', `${uuid}.raw`)
     assert.ok(existsSync(file))
