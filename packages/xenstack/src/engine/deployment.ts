@@ -4,7 +4,7 @@
  * then dry-runs it or records and runs it.
  */
 import type { Models } from '@xenstack/restrictions'
-import { buildExecutionPlan, type GraphNode, type SourcedTask } from './graph.js'
+import { buildExecutionPlan, sealSecrets, type GraphNode, type SourcedTask } from './graph.js'
 import { dryRun, resumeDeployment, startDeployment, type DeploymentSummary, type DryRunPlan } from './engine.js'
 import type { NodeAccess } from './ports.js'
 import type { SchedulerEvent } from './scheduler.js'
@@ -57,7 +57,7 @@ export async function deployEnvironment(
     nodes: env.nodes,
     models: env.models,
     durations: store.durations(),
-    previous: redeploy ? { digests, models: previousModels } : undefined,
+    previous: redeploy ? { digests, models: previousModels, sealed: true } : undefined,
     force: opts.force,
   })
   if (opts.dryRun) {
@@ -117,8 +117,9 @@ function settingsOf(env: DeployableEnvironment): Record<string, unknown> {
   return (env.models.settings as Record<string, unknown>) ?? {}
 }
 
+/** Saved with every password setting (`type: password`) replaced by its hash: no secret in the engine's tables. */
 function saveModels(store: EngineStore, id: number, models: Models): void {
-  store.setMeta(id, MODELS_KEY, JSON.stringify(models))
+  store.setMeta(id, MODELS_KEY, JSON.stringify(sealSecrets(models)))
 }
 
 function loadModels(store: EngineStore, id: number): Models | null {

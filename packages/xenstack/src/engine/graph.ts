@@ -67,7 +67,7 @@ export interface BuildOptions {
   /** Learned mean durations by task id (ms). */
   durations?: Map<string, number>
   /** The previous successful deployment: digests by `<node>/<task>` and its models (for `changed()`). */
-  previous?: { digests: Map<string, string>; models?: Models }
+  previous?: { digests: Map<string, string>; models?: Models; /** models went through sealSecrets */ sealed?: boolean }
   /** Redeploy everything regardless of digests. */
   force?: boolean
 }
@@ -453,7 +453,9 @@ export function buildExecutionPlan(opts: BuildOptions): BuildResult {
         tolerance = v < 0 ? Math.max(0, gn.length + v) : v
       } else issues.push(`${where(g)}: fault_tolerance must be an integer or "N%", found ${JSON.stringify(ft)}`)
     }
-    if (gn.length) faultTolerance.push({ name: g.task.id, nodes: gn, tolerance })
+    // Only a declared tolerance makes a group's failed nodes non-critical (astute: nodes in no group are critical);
+    // a group without one never brakes, and its failed nodes fail the deployment.
+    if (gn.length && ft !== undefined && ft !== null) faultTolerance.push({ name: g.task.id, nodes: gn, tolerance })
   }
   for (const s of regular) {
     const cap = strategyCapacity(s)
@@ -465,6 +467,7 @@ export function buildExecutionPlan(opts: BuildOptions): BuildResult {
 
   // --- conditions, digests, redeploy
   const models = opts.models ?? {}
+  let sealedModels: Models | undefined
   for (const s of regular) {
     const t = s.task
     const cond = t.condition
@@ -477,7 +480,11 @@ export function buildExecutionPlan(opts: BuildOptions): BuildResult {
       else {
         try {
           condText = cond
-          const rewritten = rewriteChanged(cond, models, opts.previous?.models)
+          const rewritten = rewriteChanged(
+            cond,
+            opts.previous?.sealed ? (sealedModels ??= sealSecrets(models)) : models,
+            opts.previous?.models,
+          )
           expr = new Expression(rewritten, false)
           condValue = expr.evaluate(models)
         } catch (e) {
@@ -540,6 +547,25 @@ function readPath(models: Models, path: string): unknown {
     cur = (cur as Record<string, unknown>)[k]
   }
   return cur ?? null
+}
+
+/**
+ * A copy of the models where every password setting's value (`{type: 'password', value}`) is replaced by
+ * `sha256:<hex>`: comparable across deployments, never the secret itself.
+ */
+export function sealSecrets<T>(v: T): T {
+  if (Array.isArray(v)) return v.map(sealSecrets) as T
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>
+    const out: Record<string, unknown> = {}
+    for (const [k, x] of Object.entries(o))
+      out[k] =
+        k === 'value' && o.type === 'password' && typeof x === 'string'
+          ? `sha256:${createHash('sha256').update(x).digest('hex')}`
+          : sealSecrets(x)
+    return out as T
+  }
+  return v
 }
 
 function canonical(v: unknown): unknown {

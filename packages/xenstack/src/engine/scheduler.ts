@@ -665,7 +665,8 @@ export class Scheduler {
     for (const nd of nodes) this.journal?.record({ kind: 'node', node: nd.name, status: nd.status, at: Date.now() })
     const failedNodes = nodes.filter((nd) => nd.status === 'error').map((nd) => nd.name)
     let status: DeploymentStatus
-    if (this.stopping === 'stop' || this.stopping === 'cancel') {
+    const allDone = unfinished.length === 0 && !this.status.includes(S.cancelled)
+    if ((this.stopping === 'stop' || this.stopping === 'cancel') && !allDone) {
       status = nodes.some((nd) => nd.status === 'ready') ? 'partially_deployed' : 'stopped'
     } else if (this.stopping === 'brake') status = 'error'
     else if (failedNodes.some((name) => this.criticalNode[this.nodeNames.indexOf(name)])) status = 'error'

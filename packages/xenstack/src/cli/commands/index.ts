@@ -3,10 +3,11 @@
  * Order is the order `xenstack --help` lists them in.
  */
 import type { Command } from 'commander'
+import * as deploy from './deploy.js'
 import * as lab from './lab.js'
 import * as plugins from './plugins.js'
 import * as sim from './sim.js'
 import * as start from './start.js'
 import * as version from './version.js'
 
-export const commandModules: { register(program: Command): void }[] = [start, sim, lab, plugins, version]
+export const commandModules: { register(program: Command): void }[] = [start, sim, lab, plugins, deploy, version]
