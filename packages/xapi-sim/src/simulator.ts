@@ -98,14 +98,22 @@ export class Simulator {
 
   /** The pool ref (the first pool row). */
   get pool(): string {
-    const ref = this.db.refs('pool')[0]
+    const ref = this.poolRef()
     if (!ref) throw new Error('xapi-sim: the database has no pool yet (build one with buildPool or a scenario)')
     return ref
   }
 
-  /** The master's host ref. */
+  private cachedPool: string | undefined
+  private poolRef(): string | undefined {
+    const c = this.cachedPool
+    if (c !== undefined && this.db.has('pool', c)) return c
+    this.cachedPool = this.db.table('pool').keys().next().value
+    return this.cachedPool
+  }
+
+  /** The master's host ref ('' before a pool exists). */
   get master(): string {
-    const p = this.db.refs('pool')[0]
+    const p = this.poolRef()
     return p ? (this.db.get(p)!.master as string) : ''
   }
 

@@ -136,15 +136,20 @@ test('Async VM operations run as tasks; current_operations while running; result
   assert.equal(trec.result, '<value></value>')
   assert.equal(trec.name_label, 'Async.VM.start')
   assert.deepEqual(seen, ['["start"]', '[]'])
+  const finished = async (task: string) => {
+    for (;;) {
+      const rec = await r.ok<Record<string, unknown>>('task.get_record', task)
+      if (rec.status !== 'pending') return rec
+      await new Promise((res) => setTimeout(res, 5))
+    }
+  }
   const t2 = await r.ok<string>('Async.VM.clone', vm, 'c')
-  await new Promise((res) => setTimeout(res, 50))
-  const t2rec = await r.ok<Record<string, unknown>>('task.get_record', t2)
+  const t2rec = await finished(t2)
   assert.equal(t2rec.status, 'failure')
   assert.deepEqual(t2rec.error_info, ['VM_BAD_POWER_STATE', vm, 'halted', 'running'])
   await r.ok('VM.hard_shutdown', vm)
   const t3 = await r.ok<string>('Async.VM.clone', vm, 'c')
-  await new Promise((res) => setTimeout(res, 50))
-  const result = (await r.ok<Record<string, unknown>>('task.get_record', t3)).result as string
+  const result = (await finished(t3)).result as string
   assert.match(result, /^<value>OpaqueRef:[0-9a-f-]{36}<\/value>$/)
   await r.ok('task.destroy', t3)
   assert.deepEqual(await r.err('task.get_record', t3), ['HANDLE_INVALID', 'task', t3])
