@@ -121,15 +121,17 @@ export class ShellSession {
     if (this.#dead) return Promise.reject(this.#dead)
     if (this.#busy) return Promise.reject(new Error(`${this.host}: shell session is busy`))
     this.#busy = true
-    const input =
-      stdin && stdin.length > 0
-        ? `base64 -d > "$T/i" <<'${this.#token}'\n${stdin.toString('base64').replace(/.{1,76}/g, '$&\n')}${this.#token}\n`
-        : `: > "$T/i"\n`
     const wrap = timeoutSeconds !== undefined ? `timeout -s KILL ${Math.max(1, Math.ceil(timeoutSeconds))} ` : ''
+    const cmd = `${wrap}sh -c ${shellQuote(line)}`
+    // Input goes through a pipe from a here-document (never a file); outputs are removed as soon as they are sent,
+    // so nothing (a config file with a password, say) stays on the node's disk between commands.
+    const run =
+      stdin && stdin.length > 0
+        ? `base64 -d <<'${this.#token}' | ${cmd} > "$T/o" 2> "$T/e"; c=$?\n${stdin.toString('base64').replace(/.{1,76}/g, '$&\n')}${this.#token}\n`
+        : `${cmd} < /dev/null > "$T/o" 2> "$T/e"; c=$?\n`
     const script =
-      input +
-      `${wrap}sh -c ${shellQuote(line)} < "$T/i" > "$T/o" 2> "$T/e"; c=$?\n` +
-      `printf '%s %s %s %s\\n' ${this.#token} "$c" "$(wc -c < "$T/o")" "$(wc -c < "$T/e")"; cat "$T/o" "$T/e"\n`
+      run +
+      `printf '%s %s %s %s\\n' ${this.#token} "$c" "$(wc -c < "$T/o")" "$(wc -c < "$T/e")"; cat "$T/o" "$T/e"; rm -f "$T/o" "$T/e"\n`
     return new Promise<ShellResult>((resolve, reject) => {
       this.#pending = { resolve, reject }
       this.#channel.write(script)

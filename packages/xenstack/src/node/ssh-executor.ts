@@ -356,7 +356,8 @@ export class SshExecutor implements Executor {
 
   async get(path: string): Promise<Buffer> {
     const shown = `cat ${shellQuote(path)}`
-    const raw = (await this.#viaShell(shown, shown, undefined)) ?? (await this.#exec(shown, shown, undefined))
+    // Its own channel: file content streams straight back, with no copy in the shell session's temp dir.
+    const raw = await this.#exec(shown, shown, undefined)
     if (raw.code !== 0)
       checkExit(this.host, shown, { code: raw.code, stdout: '', stderr: raw.stderr.toString() }, {}, [])
     return raw.stdout

@@ -92,6 +92,15 @@ test('ssh executor: contract on a real sshd, one reused connection, host keys pi
     try {
       await onHost(lab, 'compute-1', 'mkdir -p /root/xenstack-exec')
       await contract(exec, '/root/xenstack-exec')
+      // a secret passed on stdin reaches the command and is left nowhere in the shell sessions' temp dirs
+      const token = new Secret(`stdin-secret-${randomBytes(6).toString('hex')}`)
+      assert.equal((await exec.run(['cat'], { stdin: token })).stdout, token.reveal())
+      const left = await lab.exec('compute-1', [
+        'sh',
+        '-c',
+        `grep -rl ${token.reveal()} /tmp/.xenstack-sh-* 2>/dev/null; true`,
+      ])
+      assert.equal(left.stdout, '')
       // the same contract with one exec channel per command (no persistent shell)
       const plain = sshTo(lab, 'compute-1', { persistentShell: false })
       try {
