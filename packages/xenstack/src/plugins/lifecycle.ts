@@ -66,7 +66,7 @@ export function buildPlugin(dir: string, outDir: string, options: LoadOptions = 
     // Like the Makefile's sed over every file — text files only, so binaries stay intact.
     const content = isText(data) ? Buffer.from(substituteTokens(data.toString('utf8'), defines).text, 'utf8') : data
     let mode = 0o644
-    const onDisk = join(dir, path)
+    const onDisk = join(r.dir, path)
     if (existsSync(onDisk)) mode = statSync(onDisk).mode & 0o777
     entries.push({ path, data: content, mode })
   }

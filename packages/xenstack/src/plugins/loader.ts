@@ -643,13 +643,20 @@ export function loadPluginFiles(files: PluginFiles, subject: string, options: Lo
 }
 
 /** Loads a plugin directory; a `plugin_source/` layout finds branding.inc one level up, like the Makefile. */
-export function loadPluginDir(dir: string, options: LoadOptions = {}): LoadResult & { files: PluginFiles } {
+export function loadPluginDir(
+  dir: string,
+  options: LoadOptions = {},
+): LoadResult & { files: PluginFiles; dir: string } {
+  // A plugin repository (Makefile, branding.inc, plugin_source/): the plugin is plugin_source/.
+  if (!existsSync(join(dir, 'metadata.yaml')) && existsSync(join(dir, 'plugin_source', 'metadata.yaml'))) {
+    dir = join(dir, 'plugin_source')
+  }
   const files = readPluginDir(dir)
   if (!files.has('branding.inc')) {
     const up = join(dirname(dir.replace(/\/+$/, '')), 'branding.inc')
     if (existsSync(up)) files.set('branding.inc', readFileSync(up))
   }
-  return { ...loadPluginFiles(files, dir, options), files }
+  return { ...loadPluginFiles(files, dir, options), files, dir }
 }
 
 /** Like loadPluginFiles, but throws a ValidationError listing every error. */

@@ -132,6 +132,10 @@ test('unsubstituted @…@ build tokens are reported with their positions', () =>
   })
   assert.deepEqual(b.errors.map(formatIssue), [])
   assert.equal(b.plugin!.version, '4.90.7')
+  // The repository's top directory works too (the plugin is its plugin_source/).
+  const top = loadPluginDir(root, { defines: { PLUGIN_VERSION: '4.90', PLUGIN_REVISION: '7' }, coreTasks: ours.tasks })
+  assert.deepEqual(top.errors.map(formatIssue), [])
+  assert.equal(top.plugin!.name, 'fuel-plugin-xenserver')
 })
 
 test('the XenServer plugin on the fuel-web fixture: its anchor task is missing from that older core graph', () => {
