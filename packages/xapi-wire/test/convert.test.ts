@@ -2,6 +2,12 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import {
   decodeJsonRpcResponse,
+  decodeTypedResponse,
+  encodeFailureResponse,
+  encodeFault,
+  encodeMethodResponse,
+  EnvelopeError,
+  XmlRpcFault,
   decodeMethodResponse,
   encodeJsonRpcSuccess,
   encodeSuccessResponse,
@@ -127,4 +133,28 @@ test('toJsonWire converts Dates and bigints without copying what needs no conver
   const withDate = { a: 'x', d: new Date(0), nested: [{ n: 5n }] }
   assert.deepEqual(toJsonWire(withDate), { a: 'x', d: '19700101T00:00:00Z', nested: [{ n: 5 }] })
   assert.ok(withDate.d instanceof Date, 'the input is not modified')
+})
+
+test('decodeTypedResponse = unwrapEnvelope + decodeMethodResponse + fromWire', () => {
+  const records = { 'OpaqueRef:a': sampleVm(0), 'OpaqueRef:b': sampleVm(3) }
+  const type = getMessage('VM.get_all_records')!.message.result
+  const xml = encodeSuccessResponse(records, type)
+  assert.deepEqual(decodeTypedResponse(xml, type), { ok: true, value: records })
+  assert.deepEqual(decodeTypedResponse(Buffer.from(xml), type), { ok: true, value: records })
+  // Not compact (whitespace between tags, <string>): same result through the tolerant path.
+  const loose = xml.replace(/></g, '>\n  <').replace(/<value>([^<]*)<\/value>/g, '<value><string>$1</string></value>')
+  assert.deepEqual(decodeTypedResponse(loose, type), { ok: true, value: records })
+  const sets = encodeSuccessResponse([['a'], []], parseType('string set set'))
+  assert.deepEqual(decodeTypedResponse(sets, parseType('string set set')), { ok: true, value: [['a'], []] })
+  assert.deepEqual(decodeTypedResponse(encodeFailureResponse(['HANDLE_INVALID', 'VM', 'OpaqueRef:x']), type), {
+    ok: false,
+    errorDescription: ['HANDLE_INVALID', 'VM', 'OpaqueRef:x'],
+  })
+  const bad = encodeSuccessResponse(
+    { 'OpaqueRef:a': { VCPUs_max: 'lots' } },
+    parseType('(VM ref -> (string -> string) map) map'),
+  )
+  assert.throws(() => decodeTypedResponse(bad, type), /VM\.VCPUs_max: expected an integer, got "lots"/)
+  assert.throws(() => decodeTypedResponse(encodeFault(1, 'x'), type), XmlRpcFault)
+  assert.throws(() => decodeTypedResponse(encodeMethodResponse(['VM.start']), type), EnvelopeError)
 })
