@@ -410,3 +410,41 @@ test('invalid UTF-8 in a body is refused with its byte offset, never silently re
     (e: unknown) => e instanceof InvalidUtf8Error && e.byteOffset === 1,
   )
 })
+
+test("doubles are formatted exactly like C's %.16g (Python's % operator as the oracle)", (t) => {
+  if (!requirePrerequisite(t, SYSTEM_PYTHON, () => hasExecutable(SYSTEM_PYTHON))) return
+  const values = [
+    0.1,
+    1e-5,
+    1e-4,
+    0.00001234,
+    1e16,
+    1e15,
+    123456789012345678,
+    1.5e-7,
+    0.1 + 0.2,
+    1 / 3,
+    2 / 3,
+    1e21,
+    5e-324,
+    1.7976931348623157e308,
+    100,
+    12345.678,
+    -2.5,
+    9.999999999999999e22,
+    0.5,
+    1234567890.0987654,
+    -1e-300,
+    2 ** 53,
+  ]
+  const expected = execFileSync(SYSTEM_PYTHON, [
+    '-c',
+    `import sys\nfor v in sys.argv[1:]: print('%.16g' % float(v))`,
+    ...values.map((v) => v.toString()),
+  ])
+    .toString()
+    .trim()
+    .split('\n')
+  const ours = values.map((v) => /<double>(.*)<\/double>/.exec(encodeValue(v, T('float')))![1])
+  assert.deepEqual(ours, expected)
+})
