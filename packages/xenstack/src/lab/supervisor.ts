@@ -35,6 +35,8 @@ export interface LabDescription {
   sshConfigFile: string
   supervisorPid: number
   services: { name: string; host: string; url: string }[]
+  /** Lab host name → XAPI ref (dom0 → host, compute → VM). */
+  refs: Record<string, string>
   timings: { upMs: number }
 }
 
@@ -59,6 +61,7 @@ export function describeLab(lab: Lab, upMs: number): LabDescription {
         : lab.hosts
             .filter((h) => h.role === 'controller')
             .map((h) => ({ name: 'http-probe', host: h.name, url: lab.httpProbeUrl(h.name) })),
+    refs: Object.fromEntries(lab.simulator?.refs ?? []),
     timings: { upMs },
   }
 }

@@ -1,16 +1,20 @@
-import { test } from 'node:test'
+import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { requirePrerequisite } from '@xenstack/testkit'
 import { preflight } from '../../src/lab/index.js'
+import { StateStore } from '../../src/state/store.js'
+import { isAlive } from '../../src/lab/sys.js'
 
 const execFileP = promisify(execFile)
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
+const HOME = mkdtempSync('/tmp/xenstack-lab-cli-home-')
+after(() => rmSync(HOME, { recursive: true, force: true }))
 const xenstack = (...args: string[]) =>
-  execFileP(process.execPath, [CLI, ...args], { timeout: 120000 }).then(
+  execFileP(process.execPath, [CLI, ...args], { timeout: 120000, env: { ...process.env, XENSTACK_HOME: HOME } }).then(
     (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
     (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
   )
@@ -45,6 +49,26 @@ test('xenstack lab up --json / status / exec / down', async (t) => {
       (e: { code: number }) => ({ stdout: '', code: e.code }),
     )
     assert.equal(grep.stdout, '', 'simulator password written to a lab file')
+
+    // registered as an environment: nodes with roles, the pool's password encrypted at rest
+    assert.equal(out.environment, name)
+    const store = StateStore.open({ dataDir: HOME })
+    try {
+      const nodes = store.environments.nodes(name).map((n) => `${n.name}:${n.roles.join(',')}`)
+      assert.deepEqual(nodes, [
+        'compute-1:compute',
+        'compute-2:compute',
+        'controller-1:primary-controller',
+        'storage:cinder',
+      ])
+      assert.equal(store.environments.settings(name, { reveal: true }).xenserver.password.value, out.simulator.password)
+      assert.equal(store.environments.settings(name).xenserver.url.value, out.simulator.url)
+    } finally {
+      store.close()
+    }
+    const dbFiles = ['state.db', 'state.db-wal'].filter((f) => existsSync(`${HOME}/${f}`))
+    for (const f of dbFiles)
+      assert.equal(readFileSync(`${HOME}/${f}`).includes(out.simulator.password), false, `password in clear in ${f}`)
 
     // the simulator answers with the printed credentials
     const login = await fetch(`${out.simulator.url}/jsonrpc`, {
@@ -99,11 +123,12 @@ test('xenstack lab up --json / status / exec / down', async (t) => {
     assert.equal(down.code, 0, down.stderr)
     assert.equal(existsSync(`/tmp/xenstack-labs/${name}`), false)
     assert.equal(existsSync(`/run/netns/xsl-${name}-dom0-1`), false)
+    assert.equal(isAlive(st.supervisor.pid), false, 'the supervisor survived lab down')
+    const store2 = StateStore.open({ dataDir: HOME })
     try {
-      process.kill(st.supervisor.pid, 0)
-      assert.fail('the supervisor survived lab down')
-    } catch (e) {
-      assert.equal((e as NodeJS.ErrnoException).code, 'ESRCH')
+      assert.equal(store2.environments.get(name), undefined, 'lab down removes its environment')
+    } finally {
+      store2.close()
     }
     const again = await xenstack('lab', 'status', '--name', name)
     assert.equal(again.code, 3)

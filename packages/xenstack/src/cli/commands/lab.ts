@@ -14,6 +14,7 @@ import { generatePassword } from '@xenstack/xapi-sim'
 import { Lab, labRoot, preflight, readState } from '../../lab/lab.js'
 import { planLab, validateLabName, type LabEnvironment } from '../../lab/topology.js'
 import type { LabDescription, LabRequest } from '../../lab/supervisor.js'
+import { registerLabEnvironment, unregisterLabEnvironment } from '../../lab/environment.js'
 import { isAlive, sleep } from '../../lab/sys.js'
 import { CliError, ExitCode } from '../errors.js'
 import { table } from '../output.js'
@@ -43,6 +44,11 @@ export function register(program: Command): void {
       const name = checkName(opts.name)
       const t0 = performance.now()
       const had = await Lab.destroy(name)
+      try {
+        if (unregisterLabEnvironment(name)) process.stdout.write(`environment ${name} removed\n`)
+      } catch (e) {
+        process.stderr.write(`xenstack: environment ${name} not removed: ${(e as Error).message}\n`)
+      }
       process.stdout.write(
         had
           ? `lab ${name} is down (${Math.round(performance.now() - t0)} ms)\n`
@@ -239,6 +245,13 @@ async function labUp(opts: { name: string; hosts?: string; env?: string; json?: 
   if (!desc || desc.error) {
     await Lab.destroy(name)
     throw new CliError(`lab ${name}: ${desc?.error ?? 'no description'}`, ExitCode.failure)
+  }
+  // register the lab as an environment in xenstack's state store (a failure there does not undo the lab)
+  try {
+    desc.environment = registerLabEnvironment(desc, password, desc.refs)
+    writeFileSync(ready, JSON.stringify(desc, null, 2) + '\n')
+  } catch (e) {
+    process.stderr.write(`xenstack: lab ${name}: environment not registered: ${(e as Error).message}\n`)
   }
   const upMs = Math.round(performance.now() - t0)
   const out = {
