@@ -420,7 +420,7 @@ test("doubles are formatted exactly like C's %.16g (Python's % operator as the o
     0.00001234,
     1e16,
     1e15,
-    123456789012345678,
+    123456789012345680,
     1.5e-7,
     0.1 + 0.2,
     1 / 3,
