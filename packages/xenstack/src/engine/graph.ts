@@ -284,13 +284,13 @@ export function buildExecutionPlan(opts: BuildOptions): BuildResult {
   }
 
   // --- edges
-  const edgeSets = new Map<number, Set<number>>()
+  // One set of numeric edge keys (from * 2^26 + to) dedupes edges without a Set per task.
+  const edgeSeen = new Set<number>()
   const edge = (from: number, to: number) => {
     if (from === to) return
-    let set = edgeSets.get(to)
-    if (!set) edgeSets.set(to, (set = new Set()))
-    if (set.has(from)) return
-    set.add(from)
+    const k = from * 67108864 + to
+    if (edgeSeen.has(k)) return
+    edgeSeen.add(k)
     tasks[to].requires.push(from)
   }
   const isGroup = (id: string) => defs.get(id)?.task.type === 'group'
@@ -507,7 +507,7 @@ export function buildExecutionPlan(opts: BuildOptions): BuildResult {
       for (const f of factNames) facts[f] = node.facts?.[f] ?? null
       // The definition's canonical form is computed once; the per-node part is small.
       defDigest ??= digestOf({ definition: t, source: s.source, reads })
-      const nodePart = JSON.stringify([node.roles, facts])
+      const nodePart = factNames.length ? JSON.stringify([node.roles, facts]) : node.roles.join('\n')
       let d = nodeDigests.get(nodePart)
       if (!d) nodeDigests.set(nodePart, (d = digestOf([defDigest, node.roles, facts])))
       pt.digest = d

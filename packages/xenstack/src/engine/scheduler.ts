@@ -99,10 +99,9 @@ export class GraphCycleError extends Error {
 }
 
 /** Topological order of the plan (Kahn), or a GraphCycleError naming one cycle. */
-export function topologicalOrder(plan: ExecutionPlan): Int32Array {
+export function topologicalOrder(plan: ExecutionPlan, succ = successorLists(plan)): Int32Array {
   const n = plan.tasks.length
   const indeg = new Int32Array(n)
-  const succ = successorLists(plan)
   for (let i = 0; i < n; i++) for (const s of succ[i]) indeg[s]++
   const order = new Int32Array(n)
   let head = 0
@@ -148,8 +147,11 @@ function findCycle(plan: ExecutionPlan, indeg: Int32Array): string[] {
  * Critical-path weights: expected duration of the task plus the heaviest path after it. Noop tasks weigh 0.
  * Cross-node edges count like any other; the weight is time, not a count of tasks (astute counted tasks).
  */
-export function criticalPathWeights(plan: ExecutionPlan, order = topologicalOrder(plan)): Float64Array {
-  const succ = successorLists(plan)
+export function criticalPathWeights(
+  plan: ExecutionPlan,
+  succ = successorLists(plan),
+  order = topologicalOrder(plan, succ),
+): Float64Array {
   const w = new Float64Array(plan.tasks.length)
   for (let k = order.length - 1; k >= 0; k--) {
     const i = order[k]
@@ -248,8 +250,8 @@ export class Scheduler {
     this.perNode = opts.perNodeConcurrency ?? 1
     this.journal = opts.journal
     this.onEvent = opts.onEvent
-    const order = topologicalOrder(plan)
-    this.weight = criticalPathWeights(plan, order)
+    const allSucc = successorLists(plan)
+    this.weight = criticalPathWeights(plan, allSucc, topologicalOrder(plan, allSucc))
     this.status = new Uint8Array(n)
     this.waiting = new Int32Array(n)
     this.nodeNames = plan.nodes
