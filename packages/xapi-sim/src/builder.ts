@@ -4,7 +4,6 @@
  * local SR with a PBD; the pool gets the Host internal management network (HIMN), a shared ISO SR, default templates
  * and the requested VMs with metrics, disks and VIFs.
  */
-import { randomBytes } from 'node:crypto'
 import { NULL_REF } from './model.js'
 import { nowXapi } from './time.js'
 import type { Simulator } from './simulator.js'
@@ -147,11 +146,13 @@ export function softwareVersion(version: string, hostname: string, over: HostDes
   }
 }
 
-/** A MAC as XAPI generates them (locally administered, unicast). */
+/** A MAC as XAPI generates them (locally administered, unicast); not cryptographic, just distinct. */
 export function randomMac(): string {
-  const b = randomBytes(6)
-  b[0] = (b[0] & 0xfe) | 0x02
-  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':')
+  const hi = Math.floor(Math.random() * 0x1000000)
+  const lo = Math.floor(Math.random() * 0x1000000)
+  const b0 = ((hi >> 16) & 0xfe) | 0x02
+  const h = (n: number) => (n < 16 ? '0' : '') + n.toString(16)
+  return `${h(b0)}:${h((hi >> 8) & 0xff)}:${h(hi & 0xff)}:${h(lo >> 16)}:${h((lo >> 8) & 0xff)}:${h(lo & 0xff)}`
 }
 
 export function loopbackAddress(i: number): string {
@@ -179,8 +180,12 @@ export interface BuiltPool {
   templates: string[]
 }
 
-/** Builds a pool into an empty simulator database. */
+/** Builds a pool into an empty simulator database (as one bulk load: see Database.batch). */
 export function buildPool(sim: Simulator, desc: PoolDescription): BuiltPool {
+  return sim.db.batch(() => build(sim, desc))
+}
+
+function build(sim: Simulator, desc: PoolDescription): BuiltPool {
   const db = sim.db
   if (db.count('pool') > 0) throw new Error('xapi-sim: buildPool needs an empty database (this one already has a pool)')
   const version = desc.version ?? '7.1.0'

@@ -144,6 +144,9 @@ export class Database extends EventEmitter {
   /** Rows whose class emits events are logged; hooks fire for every class. */
   private notifyScheduled = false
   private readonly shapes = new Map<string, Shape>()
+  private bulk = false
+  /** Number of destroys so far (batch() needs to know whether any happened). */
+  private deletions = 0
   /** Parent-side relation arrays created by the store (safe to append to in place). */
   private readonly owned = new WeakSet<unknown[]>()
   private readonly waiters = new Set<() => void>()
@@ -340,6 +343,7 @@ export class Database extends EventEmitter {
     if (cr) for (const [cf, , pf] of cr) this.unlinkChild(row.rec[cf], pf, ref)
     const gen = ++this.generation
     row.gen = gen
+    this.deletions++
     this.logChange(row, true)
     if (this.watched) this.fire({ op: 'del', cls: row.cls.name, ref, rec: row.rec, gen })
     else this.wake(row.cls.name)
@@ -409,9 +413,38 @@ export class Database extends EventEmitter {
   // -- change log (events) ----------------------------------------------------------------------------------------
 
   private logChange(row: Row, deleted: boolean): void {
-    if (!row.cls.emitsEvents) return
+    if (!row.cls.emitsEvents || this.bulk) return
     this.log.push({ gen: row.gen, row, deleted })
     if (this.log.length > 4 * (this.rows.size + 1024)) this.compactLog()
+  }
+
+  /**
+   * Runs a bulk load (building a pool, restoring state): the change log is not kept entry by entry but rebuilt at the
+   * end (one entry per live object, in generation order), which makes building 300,000 rows several times cheaper.
+   * Tokens taken before the batch get EVENTS_LOST if deletions happened inside it.
+   */
+  batch<T>(fn: () => T): T {
+    if (this.bulk) return fn()
+    this.bulk = true
+    const before = this.generation
+    const deletionsBefore = this.deletions
+    try {
+      return fn()
+    } finally {
+      this.bulk = false
+      const kept = this.log.filter((e) => e.gen <= before)
+      const seen = new Set<Row>()
+      const fresh: LogEntry[] = []
+      for (const row of this.rows.values()) {
+        if (!row.cls.emitsEvents || row.gen <= before) continue
+        seen.add(row)
+        fresh.push({ gen: row.gen, row, deleted: false })
+      }
+      fresh.sort((a, b) => a.gen - b.gen)
+      // Entries of rows changed in the batch are superseded by their fresh entry.
+      this.log = kept.filter((e) => !seen.has(e.row)).concat(fresh)
+      if (this.deletions !== deletionsBefore) this.logHorizon = Math.max(this.logHorizon, this.generation)
+    }
   }
 
   /** Keeps only the latest entry per object; deletions older than the newest 10,000 are forgotten. */

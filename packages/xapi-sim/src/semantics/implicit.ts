@@ -124,16 +124,23 @@ export function evalQuery(e: Expr, rec: XapiRecord, ref: string): boolean {
 
 // -- installation --------------------------------------------------------------------------------------------------
 
-function checkEnum(sim: Simulator, f: FieldSpec, v: unknown): void {
+/**
+ * Checks enum values and returns them in their canonical spelling: XAPI matches enum names case-insensitively
+ * (nova and os-xenapi create VDIs with `type: 'User'`), and stores the datamodel's name.
+ */
+function checkEnum(sim: Simulator, f: FieldSpec, v: unknown): unknown {
   const t = f.type.kind === 'set' ? f.type.of : f.type
-  if (t.kind !== 'enum') return
+  if (t.kind !== 'enum') return v
   const values = sim.model.enumValues(t.name)
-  if (!values) return
-  const check = (x: unknown) => {
-    if (!values.includes(x as string)) throw new XapiError('INVALID_VALUE', f.name, x)
+  if (!values) return v
+  const check = (x: unknown): unknown => {
+    if (values.includes(x as string)) return x
+    const lower = typeof x === 'string' ? x.toLowerCase() : undefined
+    const found = lower === undefined ? undefined : values.find((n) => n.toLowerCase() === lower)
+    if (found === undefined) throw new XapiError('INVALID_VALUE', f.name, x)
+    return found
   }
-  if (Array.isArray(v)) v.forEach(check)
-  else check(v)
+  return Array.isArray(v) ? v.map(check) : check(v)
 }
 
 /** Builds a record for a generated constructor: required fields present, defaults for the rest, types checked. */
@@ -145,8 +152,7 @@ export function constructorRecord(sim: Simulator, c: ClassModel, given: XapiReco
       if (!f.hasDefault) throw new XapiError('FIELD_TYPE_ERROR', f.name)
       continue
     }
-    out[f.name] = coerce(v, f.type, f.name)
-    checkEnum(sim, f, out[f.name])
+    out[f.name] = checkEnum(sim, f, coerce(v, f.type, f.name))
   }
   return out
 }
@@ -199,8 +205,7 @@ export function installImplicit(sim: Simulator): void {
         if (f)
           d.implement(w, (_x, a) => {
             db.must(cls, a[0])
-            checkEnum(sim, f, a[1])
-            db.set(a[0] as string, f.name, a[1])
+            db.set(a[0] as string, f.name, checkEnum(sim, f, a[1]))
           })
       } else if (name.startsWith('add_to_')) {
         const f = c.fieldByName.get(name.slice(7))
@@ -230,9 +235,9 @@ export function installImplicit(sim: Simulator): void {
         if (f)
           d.implement(w, (_x, a) => {
             const rec = db.must(cls, a[0])
-            checkEnum(sim, f, [a[1]])
+            const [v] = checkEnum(sim, f, [a[1]]) as unknown[]
             const cur = rec[f.name] as unknown[]
-            if (!cur.includes(a[1])) db.set(a[0] as string, f.name, [...cur, a[1]])
+            if (!cur.includes(v)) db.set(a[0] as string, f.name, [...cur, v])
           })
       } else if (name.startsWith('remove_')) {
         const f = c.fieldByName.get(name.slice(7))

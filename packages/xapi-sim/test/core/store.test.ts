@@ -141,3 +141,21 @@ test('change hooks report adds, field-level mods and deletes', () => {
     'del VIF ',
   ])
 })
+
+test('batch(): changes made in a bulk load are still reported to tokens taken before it', () => {
+  const db = new Database()
+  const before = db.generation
+  const a = db.create('VM')
+  db.batch(() => {
+    db.update(a, { name_label: 'changed' })
+    for (let i = 0; i < 10; i++) db.create('VM', { name_label: `b${i}` })
+  })
+  const ch = db.changesSince(before, () => true)!
+  assert.equal(ch.length, 11)
+  assert.equal(ch.filter((c) => c.op === 'add').length, 11)
+  const mid = db.changesSince(db.row(a)!.born, () => true)!
+  assert.deepEqual(
+    mid.map((c) => c.op),
+    ['mod', ...Array(10).fill('add')],
+  )
+})
