@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, mkdirSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, mkdirSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
@@ -239,4 +239,67 @@ test('resume after a failure re-runs the failed task and what depended on it, no
   assert.equal(readFileSync(marks, 'utf8'), 'a\nb\nb\nc\n')
   const hist = store.history(resumed.deployment).map((h) => h.status)
   assert.deepEqual(hist.filter((s) => s === 'failed').length, 1)
+})
+
+test('upload_file, copy_files and sync tasks; progress is weighted by expected durations and reaches 100', async (t) => {
+  const { dir, store } = setup(t)
+  const src = join(dir, 'src')
+  mkdirSync(join(src, 'sub'), { recursive: true })
+  writeFileSync(join(src, 'a.txt'), 'A')
+  writeFileSync(join(src, 'sub', 'b.sh'), '#!/bin/sh\n', { mode: 0o755 })
+  const out = join(dir, 'node')
+  const env: DeployableEnvironment = {
+    name: 'env5',
+    tasks: [
+      {
+        task: {
+          id: 'up',
+          type: 'upload_file',
+          roles: ['compute'],
+          parameters: { path: join(out, 'up', 'cfg.yaml'), data: 'x: 1\n' },
+        },
+        source: 'p',
+      },
+      {
+        task: {
+          id: 'copy',
+          type: 'copy_files',
+          roles: ['compute'],
+          requires: ['up'],
+          parameters: { files: [{ src: join(src, 'a.txt'), dst: join(out, 'copy', 'a.txt') }], permissions: '0600' },
+        },
+        source: 'p',
+      },
+      {
+        task: {
+          id: 'sync',
+          type: 'sync',
+          roles: ['compute'],
+          requires: ['copy'],
+          parameters: { src, dst: join(out, 'sync') },
+        },
+        source: 'p',
+      },
+    ],
+    nodes: [{ name: 'cmp1', roles: ['compute'] }],
+    models: {},
+    access: { executor: (n) => new TestLocalExecutor(n) },
+  }
+  const progress: number[] = []
+  const r = await deployEnvironment(store, env, {
+    onEvent: (e) => {
+      if (e.type === 'progress') progress.push(e.progress)
+    },
+  })
+  assert.ok(r.kind === 'deployment' && r.summary.status === 'ready', JSON.stringify(r))
+  assert.equal(readFileSync(join(out, 'up', 'cfg.yaml'), 'utf8'), 'x: 1\n')
+  assert.equal(readFileSync(join(out, 'copy', 'a.txt'), 'utf8'), 'A')
+  assert.equal(statSync(join(out, 'copy', 'a.txt')).mode & 0o777, 0o600)
+  assert.equal(readFileSync(join(out, 'sync', 'a.txt'), 'utf8'), 'A')
+  assert.equal(statSync(join(out, 'sync', 'sub', 'b.sh')).mode & 0o777, 0o755)
+  // Default expected durations: upload_file 1 s, copy_files 1 s, sync 5 s → 1/7, 2/7, 7/7.
+  assert.deepEqual(progress, [14.3, 28.6, 100])
+  // Learned durations replace the defaults for the next plan.
+  const learned = store.durations()
+  assert.deepEqual([...learned.keys()].sort(), ['copy', 'sync', 'up'])
 })
