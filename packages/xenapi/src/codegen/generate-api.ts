@@ -149,7 +149,8 @@ export interface EventBatch {
       if (f.state === 'Removed_s') extra.push('@deprecated removed from XAPI')
       out.push(comment(f.description, '  ', extra))
       const t = c.name === 'event' && f.name === 'snapshot' ? 'Record<string, unknown>' : tsType(f.type, known)
-      out.push(`  ${JSON.stringify(f.name).slice(1, -1)}: ${t}\n`)
+      // Removed fields are not sent by XAPI (nor by the simulator): optional.
+      out.push(`  ${f.name}${f.state === 'Removed_s' ? '?' : ''}: ${t}\n`)
     }
     out.push(`}\n\n`)
     if (c.messages.some((m) => m.name === 'create' && m.implicit)) {

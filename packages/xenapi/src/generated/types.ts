@@ -1345,7 +1345,7 @@ export interface VMRecord {
    * `bool`, RO/constructor, default false
    * @deprecated removed from XAPI
    */
-  is_snapshot_from_vmpp: boolean
+  is_snapshot_from_vmpp?: boolean
   /**
    * Ref pointing to a snapshot schedule for this VM
    * `VMSS ref`, RO/constructor, default "OpaqueRef:NULL"
@@ -1531,7 +1531,7 @@ export interface VM_metricsRecord {
    * `(int -> float) map`, RO/runtime, default {}
    * @deprecated removed from XAPI
    */
-  VCPUs_utilisation: Record<string, number>
+  VCPUs_utilisation?: Record<string, number>
   /**
    * VCPU to PCPU map
    * `(int -> int) map`, RO/runtime
@@ -1625,13 +1625,13 @@ export interface VM_guest_metricsRecord {
    * `(string -> string) map`, RO/runtime, default {}
    * @deprecated removed from XAPI
    */
-  memory: Record<string, string>
+  memory?: Record<string, string>
   /**
    * This field exists but has no data.
    * `(string -> string) map`, RO/runtime, default {}
    * @deprecated removed from XAPI
    */
-  disks: Record<string, string>
+  disks?: Record<string, string>
   /**
    * network configuration
    * `(string -> string) map`, RO/runtime
@@ -1684,7 +1684,7 @@ export interface VMPPRecord {
    * `string`, RO/runtime
    * @deprecated removed from XAPI
    */
-  uuid: string
+  uuid?: string
   /**
    * a human-readable name
    * `string`, RW, default ""
@@ -1700,103 +1700,103 @@ export interface VMPPRecord {
    * `bool`, RW, default true
    * @deprecated removed from XAPI
    */
-  is_policy_enabled: boolean
+  is_policy_enabled?: boolean
   /**
    * type of the backup sub-policy
    * `enum vmpp_backup_type`, RW, default "snapshot"
    * @deprecated removed from XAPI
    */
-  backup_type: VmppBackupType
+  backup_type?: VmppBackupType
   /**
    * maximum number of backups that should be stored at any time
    * `int`, RO/constructor, default 7
    * @deprecated removed from XAPI
    */
-  backup_retention_value: number
+  backup_retention_value?: number
   /**
    * frequency of the backup schedule
    * `enum vmpp_backup_frequency`, RO/constructor, default "daily"
    * @deprecated removed from XAPI
    */
-  backup_frequency: VmppBackupFrequency
+  backup_frequency?: VmppBackupFrequency
   /**
    * schedule of the backup containing 'hour', 'min', 'days'. Date/time-related information is in Local Timezone
    * `(string -> string) map`, RO/constructor, default {}
    * @deprecated removed from XAPI
    */
-  backup_schedule: Record<string, string>
+  backup_schedule?: Record<string, string>
   /**
    * true if this protection policy's backup is running
    * `bool`, RO/runtime
    * @deprecated removed from XAPI
    */
-  is_backup_running: boolean
+  is_backup_running?: boolean
   /**
    * time of the last backup
    * `datetime`, RO/runtime, default "19700101T00:00:00Z"
    * @deprecated removed from XAPI
    */
-  backup_last_run_time: Date
+  backup_last_run_time?: Date
   /**
    * type of the archive target config
    * `enum vmpp_archive_target_type`, RO/constructor, default "none"
    * @deprecated removed from XAPI
    */
-  archive_target_type: VmppArchiveTargetType
+  archive_target_type?: VmppArchiveTargetType
   /**
    * configuration for the archive, including its 'location', 'username', 'password'
    * `(string -> string) map`, RO/constructor, default {}
    * @deprecated removed from XAPI
    */
-  archive_target_config: Record<string, string>
+  archive_target_config?: Record<string, string>
   /**
    * frequency of the archive schedule
    * `enum vmpp_archive_frequency`, RO/constructor, default "never"
    * @deprecated removed from XAPI
    */
-  archive_frequency: VmppArchiveFrequency
+  archive_frequency?: VmppArchiveFrequency
   /**
    * schedule of the archive containing 'hour', 'min', 'days'. Date/time-related information is in Local Timezone
    * `(string -> string) map`, RO/constructor, default {}
    * @deprecated removed from XAPI
    */
-  archive_schedule: Record<string, string>
+  archive_schedule?: Record<string, string>
   /**
    * true if this protection policy's archive is running
    * `bool`, RO/runtime
    * @deprecated removed from XAPI
    */
-  is_archive_running: boolean
+  is_archive_running?: boolean
   /**
    * time of the last archive
    * `datetime`, RO/runtime, default "19700101T00:00:00Z"
    * @deprecated removed from XAPI
    */
-  archive_last_run_time: Date
+  archive_last_run_time?: Date
   /**
    * all VMs attached to this protection policy
    * `VM ref set`, RO/runtime
    * @deprecated removed from XAPI
    */
-  VMs: Ref<"VM">[]
+  VMs?: Ref<"VM">[]
   /**
    * true if alarm is enabled for this policy
    * `bool`, RO/constructor, default false
    * @deprecated removed from XAPI
    */
-  is_alarm_enabled: boolean
+  is_alarm_enabled?: boolean
   /**
    * configuration for the alarm
    * `(string -> string) map`, RO/constructor, default {}
    * @deprecated removed from XAPI
    */
-  alarm_config: Record<string, string>
+  alarm_config?: Record<string, string>
   /**
    * recent alerts
    * `string set`, RO/runtime, default []
    * @deprecated removed from XAPI
    */
-  recent_alerts: string[]
+  recent_alerts?: string[]
 }
 
 /** Constructor fields of `VMPP.create` (xapi-protocol.md §4.3): fields without a datamodel default are required. */
@@ -2402,7 +2402,7 @@ export interface host_metricsRecord {
    * `int`, RO/runtime, default 0
    * @deprecated removed from XAPI
    */
-  memory_free: number
+  memory_free?: number
   /**
    * Pool master thinks this host is live
    * `bool`, RO/runtime
@@ -2680,7 +2680,7 @@ export interface VIFRecord {
    * `VIF_metrics ref`, RO/runtime, default "OpaqueRef:NULL"
    * @deprecated removed from XAPI
    */
-  metrics: Ref<"VIF_metrics">
+  metrics?: Ref<"VIF_metrics">
   /**
    * true if the MAC was autogenerated; false indicates it was set manually
    * `bool`, RO/runtime, default false
@@ -2764,13 +2764,13 @@ export interface VIF_metricsRecord {
    * `float`, RO/runtime, default 0
    * @deprecated removed from XAPI
    */
-  io_read_kbs: number
+  io_read_kbs?: number
   /**
    * Write bandwidth (KiB/s)
    * `float`, RO/runtime, default 0
    * @deprecated removed from XAPI
    */
-  io_write_kbs: number
+  io_write_kbs?: number
   /**
    * Time at which this information was last updated
    * `datetime`, RO/runtime
@@ -2980,13 +2980,13 @@ export interface PIF_metricsRecord {
    * `float`, RO/runtime, default 0
    * @deprecated removed from XAPI
    */
-  io_read_kbs: number
+  io_read_kbs?: number
   /**
    * Write bandwidth (KiB/s)
    * `float`, RO/runtime, default 0
    * @deprecated removed from XAPI
    */
-  io_write_kbs: number
+  io_write_kbs?: number
   /**
    * Report if the PIF got a carrier or not
    * `bool`, RO/runtime
@@ -3689,7 +3689,7 @@ export interface VBDRecord {
    * `VBD_metrics ref`, RO/runtime, default "OpaqueRef:NULL"
    * @deprecated removed from XAPI
    */
-  metrics: Ref<"VBD_metrics">
+  metrics?: Ref<"VBD_metrics">
 }
 
 /** Constructor fields of `VBD.create` (xapi-protocol.md §4.3): fields without a datamodel default are required. */
@@ -3724,25 +3724,25 @@ export interface VBD_metricsRecord {
    * `float`, RO/runtime, default 0
    * @deprecated removed from XAPI
    */
-  io_read_kbs: number
+  io_read_kbs?: number
   /**
    * Write bandwidth (KiB/s)
    * `float`, RO/runtime, default 0
    * @deprecated removed from XAPI
    */
-  io_write_kbs: number
+  io_write_kbs?: number
   /**
    * Time at which this information was last updated
    * `datetime`, RO/runtime, default "19700101T00:00:00Z"
    * @deprecated removed from XAPI
    */
-  last_updated: Date
+  last_updated?: Date
   /**
    * additional configuration
    * `(string -> string) map`, RW, default {}
    * @deprecated removed from XAPI
    */
-  other_config: Record<string, string>
+  other_config?: Record<string, string>
 }
 
 /**
@@ -5142,7 +5142,7 @@ export interface RepositoryRecord {
    * `bool`, RO/runtime, default false
    * @deprecated removed from XAPI
    */
-  up_to_date: boolean
+  up_to_date?: boolean
   /**
    * The file name of the GPG public key of this repository
    * `string`, RO/constructor, default ""
