@@ -28,3 +28,14 @@ export { CommandError, type RunResult } from './sys.js'
 export { linkSimulator, type LabSimulator, type LabSimulatorOptions } from './simulator-link.js'
 export { XenstoreDomain } from './xenstore.js'
 export { machineSnapshot, compareSnapshots, type MachineSnapshot } from './snapshot.js'
+export {
+  registerLabServiceKind,
+  labServiceKinds,
+  startLabServices,
+  loadLabServiceModules,
+  type LabServiceSpec,
+  type LabServiceEndpoint,
+  type LabServiceContext,
+  type LabServiceImpl,
+} from './services.js'
+export { registerLabEnvironment, unregisterLabEnvironment } from './environment.js'

@@ -55,6 +55,7 @@ import { connect } from 'node:net'
 import { join } from 'node:path'
 import { HOST_PROGRAMS } from './host-programs.js'
 import { XenstoreDomain } from './xenstore.js'
+import { startLabServices, type LabServiceEndpoint } from './services.js'
 import { linkSimulator, type LabSimulator, type LabSimulatorOptions } from './simulator-link.js'
 import {
   CommandError,
@@ -152,6 +153,8 @@ export class Lab {
   private downed = false
   /** The simulator pool wired to this lab (with `simulator: true`). */
   simulator?: LabSimulator
+  /** Services started from `options.services` (the HTTP probe is in `httpProbeUrl`). */
+  services: LabServiceEndpoint[] = []
 
   private constructor(
     readonly name: string,
@@ -435,6 +438,15 @@ export class Lab {
         throw e
       }
       lap(`simulator ${lab.simulator.url}`)
+    }
+    if (options.services?.length) {
+      try {
+        lab.services = await startLabServices(lab, options.services)
+      } catch (e) {
+        await lab.down()
+        throw e
+      }
+      lap(`services ${options.services.map((s) => s.kind).join(', ')}`)
     }
     log(`lab ${name} up: ${Math.round(performance.now() - t0)} ms`)
     return lab
@@ -879,8 +891,10 @@ export function writeState(dir: string, state: LabState): void {
 
 function stripFunctions(o: LabOptions): LabEnvironment {
   // the simulator's password never goes into state
-  const { hosts, controllers, storageNode, networks, httpProbePort } = o
-  return JSON.parse(JSON.stringify({ hosts, controllers, storageNode, networks, httpProbePort })) as LabEnvironment
+  const { hosts, controllers, storageNode, networks, httpProbePort, services } = o
+  return JSON.parse(
+    JSON.stringify({ hosts, controllers, storageNode, networks, httpProbePort, services }),
+  ) as LabEnvironment
 }
 
 async function ipBatch(lines: string[], netns: string | undefined, what: string): Promise<void> {

@@ -11,6 +11,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Lab, labRoot, type LabOptions } from './lab.js'
 import type { LabEnvironment } from './topology.js'
+import { loadLabServiceModules } from './services.js'
 
 export interface LabRequest {
   name: string
@@ -34,7 +35,7 @@ export interface LabDescription {
   dir: string
   sshConfigFile: string
   supervisorPid: number
-  services: { name: string; host: string; url: string }[]
+  services: { name: string; host: string; url?: string }[]
   /** Lab host name → XAPI ref (dom0 → host, compute → VM). */
   refs: Record<string, string>
   timings: { upMs: number }
@@ -55,12 +56,14 @@ export function describeLab(lab: Lab, upMs: number): LabDescription {
     dir: lab.dir,
     sshConfigFile: lab.sshConfigFile,
     supervisorPid: process.pid,
-    services:
-      lab.plan.httpProbePort === false
+    services: [
+      ...(lab.plan.httpProbePort === false
         ? []
         : lab.hosts
             .filter((h) => h.role === 'controller')
-            .map((h) => ({ name: 'http-probe', host: h.name, url: lab.httpProbeUrl(h.name) })),
+            .map((h) => ({ name: 'http-probe', host: h.name, url: lab.httpProbeUrl(h.name) }))),
+      ...lab.services.map((s) => ({ name: s.kind, host: s.host, url: s.url })),
+    ],
     refs: Object.fromEntries(lab.simulator?.refs ?? []),
     timings: { upMs },
   }
@@ -101,6 +104,7 @@ export async function runSupervisor(name: string, root?: string): Promise<void> 
   })
   const t0 = performance.now()
   try {
+    await loadLabServiceModules()
     const options: LabOptions = {
       ...request.env,
       name,

@@ -15,6 +15,8 @@
  * (the slot is unique per running lab), root side `xl<slot>h<index>`, host side `adm0`.
  */
 
+import type { LabServiceSpec } from './services.js'
+
 export type LabRole = 'dom0' | 'compute' | 'controller' | 'storage'
 export type LabNetworkName = 'management' | 'storage'
 
@@ -34,6 +36,8 @@ export interface LabEnvironment {
   networks?: Partial<Record<LabNetworkName, LabNetworkSettings>>
   /** HTTP reachability endpoint on the controllers (port; default 8000; false to disable). */
   httpProbePort?: number | false
+  /** Further services to start on lab hosts (see services.ts; e.g. Glance on the controller). */
+  services?: LabServiceSpec[]
 }
 
 export const DEFAULT_NETWORKS: Record<LabNetworkName, LabNetworkSettings> = {

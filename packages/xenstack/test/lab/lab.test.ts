@@ -4,9 +4,9 @@ import { existsSync, readFileSync } from 'node:fs'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { requirePrerequisite } from '@xenstack/testkit'
-import { Lab, withLab, preflight } from '../../src/lab/index.js'
+import { Lab, withLab, preflight, registerLabServiceKind } from '../../src/lab/index.js'
 import { machineSnapshot, compareSnapshots } from '../../src/lab/snapshot.js'
-import { run } from '../../src/lab/sys.js'
+import { run, waitFor } from '../../src/lab/sys.js'
 
 const execFileP = promisify(execFile)
 
@@ -105,4 +105,32 @@ test('up cleans a stale lab of the same name left by a crash', async (t) => {
     await second.down()
   }
   assert.equal((await run(['ip', 'netns', 'list'])).stdout.includes(`xsl-${name}-`), false)
+})
+
+test('services from the environment description start on their host; an unknown kind is refused by name', async (t) => {
+  if (!(await labPrerequisite(t))) return
+  registerLabServiceKind('test-echo', async (ctx, spec) => {
+    const addr = ctx.host.addresses.management!.split('/')[0]
+    const port = Number(spec.options?.port ?? 8123)
+    const ready = `${ctx.hostDir}/run/test-echo.ready`
+    const pid = ctx.startOnHost(
+      [process.execPath, `${ctx.lab.dir}/bin/lab-http-probe.mjs`, addr, String(port), 'test-echo', ready],
+      'test-echo.log',
+    )
+    await waitFor('test-echo', () => existsSync(ready))
+    return { kind: 'test-echo', host: ctx.host.name, url: `http://${addr}:${port}/`, pids: [pid] }
+  })
+  await withLab(
+    { hosts: 1, storageNode: false, services: [{ kind: 'test-echo', options: { port: 8124 } }] },
+    async (lab) => {
+      assert.equal(lab.services.length, 1)
+      assert.equal(lab.services[0].host, 'controller-1')
+      const r = await lab.execOk('compute-1', ['curl', '-sS', '--max-time', '3', lab.services[0].url!])
+      assert.equal(JSON.parse(r.stdout).host, 'test-echo')
+    },
+  )
+  await assert.rejects(
+    withLab({ hosts: 1, storageNode: false, services: [{ kind: 'no-such-service' }] }, async () => {}),
+    /services\[0\]\.kind: no lab service "no-such-service"/,
+  )
 })

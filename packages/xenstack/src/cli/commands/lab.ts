@@ -166,6 +166,16 @@ export function loadLabEnvironment(file: string): LabEnvironment & { name?: stri
       throw bad('version', 'a XenServer version such as 7.1.0', src.version)
     env.version = src.version
   }
+  if (src.services !== undefined) {
+    if (!Array.isArray(src.services)) throw bad('services', 'a list of { kind, host, options }', src.services)
+    env.services = src.services.map((sv: any, i: number) => {
+      if (!sv || typeof sv.kind !== 'string')
+        throw bad(`services[${i}].kind`, 'a service kind such as glance', sv?.kind)
+      if (sv.host !== undefined && typeof sv.host !== 'string')
+        throw bad(`services[${i}].host`, 'a lab host name', sv.host)
+      return { kind: sv.kind, host: sv.host, options: sv.options ?? {} }
+    })
+  }
   if (src.networks !== undefined) {
     if (typeof src.networks !== 'object' || Array.isArray(src.networks) || !src.networks)
       throw bad('networks', 'a mapping of management/storage to { cidr }', src.networks)
