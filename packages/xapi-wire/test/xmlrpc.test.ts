@@ -448,3 +448,54 @@ test("doubles are formatted exactly like C's %.16g (Python's % operator as the o
   const ours = values.map((v) => /<double>(.*)<\/double>/.exec(encodeValue(v, T('float')))![1])
   assert.deepEqual(ours, expected)
 })
+
+test('mutated documents only ever fail with XmlRpcParseError/XmlRpcFault and an offset inside the input', () => {
+  const docs = [
+    encodeMethodResponse({ a: ['x', 1, 2.5, true, null, { b: '<&>' }], d: new Date(0), e: '', big: 2n ** 60n }),
+    encodeMethodCall('VM.start', ['OpaqueRef:s', 'OpaqueRef:v', false, true]),
+    encodeFailureResponse(['VM_BAD_POWER_STATE', 'OpaqueRef:v', 'halted', 'running']),
+    encodeFault(3, 'f'),
+  ]
+  const pieces = [
+    '<',
+    '>',
+    '/',
+    '</value>',
+    '<value>',
+    '<struct>',
+    '<member>',
+    '&',
+    '&#',
+    ';',
+    '<![CDATA[',
+    ']]>',
+    '<!--',
+  ]
+  let seed = 12345
+  const rnd = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff
+    return seed % n
+  }
+  for (let i = 0; i < 4000; i++) {
+    let s = docs[rnd(docs.length)]!
+    for (let k = 1 + rnd(4); k > 0; k--) {
+      const p = rnd(s.length + 1)
+      const op = rnd(3)
+      if (op === 0) s = s.slice(0, p) + s.slice(p + 1 + rnd(10))
+      else if (op === 1) s = s.slice(0, p) + pieces[rnd(pieces.length)] + s.slice(p)
+      else s = s.slice(0, p)
+    }
+    for (const decode of [decodeMethodResponse, decodeMethodCall]) {
+      try {
+        decode(s)
+      } catch (e) {
+        if (e instanceof XmlRpcFault) continue
+        assert.ok(
+          e instanceof XmlRpcParseError,
+          `${(e as Error).name}: ${(e as Error).message} for ${JSON.stringify(s)}`,
+        )
+        assert.ok(e.offset >= 0 && e.offset <= s.length, `offset ${e.offset} for ${JSON.stringify(s)}`)
+      }
+    }
+  }
+})
