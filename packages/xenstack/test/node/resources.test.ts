@@ -20,6 +20,7 @@ import {
   IptablesChain,
   IptablesPersist,
   IptablesRule,
+  KnownHost,
   LineInFile,
   ModprobeBlacklistRemoval,
   Package,
@@ -575,6 +576,33 @@ enable = true
                 assert.equal(await onHost(lab, 'compute-1', "stat -c '%a %U' /root/.ssh/authorized_keys"), '600 root\n')
               },
             })
+          })
+
+          await t.test("known host: dom0's key pinned in compute's known_hosts, other lines kept", async () => {
+            const dom0Pub = await onHost(
+              lab,
+              'dom0-1',
+              `cat ${join(lab.hostDir('dom0-1'), 'ssh', 'ssh_host_ed25519_key.pub')}`,
+            )
+            const rs = [new KnownHost({ host: '169.254.0.1', key: dom0Pub })]
+            allCompute.push(...rs)
+            const other =
+              'other.example ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmYpI2cbpWkZ7t0rBf5oL1bN3y0iFeaTu7x6QvY8JqT'
+            await converges(lab, 'compute-1', compute, rs, {
+              absent: `mkdir -p /root/.ssh && echo '${other}' > /root/.ssh/known_hosts`,
+              probe: 'cat /root/.ssh/known_hosts',
+              wrong: `echo '169.254.0.1 ${other.split(' ').slice(1).join(' ')}' > /root/.ssh/known_hosts`,
+              verify: async () => {
+                // OpenSSH's own parser finds exactly the pinned key
+                const found = await onHost(
+                  lab,
+                  'compute-1',
+                  'ssh-keygen -F 169.254.0.1 -f /root/.ssh/known_hosts | grep -v "^#"',
+                )
+                assert.equal(found, `169.254.0.1 ${dom0Pub.split(' ').slice(0, 2).join(' ')}\n`)
+              },
+            })
+            assert.match(await onHost(lab, 'compute-1', 'cat /root/.ssh/known_hosts'), /^169\.254\.0\.1 ssh-ed25519 /)
           })
 
           await t.test('command guarded by creates and unless', async () => {

@@ -358,7 +358,7 @@ export class AuthorizedKey implements Resource {
   readonly identity: string
   constructor(readonly options: AuthorizedKeyOptions) {
     const identity = keyIdentity(options.key)
-    if (!identity || /[\n\r]/.test(options.key))
+    if (!identity || /[\n\r]/.test(options.key.trim()))
       throw new Error(`authorized key for ${options.user ?? 'root'}: not an SSH public key line`)
     this.identity = identity
     this.user = options.user ?? 'root'
@@ -474,3 +474,84 @@ export class CommandResource implements Resource {
 
 /** Reveal helper kept for callers that build command lines from settings. */
 export const secretValue = (v: MaybeSecret): string => reveal(v)
+
+export interface KnownHostOptions {
+  /** Host name or address as the client will use it (e.g. `169.254.0.1`). */
+  host: string
+  port?: number
+  /** The host's public key line or `type base64` (e.g. from dom0's /etc/ssh/ssh_host_ed25519_key.pub). */
+  key: string
+  user?: string
+}
+
+/**
+ * Pins a host key in a user's ~/.ssh/known_hosts (so `ssh` from that node verifies the host instead of
+ * `StrictHostKeyChecking=no`): other hosts' lines are kept; an old key for the same host and key type is replaced.
+ */
+export class KnownHost implements Resource {
+  readonly id: string
+  readonly user: string
+  readonly name: string
+  readonly type: string
+  readonly blob: string
+  constructor(readonly options: KnownHostOptions) {
+    const identity = keyIdentity(options.key)
+    if (!identity || /[\n\r]/.test(options.key.trim()))
+      throw new Error(`known host ${options.host}: not an SSH public key`)
+    ;[this.type, this.blob] = identity.split(' ')
+    if (!/^[A-Za-z0-9_.:[\]-]+$/.test(options.host))
+      throw new Error(`known host ${JSON.stringify(options.host)}: not a host name`)
+    this.user = options.user ?? 'root'
+    const port = options.port ?? 22
+    this.name = port === 22 ? options.host : `[${options.host}]:${port}`
+    this.id = `known host ${this.name} for ${this.user}`
+  }
+
+  get line(): string {
+    return `${this.name} ${this.type} ${this.blob}`
+  }
+
+  #edit(text: string | undefined): string {
+    const lines = text === undefined || text === '' ? [] : text.replace(/\n$/, '').split('\n')
+    const same = (l: string): boolean => {
+      const [hosts, type] = l.trim().split(/\s+/)
+      return type === this.type && (hosts ?? '').split(',').includes(this.name)
+    }
+    const kept: string[] = []
+    let placed = false
+    for (const l of lines) {
+      if (!same(l)) kept.push(l)
+      else if (!placed) {
+        kept.push(this.line)
+        placed = true
+      }
+    }
+    if (!placed) kept.push(this.line)
+    return kept.join('\n') + '\n'
+  }
+
+  async #path(ctx: NodeContext): Promise<{ home: string; path: string }> {
+    const r = await ctx.exec.run(['getent', 'passwd', this.user], { allowedExitCodes: [0, 2] })
+    const home = r.stdout.split(':')[5]
+    if (r.code !== 0 || !home) throw new Error(`known host: user ${this.user} does not exist`)
+    return { home, path: `${home}/.ssh/known_hosts` }
+  }
+
+  async check(ctx: NodeContext): Promise<CheckResult> {
+    const { path } = await this.#path(ctx)
+    const text = await readText(ctx.exec, path)
+    const next = this.#edit(text)
+    if (next === text) return { inSync: true, current: 'pinned', desired: 'pinned', diff: [] }
+    return { inSync: false, current: 'not pinned', desired: 'pinned', diff: lineDiff(text ?? '', next) }
+  }
+
+  async apply(ctx: NodeContext): Promise<void> {
+    const { home, path } = await this.#path(ctx)
+    const text = await readText(ctx.exec, path)
+    const next = this.#edit(text)
+    if (next === text) return
+    const u = shellQuote(this.user)
+    await ctx.exec.run(`d=${shellQuote(home + '/.ssh')}; mkdir -p "$d" && chmod 700 "$d" && chown ${u}: "$d"`)
+    await writeFileAtomic(ctx.exec, path, next, { mode: 0o644, owner: this.user })
+  }
+}
