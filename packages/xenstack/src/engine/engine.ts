@@ -118,7 +118,7 @@ async function execute(
   }, opts.stopPollMs ?? 300)
   try {
     const result = await sched.run()
-    journal.writeDurations()
+    journal.finish()
     store.setStatus(id, result.status, result.reason)
   } finally {
     clearInterval(poll)

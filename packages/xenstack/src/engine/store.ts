@@ -99,6 +99,12 @@ export const ENGINE_MIGRATIONS: Migration[] = [
   },
 ]
 
+ENGINE_MIGRATIONS.push({
+  id: '0101_engine_history_started_at',
+  // History rows are written when an attempt ends and carry its start; `running` lives on the task row.
+  statements: [`ALTER TABLE engine_task_history ADD COLUMN started_at TEXT`],
+})
+
 const iso = (ms: number) => new Date(ms).toISOString()
 
 /**
@@ -370,8 +376,8 @@ export class SqliteJournal implements Journal {
        WHERE deployment_id = ? AND idx = ?`,
     )
     this.insHist = db.prepare(
-      `INSERT INTO engine_task_history (deployment_id, seq, idx, status, attempt, at, reason, error_json, output_tail,
-         changes_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO engine_task_history (deployment_id, seq, idx, status, attempt, started_at, at, reason, error_json,
+         output_tail, changes_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     )
     this.updNode = db.prepare('UPDATE engine_nodes SET status = ? WHERE deployment_id = ? AND node = ?')
     this.upDigest = db.prepare(
@@ -401,11 +407,26 @@ export class SqliteJournal implements Journal {
     this.write(batch)
   }
 
-  /** Writes the learned durations (mean per task id over this deployment, blended into the stored mean). */
-  writeDurations(): void {
+  /**
+   * End of a run: the digests of every task that succeeded in this deployment (redeploy compares against them;
+   * written once here rather than per task — a crashed run's tasks get theirs when it is resumed) and the learned
+   * durations (mean per task id, blended into the stored mean).
+   */
+  finish(): void {
+    this.flush()
+    const succeeded = this.db
+      .prepare<[number], { idx: number; finished_at: string }>(
+        `SELECT idx, finished_at FROM engine_tasks WHERE deployment_id = ? AND status = 'succeeded'`,
+      )
+      .all(this.deploymentId)
     const batch = [...this.durations]
     this.durations.clear()
     this.db.transaction(() => {
+      for (const r of succeeded) {
+        const task = this.plan.tasks[r.idx]
+        if (task?.digest)
+          this.upDigest.run(this.environment, task.node, task.id, task.digest, this.deploymentId, r.finished_at)
+      }
       for (const [task, d] of batch) this.upDuration.run(task, d.sum / d.n)
     })()
   }
@@ -417,28 +438,37 @@ export class SqliteJournal implements Journal {
       this.updNode.run(t.status, id, t.node)
       return
     }
+    if (t.status === 'running') {
+      this.startedAt.set(t.index, t.at)
+      this.updStart.run(t.attempt ?? 1, at, id, t.index)
+      return
+    }
     const o = t.outcome
     const error = o?.error ? JSON.stringify(o.error) : null
     const tail = o?.outputTail?.length ? o.outputTail.join('\n') : (o?.error?.tail?.join('\n') ?? null)
     const changes = o?.changes?.length ? JSON.stringify(o.changes) : null
-    if (t.status === 'running') {
-      this.startedAt.set(t.index, t.at)
-      this.updStart.run(t.attempt ?? 1, at, id, t.index)
-    } else {
-      this.updTask.run(t.status, t.attempt ?? null, at, t.reason ?? null, error, tail, changes, id, t.index)
-    }
-    this.insHist.run(id, this.seq++, t.index, t.status, t.attempt ?? null, at, t.reason ?? null, error, tail, changes)
-    if (t.status === 'succeeded') {
+    const start = this.startedAt.get(t.index)
+    this.updTask.run(t.status, t.attempt ?? null, at, t.reason ?? null, error, tail, changes, id, t.index)
+    this.insHist.run(
+      id,
+      this.seq++,
+      t.index,
+      t.status,
+      t.attempt ?? null,
+      start !== undefined && t.attempt !== undefined ? iso(start) : null,
+      at,
+      t.reason ?? null,
+      error,
+      tail,
+      changes,
+    )
+    if (t.status === 'succeeded' && start !== undefined) {
+      // Durations are statistics: aggregated here, written once by finish().
       const task = this.plan.tasks[t.index]
-      if (task.digest) this.upDigest.run(this.environment, task.node, task.id, task.digest, id, at)
-      const start = this.startedAt.get(t.index)
-      if (start !== undefined) {
-        // Durations are statistics: aggregated here, written once at the end of the deployment.
-        const d = this.durations.get(task.id) ?? { n: 0, sum: 0 }
-        d.n++
-        d.sum += Math.max(0, t.at - start)
-        this.durations.set(task.id, d)
-      }
+      const d = this.durations.get(task.id) ?? { n: 0, sum: 0 }
+      d.n++
+      d.sum += Math.max(0, t.at - start)
+      this.durations.set(task.id, d)
     }
   }
 }
