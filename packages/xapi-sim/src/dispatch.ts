@@ -45,6 +45,8 @@ export class WireResult {
   constructor(
     readonly value: unknown,
     readonly xml: () => string,
+    /** Optional JSON text of `value` (cached serialisations); JSON.stringify(value) otherwise. */
+    readonly json?: () => string,
   ) {}
 }
 
@@ -60,7 +62,7 @@ export interface CallInfo {
 export type CallHook = (info: CallInfo) => void | Promise<void>
 
 export type CallOutcome =
-  | { ok: true; value: unknown; type: XapiType | undefined; xml?: () => string }
+  | { ok: true; value: unknown; type: XapiType | undefined; xml?: () => string; json?: () => string }
   | { ok: false; errorDescription: string[] }
 
 interface Entry {
@@ -297,7 +299,7 @@ class Context implements CallContext {
 }
 
 function outcome(e: Entry, v: unknown): CallOutcome {
-  if (v instanceof WireResult) return { ok: true, value: v.value, type: undefined, xml: v.xml }
+  if (v instanceof WireResult) return { ok: true, value: v.value, type: undefined, xml: v.xml, json: v.json }
   return { ok: true, value: v === undefined ? '' : v, type: e.spec.result }
 }
 

@@ -247,7 +247,7 @@ function sendJson(res: ServerResponse, o: CallOutcome, v2: boolean, id: string |
   const idj = typeof id === 'number' ? String(id) : JSON.stringify(id)
   let body: string
   if (o.ok) {
-    const r = JSON.stringify(o.value === undefined ? '' : o.value)
+    const r = o.json ? o.json() : JSON.stringify(o.value === undefined ? '' : o.value)
     body = v2 ? `{"jsonrpc":"2.0","result":${r},"id":${idj}}` : `{"result":${r},"error":null,"id":${idj}}`
   } else {
     const [code, ...data] = o.errorDescription

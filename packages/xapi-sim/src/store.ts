@@ -23,6 +23,11 @@ export interface Row {
   gen: number
   /** Generation at which the row was created. */
   born: number
+  /** Serialisation caches (valid while `jsonGen`/`xmlGen` equal `gen`): unchanged records are sent as stored text. */
+  json: string | undefined
+  jsonGen: number
+  xml: string | undefined
+  xmlGen: number
 }
 
 export type ChangeOp = 'add' | 'mod' | 'del'
@@ -212,6 +217,22 @@ export class Database extends EventEmitter {
     return this.rows.get(ref)?.rec
   }
 
+  /** The JSON text of a row's record (cached until the row changes). */
+  json(row: Row): string {
+    if (row.jsonGen !== row.gen) {
+      row.json = JSON.stringify(row.rec)
+      row.jsonGen = row.gen
+    }
+    return row.json!
+  }
+
+  /** The row of a ref of a given class; throws HANDLE_INVALID [class, ref] otherwise. */
+  mustRow(cls: string, ref: unknown): Row {
+    const row = typeof ref === 'string' ? this.rows.get(ref) : undefined
+    if (!row || row.cls.name !== this.cls(cls).name) throw new XapiError('HANDLE_INVALID', this.cls(cls).name, ref)
+    return row
+  }
+
   /** The record of a ref of a given class; throws HANDLE_INVALID [class, ref] otherwise. */
   must(cls: string, ref: unknown): XapiRecord {
     const row = typeof ref === 'string' ? this.rows.get(ref) : undefined
@@ -281,7 +302,7 @@ export class Database extends EventEmitter {
     const rec = new shape.Ctor(vals)
     vals.fill(undefined)
     const gen = ++this.generation
-    const row: Row = { ref, cls: c, rec, gen, born: gen }
+    const row: Row = { ref, cls: c, rec, gen, born: gen, json: undefined, jsonGen: -1, xml: undefined, xmlGen: -1 }
     this.tables.get(c.name)!.set(ref, row)
     this.rows.set(ref, row)
     this.uuids.set(uuid, ref)

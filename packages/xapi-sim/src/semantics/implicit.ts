@@ -6,9 +6,9 @@
  */
 import { XapiError } from '../errors.js'
 import type { ClassModel, FieldSpec } from '../model.js'
-import type { XapiRecord } from '../store.js'
+import type { Row, XapiRecord } from '../store.js'
 import type { Simulator } from '../simulator.js'
-import { coerce } from '../dispatch.js'
+import { coerce, WireResult } from '../dispatch.js'
 
 // -- query language ------------------------------------------------------------------------------------------------
 
@@ -157,6 +157,41 @@ export function constructorRecord(sim: Simulator, c: ClassModel, given: XapiReco
   return out
 }
 
+/** A record result whose JSON and XML-RPC texts are cached on the row until it changes. */
+export function recordResult(sim: Simulator, row: Row): WireResult {
+  const type = { kind: 'record' as const, class: row.cls.name }
+  return new WireResult(
+    row.rec,
+    () => {
+      if (row.xmlGen !== row.gen) {
+        row.xml = sim.encoders.encode(row.rec, type)
+        row.xmlGen = row.gen
+      }
+      return row.xml!
+    },
+    () => sim.db.json(row),
+  )
+}
+
+/** A `(ref -> record) map` result built from cached record texts. */
+export function recordsResult(sim: Simulator, rows: Row[]): WireResult {
+  const value: Record<string, XapiRecord> = {}
+  for (const r of rows) value[r.ref] = r.rec
+  return new WireResult(
+    value,
+    () => {
+      let s = '<value><struct>'
+      for (const r of rows) s += `<member><name>${r.ref}</name>${(recordResult(sim, r).xml as () => string)()}</member>`
+      return s + '</struct></value>'
+    },
+    () => {
+      let s = '{'
+      for (let i = 0; i < rows.length; i++) s += `${i ? ',' : ''}"${rows[i].ref}":${sim.db.json(rows[i])}`
+      return s + '}'
+    },
+  )
+}
+
 export function installImplicit(sim: Simulator): void {
   const d = sim.messages
   const db = sim.db
@@ -168,7 +203,7 @@ export function installImplicit(sim: Simulator): void {
       // behaviour too, until a semantics module implements them; explicit constructors are positional: skipped.
       if (!m.implicit && (!/^(get_|set_|add_|remove_|destroy$)/.test(name) || name === 'get_record')) continue
       const w = m.wireName
-      if (name === 'get_record') d.implement(w, (_x, a) => db.must(cls, a[0]))
+      if (name === 'get_record') d.implement(w, (_x, a) => recordResult(sim, db.mustRow(cls, a[0])))
       else if (name === 'get_by_uuid')
         d.implement(w, (_x, a) => {
           const ref = db.refOfUuid(cls, a[0] as string)
@@ -177,12 +212,7 @@ export function installImplicit(sim: Simulator): void {
         })
       else if (name === 'get_by_name_label') d.implement(w, (_x, a) => db.where(cls, (r) => r.name_label === a[0]))
       else if (name === 'get_all') d.implement(w, () => db.refs(cls))
-      else if (name === 'get_all_records')
-        d.implement(w, () => {
-          const out: Record<string, XapiRecord> = {}
-          for (const [ref, rec] of db.all(cls)) out[ref] = rec
-          return out
-        })
+      else if (name === 'get_all_records') d.implement(w, () => recordsResult(sim, [...db.table(cls).values()]))
       else if (name === 'get_all_records_where')
         d.implement(w, (_x, a) => {
           const q = parseQuery(a[0] as string)
