@@ -6,10 +6,10 @@
  * physical_utilisation is the space the file really uses.
  *
  * Handler behaviour follows XAPI: the session comes from `session_id` (query or cookie) or HTTP Basic; `task_id`
- * attaches the transfer to a task that is completed with the result or the error; the 200 status and a `Task-Id`
- * header are sent before the body is read; an empty PUT without a task (xen-api's redirect probe) is answered 200
- * and changes nothing; an unknown format gets 404 and INTERNAL_ERROR ["Unknown format x"]; chunked transfer
- * encoding is refused for anything but raw.
+ * attaches the transfer to a task that is completed with the result or the error; answers carry a `Task-Id` header
+ * (imports answer once the body is in — see importRawVdi); an empty PUT without a task (xen-api's redirect probe)
+ * is answered 200 and changes nothing; an unknown format gets 404 and INTERNAL_ERROR ["Unknown format x"]; chunked
+ * transfer encoding is refused for anything but raw.
  */
 import { randomUUID } from 'node:crypto'
 import { createWriteStream, mkdirSync } from 'node:fs'
@@ -217,14 +217,17 @@ async function importRawVdi(
   }
   const t = await begin(store, req, res, ctx, 'import')
   if (!t) return
-  // XAPI answers before reading the body.
-  res.writeHead(200, { ...(t.task ? { 'task-id': t.task } : {}), 'content-type': FORMATS[t.format] })
-  res.flushHeaders()
+  // XAPI sends its 200 before reading the body. We answer once the body is in: os-xenapi closes its connection as
+  // soon as it has the status line, and a close that overtakes the body still being written aborts the upload in
+  // node:http. With a task, the outcome is the task's (200 either way, as XAPI); without one, failures are a 500.
   const done = (error?: unknown) => {
     if (t.task) {
       if (error === undefined) sim.tasks.complete(t.task, { result: `<value>${t.vdi}</value>` })
       else sim.tasks.complete(t.task, { error: toErrorDescription(error) })
     }
+    if (res.headersSent || res.destroyed) return void res.end()
+    if (error !== undefined && !t.task) return sendError(res, 500, toErrorDescription(error))
+    res.writeHead(200, { ...(t.task ? { 'task-id': t.task } : {}), 'content-length': '0' })
     res.end()
   }
   try {
