@@ -112,32 +112,44 @@ export function checksumsText(files: { path: string; data: Buffer }[]): string {
     .join('')
 }
 
+/** fpb's checksum list in Fuel-built `.fp` packages (package_version 1.0.0): SHA-1, paths written `./path`. */
+export const FUEL_CHECKSUMS_FILE = 'checksums.sha1'
+
 /**
- * Verifies `checksums.sha256` against the files: every file listed, every listed file present with its digest.
+ * Verifies the checksum list against the files: every file listed, every listed file present with its digest.
+ * xenstack archives carry `checksums.sha256`; Fuel's `.fp` packages carry `checksums.sha1`, accepted too.
  * Returns the problems (empty when the archive is intact).
  */
 export function verifyChecksums(files: Map<string, Buffer>): string[] {
-  const list = files.get(CHECKSUMS_FILE)
-  if (!list) return [`${CHECKSUMS_FILE} is missing`]
+  const name = files.has(CHECKSUMS_FILE)
+    ? CHECKSUMS_FILE
+    : files.has(FUEL_CHECKSUMS_FILE)
+      ? FUEL_CHECKSUMS_FILE
+      : undefined
+  if (!name) return [`${CHECKSUMS_FILE} is missing (expected a checksum list made by "xenstack plugins build")`]
+  const algorithm = name === CHECKSUMS_FILE ? 'sha256' : 'sha1'
+  const hexLength = algorithm === 'sha256' ? 64 : 40
+  const digest = (d: Buffer) => createHash(algorithm).update(d).digest('hex')
   const problems: string[] = []
   const listed = new Map<string, string>()
-  list
+  files
+    .get(name)!
     .toString('utf8')
     .split('\n')
     .filter(Boolean)
     .forEach((line, i) => {
-      const m = /^([0-9a-f]{64}) {2}(.+)$/.exec(line)
-      if (!m) problems.push(`${CHECKSUMS_FILE}:${i + 1}: expected "<sha256>  <path>", found ${JSON.stringify(line)}`)
-      else listed.set(m[2], m[1])
+      const m = new RegExp(`^([0-9a-f]{${hexLength}}) [ *](.+)$`).exec(line)
+      if (!m) problems.push(`${name}:${i + 1}: expected "<${algorithm}>  <path>", found ${JSON.stringify(line)}`)
+      else listed.set(m[2].replace(/^\.\//, ''), m[1])
     })
-  for (const [path, digest] of listed) {
+  for (const [path, expected] of listed) {
     const data = files.get(path)
-    if (!data) problems.push(`${path}: listed in ${CHECKSUMS_FILE} but missing from the archive`)
-    else if (sha256(data) !== digest)
-      problems.push(`${path}: checksum mismatch (expected ${digest}, found ${sha256(data)})`)
+    if (!data) problems.push(`${path}: listed in ${name} but missing from the archive`)
+    else if (digest(data) !== expected)
+      problems.push(`${path}: checksum mismatch (expected ${expected}, found ${digest(data)})`)
   }
   for (const path of files.keys()) {
-    if (path !== CHECKSUMS_FILE && !listed.has(path)) problems.push(`${path}: not listed in ${CHECKSUMS_FILE}`)
+    if (path !== name && !listed.has(path)) problems.push(`${path}: not listed in ${name}`)
   }
   return problems
 }

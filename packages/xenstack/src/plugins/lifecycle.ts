@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writ
 import { basename, dirname, join } from 'node:path'
 import {
   CHECKSUMS_FILE,
+  FUEL_CHECKSUMS_FILE,
   checksumsText,
   readTarGz,
   sha256,
@@ -132,6 +133,7 @@ export function openArchive(file: string, options: LoadOptions = {}): OpenedArch
   if (problems.length)
     throw new PluginLifecycleError(`${file}: the archive is damaged: ${problems.join('; ')}`, 'invalid')
   files.delete(CHECKSUMS_FILE)
+  files.delete(FUEL_CHECKSUMS_FILE)
   const r = loadPluginFiles(files, file, options)
   if (r.errors.length || !r.plugin) throw new ValidationError(`plugin archive ${file}`, r.issues)
   return { plugin: r.plugin, files, modes, archiveSha256: sha256(buf), issues: r.issues }

@@ -1,12 +1,15 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { StateStore } from '../../src/state/store.js'
 import { MIGRATIONS } from '../../src/state/migrations.js'
+import { writeTarGz } from '../../src/plugins/archive.js'
+import { installPlugin } from '../../src/plugins/lifecycle.js'
 import { corpusDir, XENSERVER_DEFINES } from '../plugins/corpus.js'
 import { builtinReleases } from '../../src/releases/release.js'
 import { mergeSettings, validateEnvironmentSettings, type PluginVersionInfo } from '../../src/plugins/settings.js'
@@ -325,4 +328,30 @@ test('environment settings: release + plugin versions side by side, validated wi
   assert.equal(saved['fuel-plugin-xenserver'].metadata.enabled, true)
   saved['fuel-plugin-xenserver'].metadata.enabled = false
   assert.deepEqual(validateEnvironmentSettings(release, saved), [])
+})
+
+test('a Fuel-built .fp package (package_version 1.0.0, checksums.sha1 with ./paths) installs', () => {
+  const home = tmp('xenstack-fp-')
+  const src = join(corpus, 'fuel-plugins-examples/fuel_plugin_example_v1')
+  const files = readdirSync(src).map((n) => ({ path: n, data: readFileSync(join(src, n)) }))
+  const sha1 = files.map((f) => `${createHash('sha1').update(f.data).digest('hex')}  ./${f.path}\n`).join('')
+  const entries = [...files, { path: 'checksums.sha1', data: Buffer.from(sha1) }].map((f) => ({
+    path: `fuel_plugin_example-1.0.0/${f.path}`,
+    data: f.data,
+    mode: 0o644,
+  }))
+  const fp = join(tmp('xenstack-fp-out-'), 'fuel_plugin_example-1.0.0.fp')
+  writeFileSync(fp, writeTarGz(entries))
+  const store = StateStore.open({ dataDir: home })
+  const p = installPlugin(store, fp)
+  assert.deepEqual([p.name, p.version, p.packageVersion, p.files.length], ['fuel_plugin_example', '1.0.0', '1.0.0', 3])
+  // A tampered file is caught by the SHA-1 list.
+  const bad = entries.map((e) => (e.path.endsWith('tasks.yaml') ? { ...e, data: Buffer.from('- {}\n') } : e))
+  const fp2 = join(tmp('xenstack-fp-out-'), 'fuel_plugin_example-1.0.1.fp')
+  writeFileSync(fp2, writeTarGz(bad))
+  assert.throws(
+    () => installPlugin(store, fp2),
+    /the archive is damaged: tasks\.yaml: checksum mismatch \(expected [0-9a-f]{40}, found [0-9a-f]{40}\)/,
+  )
+  store.close()
 })
