@@ -273,6 +273,8 @@ function decodeText(raw: string, base: number, scanner: Scanner): string {
 
 class Scanner {
   pos = 0
+  /** Member names of the last struct per first member name (see structBody). */
+  private readonly shapes = new Map<string, string[]>()
   constructor(readonly s: string) {}
 
   fail(expected: string, at = this.pos): never {
@@ -598,15 +600,68 @@ class Scanner {
     else this.close('struct')
   }
 
+  /**
+   * `<member><name>key</name>` at pos for a predicted key: consumes it and returns the key (the same string
+   * object as before, which V8 has already internalised), or returns undefined and consumes nothing.
+   */
+  private predictedMember(key: string): string | undefined {
+    const s = this.s
+    const p = this.pos
+    if (
+      s.charCodeAt(p) !== LT ||
+      s.charCodeAt(p + 1) !== C_M ||
+      s.charCodeAt(p + 7) !== GT ||
+      s.charCodeAt(p + 8) !== LT ||
+      s.charCodeAt(p + 9) !== C_N ||
+      s.charCodeAt(p + 13) !== GT
+    ) {
+      return undefined
+    }
+    const n = key.length
+    const q = p + 14
+    for (let i = 0; i < n; i++) if (s.charCodeAt(q + i) !== key.charCodeAt(i)) return undefined
+    const e = q + n
+    if (
+      s.charCodeAt(e) !== LT ||
+      s.charCodeAt(e + 1) !== SLASH ||
+      s.charCodeAt(e + 2) !== C_N ||
+      s.charCodeAt(e + 6) !== GT ||
+      s.charCodeAt(e + 3) !== 97 /* a */
+    ) {
+      return undefined
+    }
+    this.pos = e + 7
+    return key
+  }
+
   structBody(): { [key: string]: WireValue } {
     const out: { [key: string]: WireValue } = {}
-    for (;;) {
-      const name = this.memberName()
-      if (name === undefined) break
+    // Structs of one kind (records of a class, in a get_all_records) repeat their member names in order: predict
+    // each name from the last struct that started with the same first name (as V8's JSON.parse does with its
+    // transition tree), which skips slicing and re-internalising the key.
+    let pred: string[] | undefined
+    let hits = 0
+    let keys: string[] | undefined
+    for (let i = 0; ; i++) {
+      let name = pred !== undefined && i < pred.length ? this.predictedMember(pred[i]!) : undefined
+      if (name !== undefined) hits++
+      else {
+        name = this.memberName()
+        if (name === undefined) break
+      }
+      if (i === 0) {
+        pred = this.shapes.get(name)
+        if (pred === undefined && this.shapes.size < 64) this.shapes.set(name, (keys = [name]))
+        else keys = [name]
+      } else keys!.push(name)
       const v = this.value()
       this.endMember()
       if (name === '__proto__') Object.defineProperty(out, name, { value: v, enumerable: true, writable: true })
       else out[name] = v
+    }
+    // Learn this struct's names when the prediction did not cover them.
+    if (pred !== undefined && keys !== undefined && hits !== keys.length - 1 && this.shapes.size <= 64) {
+      this.shapes.set(keys[0]!, keys)
     }
     this.endStruct()
     return out
