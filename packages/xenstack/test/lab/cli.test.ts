@@ -154,3 +154,20 @@ test('xenstack lab up rejects a bad environment file with the file and field', a
     rmSync(dir, { recursive: true, force: true })
   }
 })
+
+test('without root, lab up stops with one line naming what is missing', async (t) => {
+  if (!requirePrerequisite(t, 'root (to drop to an unprivileged user)', () => process.getuid?.() === 0)) return
+  if (!requirePrerequisite(t, 'setpriv (util-linux)', () => existsSync('/usr/bin/setpriv'))) return
+  const r = await execFileP(
+    '/usr/bin/setpriv',
+    ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, CLI, 'lab', 'up', '--name', 'nonroot'],
+    { env: { ...process.env, XENSTACK_HOME: HOME }, timeout: 60000 },
+  ).then(
+    () => ({ code: 0, stderr: '' }),
+    (e: { code: number; stderr: string }) => e,
+  )
+  assert.equal(r.code, 1)
+  const lines = r.stderr.trim().split('\n')
+  assert.equal(lines.length, 1, r.stderr)
+  assert.match(lines[0], /^xenstack: the lab needs root/)
+})

@@ -29,7 +29,11 @@ test('bring-up and teardown leave the machine unchanged; hosts are isolated and 
   let lab!: Lab
   const pids: number[] = []
   await withLab(
-    { hosts: 1, networks: { management: { cidr: '10.40.0.0/22' }, storage: { cidr: '10.40.8.0/26' } } },
+    {
+      hosts: 1,
+      simulator: true,
+      networks: { management: { cidr: '10.40.0.0/22' }, storage: { cidr: '10.40.8.0/26' } },
+    },
     async (l) => {
       lab = l
       assert.deepEqual(
