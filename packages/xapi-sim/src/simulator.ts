@@ -206,6 +206,7 @@ export class Simulator {
   async close(): Promise<void> {
     for (const [a, s] of simulatorsByAddress) if (s === this) simulatorsByAddress.delete(a)
     this.sessions.close()
+    this.events.close()
     await this.http.close()
     this.listening = undefined
   }

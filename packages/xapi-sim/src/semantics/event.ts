@@ -95,35 +95,42 @@ export class EventManager {
     return out
   }
 
+  /** Aborted by close(): blocked event.from/next calls return at once so the process can exit. */
+  private readonly closing = new AbortController()
+
+  close(): void {
+    this.closing.abort()
+  }
+
   /** Waits until an event for the subscription exists after `since` or the timeout passes. */
   private async wait(
     sub: Subscription,
     since: number,
     timeoutMs: number,
-    signal?: AbortSignal,
+    signal: AbortSignal = this.closing.signal,
   ): Promise<EventRecord[]> {
     const db = this.sim.db
     const deadline = Date.now() + timeoutMs
     const delay = sub.tasksOnly ? 0 : this.options.batchMs
     for (;;) {
       if (db.generation > since || since < 0) {
-        if (delay > 0) await new Promise((r) => setTimeout(r, delay))
+        if (delay > 0 && !signal.aborted) await new Promise((r) => setTimeout(r, delay))
         const evs = this.collect(sub, since)
         if (!evs) throw new XapiError('EVENTS_LOST')
         if (evs.length > 0) return evs
         since = Math.max(since, db.generation)
       }
       const left = deadline - Date.now()
-      if (left <= 0 || signal?.aborted) return []
+      if (left <= 0 || signal.aborted) return []
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, left)
         const off = db.onNextChange(done)
         const onAbort = () => done()
-        signal?.addEventListener('abort', onAbort, { once: true })
+        signal.addEventListener('abort', onAbort, { once: true })
         function done() {
           clearTimeout(timer)
           off()
-          signal?.removeEventListener('abort', onAbort)
+          signal.removeEventListener('abort', onAbort)
           resolve()
         }
       })

@@ -226,3 +226,14 @@ test('messages: create, get_all_records, get_since, destroy; add/del events', as
     [['message', 'del']],
   )
 })
+
+test('close() releases blocked event.from calls', async () => {
+  const r = await start({ hosts: 1 })
+  const s = r.sim.login()
+  const t0 = Date.now()
+  const pending = r.sim.call('event.from', [s, ['vm'], '99999999999999999999,00000000000000000000', 60])
+  await r.close()
+  const o = await pending
+  assert.ok(o.ok)
+  assert.ok(Date.now() - t0 < 30_000)
+})
