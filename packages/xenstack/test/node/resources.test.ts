@@ -326,6 +326,13 @@ enable = true
               new IptablesPersist(),
             ]
             allCompute.push(...rs)
+            // a plan from scratch shows the save too, although the running rules are still the saved ones
+            await onHost(lab, 'compute-1', 'mkdir -p /etc/iptables && iptables-save > /etc/iptables/rules.v4')
+            const pre = await plan(compute, rs)
+            assert.match(
+              pre[pre.length - 1].diff.join('\n'),
+              /save running rules to \/etc\/iptables\/rules.v4 \(after the changes above\)/,
+            )
             const count =
               "iptables -S | grep -c -- '-j XenServer-Neutron-INPUT\\|--dport 6640\\|--dports 4789' ; iptables -t nat -S | grep -c xs-nat0"
             await converges(lab, 'compute-1', compute, rs, {

@@ -159,7 +159,18 @@ export class IptablesPersist implements Resource {
     const [runningText = '', savedText = ''] = r.stdout.split(`${sep}\n`)
     const running = normalizeIptablesSave(runningText)
     const saved = savedText.startsWith(`${sep}absent`) ? undefined : normalizeIptablesSave(savedText)
-    if (saved === running) return { inSync: true, current: 'saved', desired: 'saved', diff: [] }
+    if (saved === running) {
+      // In a plan, rules earlier in the list have not been added yet: the save will be needed after them.
+      const pending =
+        ctx.dryRun && [...ctx.changed].some((r) => r instanceof IptablesRule || r instanceof IptablesChain)
+      if (!pending) return { inSync: true, current: 'saved', desired: 'saved', diff: [] }
+      return {
+        inSync: false,
+        current: 'saved',
+        desired: 'saved',
+        diff: [`~ save running rules to ${path} (after the changes above)`],
+      }
+    }
     const savedRules = new Set((saved ?? '').split('\n'))
     const runningRules = new Set(running.split('\n'))
     const diff = [`~ save running rules to ${path}`]
