@@ -210,6 +210,19 @@ export function changeSettings(store: StateStore, name: string, changes: Record<
   const problems: string[] = []
   for (const [path, value] of Object.entries(changes)) {
     const label = labelAt(settings, path)
+    // Enabling a plugin that brings wizard components from Settings would bypass their compatibility checks
+    // (Fuel 9.0's loophole): such a plugin is enabled by selecting one of its components instead.
+    const enabling = /^([^.]+)\.metadata\.enabled$/.exec(path)
+    const ep = enabling && value === true ? env.plugins.find((p) => p.name === enabling[1]) : undefined
+    const provided = ep
+      ? ((store.plugins.get(ep.name, ep.version)?.data.components ?? []) as Component[]).map((c) => c.name)
+      : []
+    if (provided.length && !provided.some((c) => env.components.includes(c))) {
+      problems.push(
+        `Cannot enable "${label}" in settings: it provides the component${provided.length > 1 ? 's' : ''} ${provided.join(', ')}; select ${provided.length > 1 ? 'one of them' : 'it'} in the environment's components instead (its compatibility is checked there)`,
+      )
+      continue
+    }
     const blocking = [
       ...checkSettingChange(settings, path, value, models),
       ...checkSettingChangeForRoles(settings, path, value, roles, inUse, models),

@@ -152,6 +152,17 @@ test('changing settings: refused while the enabled plugin depends on them, allow
     { name: 'fuel-plugin-xenserver', version: '4.90.1', enabled: false },
   ])
   changeSettings(store, 'xen', { 'common.libvirt_type.value': 'kvm' })
+  // Re-enabling it from Settings would bypass the wizard's checks (Fuel 9.0's loophole) when its component is
+  // not selected.
+  const qemu = createEnvironment(store, { name: 'qemu' })
+  assert.deepEqual(qemu.plugins, [{ name: 'fuel-plugin-xenserver', version: '4.90.1', enabled: false }])
+  assert.deepEqual(
+    failure(() => changeSettings(store, 'qemu', { 'fuel-plugin-xenserver.metadata.enabled': true })),
+    [
+      `Cannot enable "XenServer Plugin" in settings: it provides the component hypervisor:xenserver; select it in the environment's components instead (its compatibility is checked there)`,
+    ],
+  )
+  store.environments.delete('qemu')
   removePlugin(store, 'fuel-plugin-xenserver==4.90.1')
   store.close()
 })
