@@ -200,6 +200,12 @@ export class SshExecutor implements Executor {
   ): Promise<RawResult> {
     const client = await this.#connect()
     await this.#acquire()
+    if (timeoutMs !== undefined) {
+      // Closing the channel does not stop the command on the node; coreutils' timeout does, where it exists.
+      const secs = Math.max(1, Math.ceil(timeoutMs / 1000))
+      const q = shellQuote(line)
+      line = `if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL ${secs} sh -c ${q}; else exec sh -c ${q}; fi`
+    }
     try {
       const stream = await new Promise<ClientChannel>((resolve, reject) =>
         client.exec(line, (err, s) =>
