@@ -56,6 +56,8 @@ export class TaskManager {
   /** Runs `fn` for a task: its resolved value (an XML-RPC `<value>` string) becomes the result. */
   async run(task: string, fn: () => Promise<string> | string): Promise<void> {
     const st = this.state.get(task)
+    // Cancelled (or destroyed) before it started: the operation never runs.
+    if (!this.sim.db.has('task', task) || this.sim.db.get(task)!.status !== 'pending') return
     if (st) st.running = true
     try {
       const xml = await fn()

@@ -237,3 +237,20 @@ test('close() releases blocked event.from calls', async () => {
   assert.ok(o.ok)
   assert.ok(Date.now() - t0 < 30_000)
 })
+
+test('cancelling an Async task before or while it runs: TASK_CANCELLED, the operation does not happen', async (t) => {
+  const r = await start({ hosts: 1, vms: [{ name: 'v', powerState: 'Halted' }] })
+  t.after(() => r.close())
+  const s = r.sim.login()
+  const vm = r.sim.db.find('VM', (v) => v.name_label === 'v')!
+  const started = await r.sim.call('Async.VM.start', [s, vm, false, false])
+  assert.ok(started.ok)
+  const task = started.value as string
+  assert.ok((await r.sim.call('task.cancel', [s, task])).ok)
+  await new Promise((res) => setTimeout(res, 20))
+  const rec = r.sim.db.get(task)!
+  assert.equal(rec.status, 'cancelled')
+  assert.deepEqual(rec.error_info, ['TASK_CANCELLED', task])
+  assert.equal(r.sim.db.get(vm)!.power_state, 'Halted')
+  assert.deepEqual(r.sim.db.get(vm)!.current_operations, {})
+})

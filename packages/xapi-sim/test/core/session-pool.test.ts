@@ -131,3 +131,29 @@ test('every host sees the Host internal management network; network.create and V
   await r.ok('VLAN.destroy', vlan)
   assert.deepEqual(await r.ok('network.get_PIFs', net), [])
 })
+
+test('Bond.create over two PIFs of one host, and Bond.destroy', async (t) => {
+  const r = await start({
+    hosts: 1,
+    networks: [
+      { name: 'a', pif: { device: 'eth1' } },
+      { name: 'b', pif: { device: 'eth2' } },
+    ],
+  })
+  t.after(() => r.close())
+  const p1 = r.sim.db.find('PIF', (p) => p.device === 'eth1')!
+  const p2 = r.sim.db.find('PIF', (p) => p.device === 'eth2')!
+  const net = await r.ok<string>('network.create', { name_label: 'bond-net', other_config: {} })
+  const bond = await r.ok<string>('Bond.create', net, [p1, p2], '', 'active-backup', {})
+  const rec = await r.ok<Record<string, unknown>>('Bond.get_record', bond)
+  assert.equal(rec.mode, 'active-backup')
+  assert.deepEqual([...(rec.slaves as string[])].sort(), [p1, p2].sort())
+  const master = rec.master as string
+  assert.equal(await r.ok('PIF.get_device', master), 'bond0')
+  assert.deepEqual(await r.ok('PIF.get_bond_master_of', master), [bond])
+  assert.equal(await r.ok('PIF.get_bond_slave_of', p1), bond)
+  assert.deepEqual(await r.err('Bond.create', net, [p1, p2], '', 'lacp', {}), ['PIF_ALREADY_BONDED', p1])
+  await r.ok('Bond.destroy', bond)
+  assert.equal(await r.ok('PIF.get_bond_slave_of', p1), 'OpaqueRef:NULL')
+  assert.equal(r.sim.db.has('PIF', master), false)
+})
