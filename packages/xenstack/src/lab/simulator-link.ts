@@ -2,7 +2,9 @@
  * One with the simulator: an xapi-sim pool whose hosts, VMs and VIFs are the lab's.
  *
  * - Hosts `xs<i>` (one per dom0 host); each host's `host.call_plugin` runs the plugin files found in that dom0's
- *   /etc/xapi.d/plugins (its backing dir, so files written into dom0 over ssh are callable at once).
+ *   /etc/xapi.d/plugins, inside dom0 (its network, mount and UTS namespaces: a plugin changes dom0, never the
+ *   machine), with xapi-sim's XenAPIPlugin/XenAPI support modules on PYTHONPATH and XAPI at http://127.0.0.1/.
+ *   The simulator's own plugins_dir for the host is the same directory seen from the machine (its backing dir).
  * - A running VM `compute-<i>` on `xs<i>` per compute host, PV drivers present, with VIFs device 0 on the management
  *   network (xenbr0) and device 1 on the storage network (xenbr1) whose MACs are the compute host's eth0/eth1 MACs.
  *   Networks: the pool-wide management network (xenbr0), `storage` (xenbr1) and the Host internal management network
@@ -15,6 +17,10 @@
  *   XAPI (a relay in dom0 → a unix socket served here → the simulator's address for that host).
  */
 import {
+  PYTHON_SUPPORT_DIR,
+  PluginError,
+  XapiError,
+  parsePluginOutput,
   generatePassword,
   startSimServer,
   validateScenario,
@@ -22,7 +28,8 @@ import {
   type SimServer,
   type Simulator,
 } from '@xenstack/xapi-sim'
-import { existsSync } from 'node:fs'
+import { encodeMethodCall } from '@xenstack/xapi-wire'
+import { existsSync, openSync, readSync, closeSync, statSync } from 'node:fs'
 import { connect, createServer, type Server } from 'node:net'
 import { join } from 'node:path'
 import type { Lab } from './lab.js'
@@ -191,6 +198,25 @@ export async function linkSimulator(
     await waitFor(`XAPI relay on ${d.name} (${HIMN.address}:80)`, () => existsSync(ready))
   }
 
+  // -- host.call_plugin runs inside the host's dom0 ---------------------------------------------------------
+  // Not on the machine: dom0 plugins change the host they run on (routes, iptables, files), and must see dom0's
+  // /etc, network and hostname. The plugin files are dom0's /etc/xapi.d/plugins; the XML-RPC contract and
+  // the outcome mapping are xapi-sim's (encodeMethodCall in, parsePluginOutput out).
+  const dom0OfHost = new Map<string, string>()
+  for (const d of dom0s) if (refs.get(d.name)) dom0OfHost.set(refs.get(d.name)!, d.name)
+  const restorePlugins = sim.messages.override('host.call_plugin', async (ctx, args) => {
+    const [host, plugin, fn, pargs] = args as [string, string, string, Record<string, string>]
+    db.must('host', host)
+    const dom0 = dom0OfHost.get(host)
+    if (!dom0) throw new XapiError('XENAPI_MISSING_PLUGIN', plugin)
+    try {
+      return await runPluginInDom0(lab, dom0, plugin, fn, pargs ?? {}, ctx.session?.ref ?? '')
+    } catch (e) {
+      if (e instanceof PluginError) throw new XapiError(e.code, ...e.params)
+      throw e
+    }
+  })
+
   // hotplug is synchronous in XAPI: the call returns once the device is there (or gone)
   const restore: (() => void)[] = []
   for (const m of [
@@ -229,9 +255,53 @@ export async function linkSimulator(
     close: async () => {
       db.off('change', onChange)
       for (const r of restore) r()
+      restorePlugins()
       await chain
       for (const r of relays) r.close()
       await server.close()
     },
   }
+}
+
+const PLUGINS_DIR = '/etc/xapi.d/plugins'
+
+/** Runs one plugin call in dom0's namespaces, the way XAPI runs /etc/xapi.d/plugins/<plugin> (xapi-protocol.md §8). */
+export async function runPluginInDom0(
+  lab: Lab,
+  dom0: string,
+  plugin: string,
+  fn: string,
+  args: Record<string, string>,
+  sessionRef: string,
+): Promise<string> {
+  if (!/^[^/\0]+$/.test(plugin) || plugin === '.' || plugin === '..')
+    throw new PluginError('XENAPI_MISSING_PLUGIN', [plugin])
+  const backing = lab.backingPath(dom0, `${PLUGINS_DIR}/${plugin}`)
+  let head = ''
+  try {
+    if (!statSync(backing).isFile()) throw new Error('not a file')
+    const fd = openSync(backing, 'r')
+    const buf = Buffer.alloc(256)
+    const n = readSync(fd, buf, 0, 256, 0)
+    closeSync(fd)
+    head = buf.subarray(0, n).toString('latin1')
+  } catch {
+    throw new PluginError('XENAPI_MISSING_PLUGIN', [plugin])
+  }
+  const shebang = head.startsWith('#!') ? head.slice(2, head.indexOf('\n') >>> 0).trim() : ''
+  const python = shebang === '' ? plugin.endsWith('.py') : /\bpython[0-9.]*\b/.test(shebang)
+  const path = `${PLUGINS_DIR}/${plugin}`
+  const argv = python ? ['/usr/bin/python3', path] : [path]
+  const request = encodeMethodCall(fn, [sessionRef, args])
+  const r = await lab.exec(dom0, ['sh', '-c', 'cd "$0" && exec "$@"', PLUGINS_DIR, ...argv, request], {
+    env: {
+      PYTHONPATH: `${PYTHON_SUPPORT_DIR}:${PLUGINS_DIR}`,
+      PYTHONDONTWRITEBYTECODE: '1',
+      XENSTACK_XAPI_URL: 'http://127.0.0.1/',
+    },
+    timeoutMs: 600_000,
+  })
+  if (r.code > 128) throw new PluginError('XENAPI_PLUGIN_FAILURE', [`signal: ${r.code - 128}`, r.stdout, r.stderr])
+  if (r.code !== 0) throw new PluginError('XENAPI_PLUGIN_FAILURE', ['non-zero exit', r.stdout, r.stderr])
+  return parsePluginOutput(r.stdout)
 }

@@ -144,7 +144,17 @@ test('the lab is one with the simulator: VIF hotplug on the HIMN, DHCP, plugins 
       `cat > /etc/xapi.d/plugins/lab_echo <<'EOF'\n${PLUGIN}EOF\nchmod 755 /etc/xapi.d/plugins/lab_echo`,
     )
     const out = await call('host.call_plugin', session, xs2, 'lab_echo', 'echo', { x: 'hello' })
-    assert.match(String(out), /^echo:hello:/)
+    assert.equal(out, 'echo:hello:dom0-2', 'the plugin ran inside dom0-2 (its /etc/hostname)')
+    // a failing plugin maps to XENAPI_PLUGIN_FAILURE with its output
+    await ssh(
+      lab,
+      'dom0-2',
+      `printf '#!/bin/sh\\necho broken >&2\\nexit 3\\n' > /etc/xapi.d/plugins/bad && chmod 755 /etc/xapi.d/plugins/bad`,
+    )
+    await assert.rejects(
+      call('host.call_plugin', session, xs2, 'bad', 'x', {}),
+      /XENAPI_PLUGIN_FAILURE.*non-zero exit.*broken/,
+    )
     // dom0-1 does not have it
     const xs1 = Object.entries(hosts).find(([, h]) => h.name_label === 'xs1')![0]
     await assert.rejects(call('host.call_plugin', session, xs1, 'lab_echo', 'echo', {}), /XENAPI_MISSING_PLUGIN/)
