@@ -237,8 +237,10 @@ async function importRawVdi(
     else {
       const tmp = join(store.dir, `.upload-${randomUUID()}.vhd`)
       try {
-        await receiveToFile(req, tmp)
+        const complete = await receiveToFile(req, tmp)
         await vhdToRaw(tmp, file, { maxSize: size })
+        // Like XAPI: the data that came is imported, and the cut connection is reported.
+        if (!complete) throw new XapiError('VDI_IO_ERROR', 'Device I/O errors')
       } catch (e) {
         if (e instanceof VhdFormatError) throw new XapiError('VDI_IO_ERROR', e.message)
         throw e
@@ -249,6 +251,7 @@ async function importRawVdi(
     await store.account(t.vdi)
     done()
   } catch (e) {
+    await store.account(t.vdi).catch(() => undefined)
     req.resume()
     done(e)
   }
@@ -292,12 +295,32 @@ async function receiveRaw(req: IncomingMessage, file: string, size: number, vdi:
   }
 }
 
-async function receiveToFile(req: IncomingMessage, path: string): Promise<void> {
-  try {
-    await pipeline(req, createWriteStream(path))
-  } catch (e) {
-    throw new XapiError('VDI_IO_ERROR', `upload interrupted: ${(e as Error).message}`)
-  }
+/**
+ * Stores the body in a file; resolves true when it ended normally, false when the client closed the connection
+ * first (xen-api's "unknown length" uploads announce 1 PiB and close after their data): what arrived is kept.
+ */
+async function receiveToFile(req: IncomingMessage, path: string): Promise<boolean> {
+  const out = createWriteStream(path)
+  let complete = false
+  await new Promise<void>((resolve, reject) => {
+    req.on('data', (c: Buffer) => {
+      if (!out.write(c)) {
+        req.pause()
+        out.once('drain', () => req.resume())
+      }
+    })
+    req.on('end', () => {
+      complete = true
+      out.end()
+    })
+    req.on('close', () => {
+      if (!complete) out.end()
+    })
+    req.on('error', () => undefined) // an abort: handled by 'close'
+    out.on('finish', resolve)
+    out.on('error', reject)
+  })
+  return complete
 }
 
 async function exportRawVdi(

@@ -5,9 +5,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { existsSync, readFileSync, statSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
 import { join } from 'node:path'
+import { requirePrerequisite, hasExecutable } from '@xenstack/testkit'
 import { parseScenario } from '../src/scenario.js'
 import { startSimServer, type SimServer } from '../src/server.js'
 import { withTempDir } from './helpers.js'
@@ -134,6 +136,42 @@ test('disk handlers: Task-Id, task results and errors, probe PUT, auth by cookie
     await s.close()
   }
   assert.equal(existsSync(s.stateDir), false, 'the temporary state directory is removed on close')
+})
+
+test("disk handlers: an upload of unknown length (xen-api's 1 PiB content-length, then close) keeps its data", async (t) => {
+  if (!requirePrerequisite(t, 'qemu-img (qemu-utils)', () => hasExecutable('qemu-img'))) return
+  await withTempDir('xsim-hack-', async (dir) => {
+    const pw = randomBytes(6).toString('hex')
+    const s = await startSimServer({ password: pw })
+    try {
+      const sess = await login(s, pw)
+      const vdi = await newVdi(s, sess, 4 * MiB)
+      const raw = join(dir, 'disk.raw')
+      const data = Buffer.alloc(4 * MiB)
+      randomBytes(100_000).copy(data, 1000)
+      writeFileSync(raw, data)
+      const vhd = join(dir, 'disk.vhd')
+      execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'vpc', '-o', 'force_size=on', raw, vhd])
+      const task = await call(s.url, 'task.create', sess, 'unknown length', '')
+      const u = new URL(`${s.url}/import_raw_vdi?session_id=${sess}&task_id=${task}&vdi=${vdi}&format=vhd`)
+      await new Promise<void>((resolve) => {
+        const req = request(u, { method: 'PUT', headers: { 'content-length': '1125899906842624' } })
+        req.on('error', () => resolve())
+        req.write(readFileSync(vhd), () => setTimeout(() => (req.destroy(), resolve()), 100))
+      })
+      let status = 'pending'
+      for (let i = 0; i < 100 && status === 'pending'; i++) {
+        await new Promise((r) => setTimeout(r, 20))
+        status = await call(s.url, 'task.get_status', sess, task)
+      }
+      assert.equal(status, 'failure')
+      assert.deepEqual(await call(s.url, 'task.get_error_info', sess, task), ['VDI_IO_ERROR', 'Device I/O errors'])
+      const back = await fetch(`${s.url}/export_raw_vdi?session_id=${sess}&vdi=${vdi}&format=raw`)
+      assert.ok(Buffer.from(await back.arrayBuffer()).equals(data), 'the data that came is imported')
+    } finally {
+      await s.close()
+    }
+  })
 })
 
 test('faults: rules set at run time through /_sim/faults reach clients with XAPI error vectors, and are counted', async () => {
