@@ -5,17 +5,17 @@
 // and with 32 calls in flight, the time of VM.get_all_records, and the client's own CPU per call.
 // Targets: >= 1.5x xen-api and >= 3x XenAPI.py on JSON-RPC; >= 1.2x xen-api on XML-RPC.
 //
-// The clients run in turns, round after round (default 5), and each figure is the best round: on a shared machine the
-// best round is the one least disturbed by other work. CPU µs/call (process.cpuUsage of the client process) is the
-// figure least sensitive to load.
+// The Node clients take turns in small blocks (20 per figure by default) so that they see the same background load on
+// a shared machine; calls/s are totals over all blocks, get_all_records the median of --rounds calls. CPU µs/call
+// (process.cpuUsage of the client process) is the figure least sensitive to load. XenAPI.py runs in a worker process
+// that takes its turns the same way (it speaks XML-RPC only).
 //
 // Usage: npx tsc -b packages/xenapi packages/xapi-sim && node bench/xenapi-client.mjs [--vms 1000] [--seq 1000]
 //        [--conc 2000] [--rounds 5] [--only ours,xen-api,python]
-import { spawn, execFile } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { dirname, join } from 'node:path'
-import { promisify } from 'node:util'
 import { connect } from '@xenstack/xenapi'
 import { createClient } from 'xen-api'
 
@@ -43,30 +43,34 @@ async function startSim() {
   return { url: JSON.parse(line).url, stop: () => child.stdin.end() }
 }
 
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+
 const cpuNow = () => {
   const c = process.cpuUsage()
   return c.user + c.system
 }
 
-async function seqRound(call, vms) {
+/** `n` sequential calls; returns [wall ms, client CPU µs]. */
+async function seqBlock(call, vms, n, offset) {
   const c0 = cpuNow()
   const t = performance.now()
-  for (let i = 0; i < SEQ; i++) await call('VM.get_record', vms[i % vms.length])
-  return { cps: SEQ / ((performance.now() - t) / 1000), cpuUs: (cpuNow() - c0) / SEQ }
+  for (let i = 0; i < n; i++) await call('VM.get_record', vms[(offset + i) % vms.length])
+  return [performance.now() - t, cpuNow() - c0]
 }
 
-async function concRound(call, vms) {
+/** `n` calls with CONC in flight; returns [wall ms, client CPU µs]. */
+async function concBlock(call, vms, n, offset) {
   let next = 0
   const worker = async () => {
-    while (next < CONC_CALLS) {
+    while (next < n) {
       const i = next++
-      await call('VM.get_record', vms[i % vms.length])
+      await call('VM.get_record', vms[(offset + i) % vms.length])
     }
   }
   const c0 = cpuNow()
   const t = performance.now()
   await Promise.all(Array.from({ length: CONC }, worker))
-  return { cps: CONC_CALLS / ((performance.now() - t) / 1000), cpuUs: (cpuNow() - c0) / CONC_CALLS }
+  return [performance.now() - t, cpuNow() - c0]
 }
 
 async function allRound(call) {
@@ -94,57 +98,83 @@ async function xenApiClient(url, transport) {
   return { call: (m, ...p) => xapi.call(m, ...p), close: () => xapi.disconnect() }
 }
 
-async function python(url) {
-  const { stdout } = await promisify(execFile)(
-    '/usr/bin/python3',
-    [join(here, 'xenapi-python.py'), url, PASSWORD, String(SEQ), String(CONC_CALLS), String(CONC), String(ROUNDS)],
-    { maxBuffer: 1 << 20 },
+/** XenAPI.py in a Python worker process that takes commands, so it can take turns with the Node clients. */
+async function pythonClient(url) {
+  const child = spawn('/usr/bin/python3', [join(here, 'xenapi-python.py'), url, PASSWORD, String(CONC)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  })
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]()
+  const exited = new Promise((_, reject) =>
+    child.once('exit', (c) => reject(new Error(`XenAPI.py worker exited (${c})`))),
   )
-  return JSON.parse(stdout.trim().split('\n').at(-1))
+  const read = async () => (await Promise.race([lines.next(), exited])).value
+  if ((await read()) !== 'ready') throw new Error('XenAPI.py worker did not start')
+  const ask = async (cmd) => {
+    child.stdin.write(cmd + '\n')
+    return (await read()).split(' ').map(Number)
+  }
+  return {
+    seqBlock: (n, offset) => ask(`seq ${n} ${offset}`),
+    concBlock: (n, offset) => ask(`conc ${n} ${offset}`),
+    all: async () => (await ask('all'))[0],
+    close: async () => {
+      child.stdin.end('quit\n')
+      await new Promise((r) => child.once('exit', r))
+    },
+  }
 }
 
 const sim = await startSim()
 const results = {}
 try {
   console.log(
-    `simulator ${sim.url} with ${VMS} VMs; per round: ${SEQ} sequential VM.get_record, ${CONC_CALLS} with ${CONC} ` +
-      `in flight, one VM.get_all_records; best of ${ROUNDS} rounds`,
+    `simulator ${sim.url} with ${VMS} VMs; ${SEQ} sequential VM.get_record, ${CONC_CALLS} with ${CONC} ` +
+      `in flight, ${ROUNDS} VM.get_all_records, per client and transport`,
   )
+  // Every client (both transports, and XenAPI.py) takes its turn in every block.
+  const clients = []
   for (const transport of ['json-rpc', 'xml-rpc']) {
-    const clients = []
     if (ONLY.includes('ours')) clients.push([`ours ${transport}`, await oursClient(sim.url, transport)])
     if (ONLY.includes('xen-api')) clients.push([`xen-api ${transport}`, await xenApiClient(sim.url, transport)])
-    const first = clients[0]?.[1]
-    const vms = first ? (await first.call('VM.get_all')).slice(0, VMS) : []
+  }
+  if (ONLY.includes('python')) clients.push(['XenAPI.py xml-rpc', await pythonClient(sim.url)])
+  const first = clients.find(([n]) => !n.startsWith('XenAPI.py'))?.[1]
+  const vms = first ? (await first.call('VM.get_all')).slice(0, VMS) : []
+  for (const [name, c] of clients) {
+    if (c.call) for (let i = 0; i < 300; i++) await c.call('VM.get_record', vms[i % vms.length]) // warm-up
+    results[name] = { seqMs: 0, seqCpu: 0, concMs: 0, concCpu: 0, all: [] }
+  }
+  // Fine-grained turns (ROUNDS * 4 blocks) so that every client sees the same background load.
+  const blocks = ROUNDS * 4
+  const seqN = Math.ceil(SEQ / blocks)
+  const concN = Math.ceil(CONC_CALLS / blocks)
+  for (let b = 0; b < blocks; b++) {
     for (const [name, c] of clients) {
-      for (let i = 0; i < 300; i++) await c.call('VM.get_record', vms[i % vms.length]) // warm-up
-      results[name] = { seq: 0, seqCpu: Infinity, conc: 0, concCpu: Infinity, allMs: Infinity }
-    }
-    for (let r = 0; r < ROUNDS; r++) {
-      for (const [name, c] of clients) {
-        const best = results[name]
-        const s = await seqRound(c.call, vms)
-        const k = await concRound(c.call, vms)
-        const a = await allRound(c.call)
-        best.seq = Math.max(best.seq, s.cps)
-        best.seqCpu = Math.min(best.seqCpu, s.cpuUs)
-        best.conc = Math.max(best.conc, k.cps)
-        best.concCpu = Math.min(best.concCpu, k.cpuUs)
-        best.allMs = Math.min(best.allMs, a)
-      }
-    }
-    for (const [, c] of clients) await c.close()
-  }
-  if (ONLY.includes('python')) {
-    const p = await python(sim.url)
-    results['XenAPI.py xml-rpc'] = {
-      seq: p.seq_cps,
-      seqCpu: p.seq_cpu_us,
-      conc: p.conc_cps,
-      concCpu: p.conc_cpu_us,
-      allMs: p.all_records_ms,
+      const r = results[name]
+      const [sw, sc] = c.seqBlock ? await c.seqBlock(seqN, b * seqN) : await seqBlock(c.call, vms, seqN, b * seqN)
+      const [cw, cc] = c.concBlock
+        ? await c.concBlock(concN, b * concN)
+        : await concBlock(c.call, vms, concN, b * concN)
+      r.seqMs += sw
+      r.seqCpu += sc
+      r.concMs += cw
+      r.concCpu += cc
     }
   }
+  for (let k = 0; k < ROUNDS; k++) {
+    for (const [name, c] of clients) results[name].all.push(c.all ? await c.all() : await allRound(c.call))
+  }
+  for (const [name] of clients) {
+    const r = results[name]
+    results[name] = {
+      seq: (seqN * blocks) / (r.seqMs / 1000),
+      seqCpu: r.seqCpu / (seqN * blocks),
+      conc: (concN * blocks) / (r.concMs / 1000),
+      concCpu: r.concCpu / (concN * blocks),
+      allMs: median(r.all),
+    }
+  }
+  for (const [, c] of clients) await c.close()
 } finally {
   sim.stop()
 }

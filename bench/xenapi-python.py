@@ -1,19 +1,21 @@
-"""os-xenapi's XenAPI.py (Debian python3-os-xenapi, XML-RPC only) side of bench/xenapi-client.mjs.
+"""os-xenapi's XenAPI.py (Debian python3-os-xenapi, XML-RPC only) as a worker for bench/xenapi-client.mjs.
 
-Usage: /usr/bin/python3 bench/xenapi-python.py <url> <password> <seq_calls> <conc_calls> <concurrency> <rounds>
-Prints one JSON line with the best of <rounds>: seq_cps, seq_cpu_us, conc_cps, conc_cpu_us, all_records_ms.
-Concurrency uses one Session per thread, as os-xenapi's XenAPISession keeps a pool of `concurrent` sessions (a
-ServerProxy is not thread-safe).
+Usage: /usr/bin/python3 bench/xenapi-python.py <url> <password> <concurrency>
+Logs in (one Session for sequential calls and one per thread, as os-xenapi's XenAPISession keeps a pool of
+`concurrent` sessions: a ServerProxy is not thread-safe), prints "ready", then answers one command per line so the
+benchmark can interleave it with the Node clients:
+  seq <n> <offset>   n sequential VM.get_record    -> "<wall ms> <cpu us>"
+  conc <n> <offset>  n VM.get_record over threads  -> "<wall ms> <cpu us>"
+  all                one VM.get_all_records        -> "<wall ms> 0"
+  quit               logs every session out
 """
-import json
 import sys
 import threading
 import time
 
 from os_xenapi.client import XenAPI
 
-url, password = sys.argv[1], sys.argv[2]
-seq_n, conc_n, conc, rounds = (int(x) for x in sys.argv[3:7])
+url, password, conc = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
 
 def login():
@@ -25,19 +27,16 @@ def login():
 main = login()
 vms = main.xenapi.VM.get_all()
 sessions = [login() for _ in range(conc)]
-
 for i in range(300):  # warm-up
     main.xenapi.VM.get_record(vms[i % len(vms)])
 
 
-def seq_round():
-    c, t = time.process_time(), time.perf_counter()
-    for i in range(seq_n):
-        main.xenapi.VM.get_record(vms[i % len(vms)])
-    return seq_n / (time.perf_counter() - t), (time.process_time() - c) * 1e6 / seq_n
+def seq(n, offset):
+    for i in range(n):
+        main.xenapi.VM.get_record(vms[(offset + i) % len(vms)])
 
 
-def conc_round():
+def threaded(n, offset):
     counter = {'next': 0}
     lock = threading.Lock()
 
@@ -46,38 +45,35 @@ def conc_round():
             with lock:
                 i = counter['next']
                 counter['next'] += 1
-            if i >= conc_n:
+            if i >= n:
                 return
-            s.xenapi.VM.get_record(vms[i % len(vms)])
+            s.xenapi.VM.get_record(vms[(offset + i) % len(vms)])
 
     threads = [threading.Thread(target=worker, args=(s,)) for s in sessions]
-    c, t = time.process_time(), time.perf_counter()
     for th in threads:
         th.start()
     for th in threads:
         th.join()
-    return conc_n / (time.perf_counter() - t), (time.process_time() - c) * 1e6 / conc_n
 
 
-def all_round():
-    t = time.perf_counter()
+def get_all():
     recs = main.xenapi.VM.get_all_records()
     assert len(recs) >= len(vms)
-    return (time.perf_counter() - t) * 1000
 
 
-best = {'seq_cps': 0, 'seq_cpu_us': float('inf'), 'conc_cps': 0, 'conc_cpu_us': float('inf'),
-        'all_records_ms': float('inf')}
-for _ in range(rounds):
-    cps, cpu = seq_round()
-    best['seq_cps'] = max(best['seq_cps'], cps)
-    best['seq_cpu_us'] = min(best['seq_cpu_us'], cpu)
-    cps, cpu = conc_round()
-    best['conc_cps'] = max(best['conc_cps'], cps)
-    best['conc_cpu_us'] = min(best['conc_cpu_us'], cpu)
-    best['all_records_ms'] = min(best['all_records_ms'], all_round())
+print('ready', flush=True)
+for line in sys.stdin:
+    cmd = line.split()
+    if not cmd or cmd[0] == 'quit':
+        break
+    c, t = time.process_time(), time.perf_counter()
+    if cmd[0] == 'seq':
+        seq(int(cmd[1]), int(cmd[2]))
+    elif cmd[0] == 'conc':
+        threaded(int(cmd[1]), int(cmd[2]))
+    elif cmd[0] == 'all':
+        get_all()
+    print('%f %f' % ((time.perf_counter() - t) * 1000, (time.process_time() - c) * 1e6), flush=True)
 
 for s in sessions + [main]:
     s.xenapi.session.logout()
-
-print(json.dumps(best))

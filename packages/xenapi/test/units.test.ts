@@ -14,6 +14,8 @@ import {
   swapHost,
   unpickleString,
 } from '../src/index.js'
+import { jsonConverter } from '../src/convert.js'
+import { fromWire, getMessage, parseXapiDate } from '@xenstack/xapi-wire'
 
 describe('Redactor', () => {
   test('removes password positions, *password* keys and known secrets everywhere', () => {
@@ -95,6 +97,28 @@ describe('plugins', () => {
     assert.ok(isRetryablePluginError(new XenAPIError('XENAPI_PLUGIN_FAILURE', ['signal: SIGKILL', '', ''], 'm')))
     assert.ok(!isRetryablePluginError(new XenAPIError('XENAPI_PLUGIN_FAILURE', ['download', 'ValueError', 'x'], 'm')))
     assert.ok(!isRetryablePluginError(new XenAPIError('XENAPI_MISSING_PLUGIN', ['x'], 'm')))
+  })
+})
+
+describe('JSON-RPC result conversion', () => {
+  test('only datetimes change; the result equals fromWire on the same value', () => {
+    const type = getMessage('VM.get_record')!.message.result
+    const wire = () => ({
+      uuid: 'u',
+      memory_static_max: 4294967296,
+      snapshot_time: '20250319T04:16:24Z',
+      other_config: { a: 'b' },
+      VCPUs_max: 2,
+    })
+    const fixed = jsonConverter(type)!(wire()) as Record<string, unknown>
+    assert.deepEqual(fixed, fromWire(wire(), type))
+    assert.ok(fixed.snapshot_time instanceof Date)
+    assert.equal((fixed.snapshot_time as Date).toISOString(), '2025-03-19T04:16:24.000Z')
+    const dt = jsonConverter({ kind: 'datetime' })!
+    for (const s of ['19700101T00:00:00Z', '20251231T23:59:59Z', '2025-03-19T04:16:24Z', '20250319T04:16:24.5+01:00']) {
+      assert.equal((dt(s) as Date).getTime(), parseXapiDate(s).getTime(), s)
+    }
+    assert.equal(jsonConverter({ kind: 'set', of: { kind: 'ref', class: 'VM' } }), null)
   })
 })
 
