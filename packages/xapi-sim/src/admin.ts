@@ -25,6 +25,7 @@ import { httpError, type HttpContext } from './http.js'
 import type { Simulator } from './simulator.js'
 
 const DISPATCH_KINDS: readonly FaultKind[] = ['SESSION_INVALID', 'HOST_IS_SLAVE', 'latency']
+const SESSIONLESS_KINDS: readonly FaultKind[] = ['HOST_IS_SLAVE', 'latency']
 const TRANSPORT_KINDS: readonly FaultKind[] = ['reset', 'http500']
 const ALL_KINDS: readonly FaultKind[] = [...DISPATCH_KINDS, ...TRANSPORT_KINDS]
 
@@ -44,7 +45,9 @@ export function installFaults(sim: Simulator, faults: FaultInjector): () => void
 
   const hook = async (info: { method: string; params: unknown[]; transport: string }) => {
     if (info.transport === 'internal') return
-    const a = faults.forCall(info.method, DISPATCH_KINDS)
+    // Calls that take no session never see SESSION_INVALID (logins, system.*); they still see the other kinds.
+    const sessionless = /^(session\.(login|slave_local_login)|system\.)/.test(info.method)
+    const a = faults.forCall(info.method, sessionless ? SESSIONLESS_KINDS : DISPATCH_KINDS)
     if (!a) return
     if (a.kind === 'latency') return void (await sleep(a.ms))
     if (a.kind === 'SESSION_INVALID') throw new XapiError('SESSION_INVALID', String(info.params[0] ?? ''))

@@ -233,6 +233,11 @@ test('faults: rules set at run time through /_sim/faults reach clients with XAPI
     assert.match(((await bad.json()) as any).error, /rule\.kind: expected one of SESSION_INVALID/)
     assert.equal((await fetch(`${s.url}/_sim/faults`, { method: 'DELETE' })).status, 200)
     assert.ok(Array.isArray(await call(s.url, 'VM.get_all', sess)))
+    // A global SESSION_INVALID rule never hits logins (they take no session).
+    await fetch(`${s.url}/_sim/faults`, { method: 'POST', body: JSON.stringify({ kind: 'SESSION_INVALID' }) })
+    assert.match(await login(s, pw), /^OpaqueRef:/)
+    assert.equal((await rpc(s.url, 'VM.get_all', [sess])).error.message, 'SESSION_INVALID')
+    await fetch(`${s.url}/_sim/faults`, { method: 'DELETE' })
     // Test hook: expire a session.
     const ex = await fetch(`${s.url}/_sim/sessions/expire`, { method: 'POST', body: JSON.stringify({ session: sess }) })
     assert.deepEqual(await ex.json(), { expired: 1 })
