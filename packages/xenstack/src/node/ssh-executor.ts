@@ -161,7 +161,12 @@ export class SshExecutor implements Executor {
         }
         client.once('error', onError)
         client.once('ready', onReady)
-        client.connect(config)
+        try {
+          client.connect(config)
+        } catch (e) {
+          // e.g. a private key that cannot be parsed, or a wrong passphrase
+          onError(e as Error)
+        }
       })
       const forget = (): void => {
         if (this.#client === attempt) this.#client = undefined

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { withLab } from '../../src/lab/index.js'
 import {
+  AuthorizedKey,
   CommandError,
   CommandTimeoutError,
   FileKnownHostsStore,
@@ -16,6 +17,7 @@ import {
   Secret,
   SshExecutor,
   UnknownHostKeyError,
+  apply,
   fingerprint,
   parseKnownHosts,
   type Executor,
@@ -181,6 +183,43 @@ test('ssh executor: contract on a real sshd, one reused connection, host keys pi
         assert.ok(!m.includes(wrong.reveal()) && !m.includes(password.reveal()))
         return true
       })
+    }
+
+    // an encrypted private key with its passphrase (installed with the AuthorizedKey resource); a wrong
+    // passphrase is a clear error that shows neither passphrase
+    {
+      const c = lab.host('compute-1')
+      const dir = mkdtempSync(join(tmpdir(), 'xenstack-key-'))
+      try {
+        const passphrase = new Secret(`key-pass-${randomBytes(6).toString('hex')}`)
+        await new LocalExecutor().run(['ssh-keygen', '-q', '-t', 'ed25519', '-N', passphrase, '-f', join(dir, 'id')])
+        const pub = readFileSync(join(dir, 'id.pub'), 'utf8')
+        const admin = sshTo(lab, 'compute-1')
+        const added = await apply(admin, [new AuthorizedKey({ key: pub })])
+        await admin.close()
+        assert.equal(added.entries[0].status, 'changed')
+        const withKey = (p: Secret): SshExecutor =>
+          new SshExecutor({
+            host: c.ssh.host,
+            port: c.ssh.port,
+            privateKey: readFileSync(join(dir, 'id')),
+            passphrase: p,
+            knownHosts: new FileKnownHostsStore(c.ssh.knownHostsFile),
+            name: 'compute-1',
+          })
+        const e = withKey(passphrase)
+        assert.equal((await e.run(['hostname'])).stdout, 'compute-1\n')
+        await e.close()
+        const bad = new Secret(`bad-pass-${randomBytes(6).toString('hex')}`)
+        await assert.rejects(withKey(bad).run(['true']), (err: unknown) => {
+          const m = (err as Error).message
+          assert.match(m, /^compute-1: cannot connect: /)
+          assert.ok(!m.includes(bad.reveal()) && !m.includes(passphrase.reveal()), m)
+          return true
+        })
+      } finally {
+        rmSync(dir, { recursive: true, force: true })
+      }
     }
 
     const h = lab.host('compute-1')
