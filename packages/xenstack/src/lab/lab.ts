@@ -828,7 +828,7 @@ export async function destroyLabDir(dir: string, opts: { name?: string; skipPid?
   rmSync(dir, { recursive: true, force: true })
 }
 
-// --- slots: one 169.254.<slot>.0/24 admin range per running lab ------------------------------------
+// --- slots: one 198.18.<slot>.0/24 admin range per running lab ------------------------------------
 
 function allocateSlot(root: string, name: string): number {
   const slots = join(root, '.slots')

@@ -11,8 +11,11 @@
  *    a VIF on the HIMN is plugged through XAPI.
  * Per environment: `controller-j` on the management network, `storage` on the storage network.
  * The switch (`<prefix>-sw`) is a namespace holding the physical networks' bridges `mgmt` and `stor`.
- * Every host has an admin link to the machine's root namespace: a link-local /30 out of 169.254.<slot>.0/24
- * (the slot is unique per running lab), root side `xl<slot>h<index>`, host side `adm0`.
+ * Every host has an admin link to the machine's root namespace: a /30 out of 198.18.<slot>.0/24 (the slot is unique
+ * per running lab), root side `xl<slot>h<index>`, host side `adm0`. 198.18.0.0/15 is the range reserved for
+ * network benchmarks and labs (RFC 2544): never routed, so it shadows nothing on the machine, and it is not
+ * link-local — a guest that finds its HIMN interface by "an address in 169.254.0.0/16" must not find `adm0`.
+ * No default route goes through it, and its /30 keeps the other lab hosts unreachable through it.
  */
 
 import type { LabServiceSpec } from './services.js'
@@ -54,6 +57,8 @@ export const HIMN = {
 }
 /** The compute VM's domain id in its dom0 (one guest per simulated host). */
 export const COMPUTE_DOMID = 1
+/** First two octets of the admin links' addresses (198.18.<slot>.<4i+1|4i+2>/30). */
+export const ADMIN_NET = '198.18'
 
 export interface LabLink {
   /** Interface name inside this host. */
@@ -187,8 +192,8 @@ export function planLab(name: string, slot: number, env: LabEnvironment = {}): L
   let index = 0
   const admin = (i: number) => ({
     rootIf: `xl${slot}h${i}`,
-    rootAddress: `169.254.${slot}.${4 * i + 1}`,
-    hostAddress: `169.254.${slot}.${4 * i + 2}`,
+    rootAddress: `${ADMIN_NET}.${slot}.${4 * i + 1}`,
+    hostAddress: `${ADMIN_NET}.${slot}.${4 * i + 2}`,
   })
   if (4 * (xsHosts * 2 + controllers + (storageNode ? 1 : 0)) > 256) throw new Error('too many hosts for one lab')
   const mgmtNext = { n: 2 }

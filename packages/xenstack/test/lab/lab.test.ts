@@ -50,6 +50,9 @@ test('bring-up and teardown leave the machine unchanged; hosts are isolated and 
       assert.equal(lab.host('compute-1').addresses.storage, '10.40.8.3/26')
       const addr = await lab.execOk('compute-1', ['ip', '-o', '-4', 'addr', 'show', 'eth0'])
       assert.match(addr.stdout, /inet 10\.40\.0\.3\/22/)
+      // no link-local address in the guest before its HIMN NIC is plugged (HIMN detection looks for one)
+      const guest = await lab.execOk('compute-1', ['ip', '-o', '-4', 'addr', 'show'])
+      assert.doesNotMatch(guest.stdout, /inet 169\.254\./)
       // dom0: HIMN bridge with 169.254.0.1/16, management and storage bridges without addresses
       const br = await lab.execOk('dom0-1', ['ip', '-o', '-4', 'addr', 'show'])
       assert.match(br.stdout, /xenapi\s+inet 169\.254\.0\.1\/16/)
