@@ -132,6 +132,14 @@ export const PARAM_DEFAULTS: Record<string, Record<string, string>> = {
   'VM.snapshot': { ignore_vdis: '{}' },
   'VM.migrate_send': { vgpu_map: '{}' },
   'VM.assert_can_migrate': { vgpu_map: '{}' },
+  'pool.create_new_blob': { public: 'false' },
+  'VM.create_new_blob': { public: 'false' },
+  'host.create_new_blob': { public: 'false' },
+  'network.create_new_blob': { public: 'false' },
+  'SR.create_new_blob': { public: 'false' },
+  'host.install_server_certificate': { certificate_chain: '""' },
+  'Cluster.create': { token_timeout: '20.', token_timeout_coefficient: '1.' },
+  'Repository.introduce': { gpgkey_path: '""' },
 }
 
 /** The pseudo record `event.from` returns (§7.1); the JSON only says "an event batch". */

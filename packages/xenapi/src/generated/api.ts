@@ -1872,12 +1872,12 @@ export class poolApi {
    * @param pool `pool ref` — The pool
    * @param name `string` — The name associated with the blob
    * @param mime_type `string` — The mime type for the data. Empty string translates to application/octet-stream
-   * @param public_ `bool` — True if the blob should be publicly available
+   * @param public_ `bool` — True if the blob should be publicly available (default false)
    * @returns `blob ref` — The reference of the blob, needed for populating its data
    * Roles: pool-admin, pool-operator.
    */
-  create_new_blob(pool: Ref<"pool">, name: string, mime_type: string, public_: boolean): Promise<Ref<"blob">> {
-    return this.call("pool.create_new_blob", [pool, name, mime_type, public_]) as Promise<Ref<"blob">>
+  create_new_blob(pool: Ref<"pool">, name: string, mime_type: string, public_?: boolean): Promise<Ref<"blob">> {
+    return this.call("pool.create_new_blob", trim([pool, name, mime_type, public_])) as Promise<Ref<"blob">>
   }
 
   /**
@@ -3223,8 +3223,8 @@ export class poolAsyncApi {
   }
 
   /** `Async.pool.create_new_blob`: runs {@link poolApi.create_new_blob} as a task; resolves with its result. */
-  create_new_blob(pool: Ref<"pool">, name: string, mime_type: string, public_: boolean): Promise<Ref<"blob">> {
-    return this.call("pool.create_new_blob", [pool, name, mime_type, public_]) as Promise<Ref<"blob">>
+  create_new_blob(pool: Ref<"pool">, name: string, mime_type: string, public_?: boolean): Promise<Ref<"blob">> {
+    return this.call("pool.create_new_blob", trim([pool, name, mime_type, public_])) as Promise<Ref<"blob">>
   }
 
   /** `Async.pool.set_ha_host_failures_to_tolerate`: runs {@link poolApi.set_ha_host_failures_to_tolerate} as a task; resolves with its result. */
@@ -4232,12 +4232,12 @@ export class VMApi {
    * @param vm `VM ref` — The VM
    * @param name `string` — The name associated with the blob
    * @param mime_type `string` — The mime type for the data. Empty string translates to application/octet-stream
-   * @param public_ `bool` — True if the blob should be publicly available
+   * @param public_ `bool` — True if the blob should be publicly available (default false)
    * @returns `blob ref` — The reference of the blob, needed for populating its data
    * Roles: pool-admin, pool-operator, vm-power-admin.
    */
-  create_new_blob(vm: Ref<"VM">, name: string, mime_type: string, public_: boolean): Promise<Ref<"blob">> {
-    return this.call("VM.create_new_blob", [vm, name, mime_type, public_]) as Promise<Ref<"blob">>
+  create_new_blob(vm: Ref<"VM">, name: string, mime_type: string, public_?: boolean): Promise<Ref<"blob">> {
+    return this.call("VM.create_new_blob", trim([vm, name, mime_type, public_])) as Promise<Ref<"blob">>
   }
 
   /**
@@ -6436,8 +6436,8 @@ export class VMAsyncApi {
   }
 
   /** `Async.VM.create_new_blob`: runs {@link VMApi.create_new_blob} as a task; resolves with its result. */
-  create_new_blob(vm: Ref<"VM">, name: string, mime_type: string, public_: boolean): Promise<Ref<"blob">> {
-    return this.call("VM.create_new_blob", [vm, name, mime_type, public_]) as Promise<Ref<"blob">>
+  create_new_blob(vm: Ref<"VM">, name: string, mime_type: string, public_?: boolean): Promise<Ref<"blob">> {
+    return this.call("VM.create_new_blob", trim([vm, name, mime_type, public_])) as Promise<Ref<"blob">>
   }
 
   /** `Async.VM.assert_can_boot_here`: runs {@link VMApi.assert_can_boot_here} as a task; resolves with its result. */
@@ -8277,12 +8277,12 @@ export class hostApi {
    * @param host `host ref` — The host
    * @param certificate `string` — The server certificate, in PEM form
    * @param private_key `string` — The unencrypted private key used to sign the certificate, in PKCS#8 form
-   * @param certificate_chain `string` — The certificate chain, in PEM form
+   * @param certificate_chain `string` — The certificate chain, in PEM form (default "")
    * @returns `void`
    * Roles: pool-admin.
    */
-  install_server_certificate(host: Ref<"host">, certificate: string, private_key: string, certificate_chain: string): Promise<void> {
-    return this.call("host.install_server_certificate", [host, certificate, private_key, certificate_chain]) as Promise<void>
+  install_server_certificate(host: Ref<"host">, certificate: string, private_key: string, certificate_chain?: string): Promise<void> {
+    return this.call("host.install_server_certificate", trim([host, certificate, private_key, certificate_chain])) as Promise<void>
   }
 
   /**
@@ -8399,12 +8399,12 @@ export class hostApi {
    * @param host `host ref` — The host
    * @param name `string` — The name associated with the blob
    * @param mime_type `string` — The mime type for the data. Empty string translates to application/octet-stream
-   * @param public_ `bool` — True if the blob should be publicly available
+   * @param public_ `bool` — True if the blob should be publicly available (default false)
    * @returns `blob ref` — The reference of the blob, needed for populating its data
    * Roles: pool-admin, pool-operator.
    */
-  create_new_blob(host: Ref<"host">, name: string, mime_type: string, public_: boolean): Promise<Ref<"blob">> {
-    return this.call("host.create_new_blob", [host, name, mime_type, public_]) as Promise<Ref<"blob">>
+  create_new_blob(host: Ref<"host">, name: string, mime_type: string, public_?: boolean): Promise<Ref<"blob">> {
+    return this.call("host.create_new_blob", trim([host, name, mime_type, public_])) as Promise<Ref<"blob">>
   }
 
   /**
@@ -9889,8 +9889,8 @@ export class hostAsyncApi {
   }
 
   /** `Async.host.install_server_certificate`: runs {@link hostApi.install_server_certificate} as a task; resolves with its result. */
-  install_server_certificate(host: Ref<"host">, certificate: string, private_key: string, certificate_chain: string): Promise<void> {
-    return this.call("host.install_server_certificate", [host, certificate, private_key, certificate_chain]) as Promise<void>
+  install_server_certificate(host: Ref<"host">, certificate: string, private_key: string, certificate_chain?: string): Promise<void> {
+    return this.call("host.install_server_certificate", trim([host, certificate, private_key, certificate_chain])) as Promise<void>
   }
 
   /** `Async.host.refresh_server_certificate`: runs {@link hostApi.refresh_server_certificate} as a task; resolves with its result. */
@@ -9944,8 +9944,8 @@ export class hostAsyncApi {
   }
 
   /** `Async.host.create_new_blob`: runs {@link hostApi.create_new_blob} as a task; resolves with its result. */
-  create_new_blob(host: Ref<"host">, name: string, mime_type: string, public_: boolean): Promise<Ref<"blob">> {
-    return this.call("host.create_new_blob", [host, name, mime_type, public_]) as Promise<Ref<"blob">>
+  create_new_blob(host: Ref<"host">, name: string, mime_type: string, public_?: boolean): Promise<Ref<"blob">> {
+    return this.call("host.create_new_blob", trim([host, name, mime_type, public_])) as Promise<Ref<"blob">>
   }
 
   /** `Async.host.backup_rrds`: runs {@link hostApi.backup_rrds} as a task; resolves with its result. */
@@ -10970,12 +10970,12 @@ export class networkApi {
    * @param network `network ref` — The network
    * @param name `string` — The name associated with the blob
    * @param mime_type `string` — The mime type for the data. Empty string translates to application/octet-stream
-   * @param public_ `bool` — True if the blob should be publicly available
+   * @param public_ `bool` — True if the blob should be publicly available (default false)
    * @returns `blob ref` — The reference of the blob, needed for populating its data
    * Roles: pool-admin, pool-operator.
    */
-  create_new_blob(network: Ref<"network">, name: string, mime_type: string, public_: boolean): Promise<Ref<"blob">> {
-    return this.call("network.create_new_blob", [network, name, mime_type, public_]) as Promise<Ref<"blob">>
+  create_new_blob(network: Ref<"network">, name: string, mime_type: string, public_?: boolean): Promise<Ref<"blob">> {
+    return this.call("network.create_new_blob", trim([network, name, mime_type, public_])) as Promise<Ref<"blob">>
   }
 
   /**
@@ -11321,8 +11321,8 @@ export class networkAsyncApi {
   }
 
   /** `Async.network.create_new_blob`: runs {@link networkApi.create_new_blob} as a task; resolves with its result. */
-  create_new_blob(network: Ref<"network">, name: string, mime_type: string, public_: boolean): Promise<Ref<"blob">> {
-    return this.call("network.create_new_blob", [network, name, mime_type, public_]) as Promise<Ref<"blob">>
+  create_new_blob(network: Ref<"network">, name: string, mime_type: string, public_?: boolean): Promise<Ref<"blob">> {
+    return this.call("network.create_new_blob", trim([network, name, mime_type, public_])) as Promise<Ref<"blob">>
   }
 
   /** `Async.network.destroy`: runs {@link networkApi.destroy} as a task; resolves with its result. */
@@ -13736,12 +13736,12 @@ export class SRApi {
    * @param sr `SR ref` — The SR
    * @param name `string` — The name associated with the blob
    * @param mime_type `string` — The mime type for the data. Empty string translates to application/octet-stream
-   * @param public_ `bool` — True if the blob should be publicly available
+   * @param public_ `bool` — True if the blob should be publicly available (default false)
    * @returns `blob ref` — The reference of the blob, needed for populating its data
    * Roles: pool-admin, pool-operator.
    */
-  create_new_blob(sr: Ref<"SR">, name: string, mime_type: string, public_: boolean): Promise<Ref<"blob">> {
-    return this.call("SR.create_new_blob", [sr, name, mime_type, public_]) as Promise<Ref<"blob">>
+  create_new_blob(sr: Ref<"SR">, name: string, mime_type: string, public_?: boolean): Promise<Ref<"blob">> {
+    return this.call("SR.create_new_blob", trim([sr, name, mime_type, public_])) as Promise<Ref<"blob">>
   }
 
   /**
@@ -14310,8 +14310,8 @@ export class SRAsyncApi {
   }
 
   /** `Async.SR.create_new_blob`: runs {@link SRApi.create_new_blob} as a task; resolves with its result. */
-  create_new_blob(sr: Ref<"SR">, name: string, mime_type: string, public_: boolean): Promise<Ref<"blob">> {
-    return this.call("SR.create_new_blob", [sr, name, mime_type, public_]) as Promise<Ref<"blob">>
+  create_new_blob(sr: Ref<"SR">, name: string, mime_type: string, public_?: boolean): Promise<Ref<"blob">> {
+    return this.call("SR.create_new_blob", trim([sr, name, mime_type, public_])) as Promise<Ref<"blob">>
   }
 
   /** `Async.SR.set_name_description`: runs {@link SRApi.set_name_description} as a task; resolves with its result. */
@@ -20698,14 +20698,14 @@ export class ClusterApi {
    * @param PIF `PIF ref` — The PIF to connect the cluster's first cluster_host to
    * @param cluster_stack `string` — simply the string 'corosync'. No other cluster stacks are currently supported
    * @param pool_auto_join `bool` — true if xapi is automatically joining new pool members to the cluster
-   * @param token_timeout `float` — Corosync token timeout in seconds
-   * @param token_timeout_coefficient `float` — Corosync token timeout coefficient in seconds
+   * @param token_timeout `float` — Corosync token timeout in seconds (default 20)
+   * @param token_timeout_coefficient `float` — Corosync token timeout coefficient in seconds (default 1)
    * @returns `Cluster ref` — the new Cluster
    * Errors: INVALID_CLUSTER_STACK, INVALID_VALUE, PIF_ALLOWS_UNPLUG, REQUIRED_PIF_IS_UNPLUGGED.
    * Roles: pool-admin, pool-operator.
    */
-  create(PIF: Ref<"PIF">, cluster_stack: string, pool_auto_join: boolean, token_timeout: number, token_timeout_coefficient: number): Promise<Ref<"Cluster">> {
-    return this.call("Cluster.create", [PIF, cluster_stack, pool_auto_join, token_timeout, token_timeout_coefficient]) as Promise<Ref<"Cluster">>
+  create(PIF: Ref<"PIF">, cluster_stack: string, pool_auto_join: boolean, token_timeout?: number, token_timeout_coefficient?: number): Promise<Ref<"Cluster">> {
+    return this.call("Cluster.create", trim([PIF, cluster_stack, pool_auto_join, token_timeout, token_timeout_coefficient])) as Promise<Ref<"Cluster">>
   }
 
   /**
@@ -20959,8 +20959,8 @@ export class ClusterAsyncApi {
   }
 
   /** `Async.Cluster.create`: runs {@link ClusterApi.create} as a task; resolves with its result. */
-  create(PIF: Ref<"PIF">, cluster_stack: string, pool_auto_join: boolean, token_timeout: number, token_timeout_coefficient: number): Promise<Ref<"Cluster">> {
-    return this.call("Cluster.create", [PIF, cluster_stack, pool_auto_join, token_timeout, token_timeout_coefficient]) as Promise<Ref<"Cluster">>
+  create(PIF: Ref<"PIF">, cluster_stack: string, pool_auto_join: boolean, token_timeout?: number, token_timeout_coefficient?: number): Promise<Ref<"Cluster">> {
+    return this.call("Cluster.create", trim([PIF, cluster_stack, pool_auto_join, token_timeout, token_timeout_coefficient])) as Promise<Ref<"Cluster">>
   }
 
 }
@@ -21391,12 +21391,12 @@ export class RepositoryApi {
    * @param binary_url `string` — Base URL of binary packages in this repository
    * @param source_url `string` — Base URL of source packages in this repository
    * @param update `bool` — True if the repository is an update repository. This means that updateinfo.xml will be parsed
-   * @param gpgkey_path `string` — The GPG public key file name
+   * @param gpgkey_path `string` — The GPG public key file name (default "")
    * @returns `Repository ref` — The ref of the created repository record.
    * Roles: pool-admin, pool-operator, client-cert.
    */
-  introduce(name_label: string, name_description: string, binary_url: string, source_url: string, update: boolean, gpgkey_path: string): Promise<Ref<"Repository">> {
-    return this.call("Repository.introduce", [name_label, name_description, binary_url, source_url, update, gpgkey_path]) as Promise<Ref<"Repository">>
+  introduce(name_label: string, name_description: string, binary_url: string, source_url: string, update: boolean, gpgkey_path?: string): Promise<Ref<"Repository">> {
+    return this.call("Repository.introduce", trim([name_label, name_description, binary_url, source_url, update, gpgkey_path])) as Promise<Ref<"Repository">>
   }
 
   /**
@@ -21558,8 +21558,8 @@ export class RepositoryAsyncApi {
   }
 
   /** `Async.Repository.introduce`: runs {@link RepositoryApi.introduce} as a task; resolves with its result. */
-  introduce(name_label: string, name_description: string, binary_url: string, source_url: string, update: boolean, gpgkey_path: string): Promise<Ref<"Repository">> {
-    return this.call("Repository.introduce", [name_label, name_description, binary_url, source_url, update, gpgkey_path]) as Promise<Ref<"Repository">>
+  introduce(name_label: string, name_description: string, binary_url: string, source_url: string, update: boolean, gpgkey_path?: string): Promise<Ref<"Repository">> {
+    return this.call("Repository.introduce", trim([name_label, name_description, binary_url, source_url, update, gpgkey_path])) as Promise<Ref<"Repository">>
   }
 
 }
