@@ -6,6 +6,7 @@
  */
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
+import { builtinReleases, findRelease } from '../releases/release.js'
 import type { StateStore } from '../state/store.js'
 import type { DeployableEnvironment } from './deployment.js'
 import type { SourcedTask, TaskDefinition } from './graph.js'
@@ -31,14 +32,16 @@ export function loadDeployableEnvironment(
 ): DeployableEnvironment & { close(): Promise<void> } {
   const env = state.environments.get(name)
   if (!env) throw new EnvironmentNotDeployableError(`environment "${name}" does not exist`)
-  const release = state.releases.get(env.release)
-  if (!release)
-    throw new EnvironmentNotDeployableError(`environment "${name}": release "${env.release}" is not in the state store`)
-  const tasks: SourcedTask[] = ((release.data.tasks ?? []) as unknown[]).map((t) => ({
-    task: asTask(t),
-    source: 'release',
-    location: `release ${release.name} (${release.source})`,
-  }))
+  // The release as recorded in the state store, else one shipped with xenstack.
+  const stored = state.releases.get(env.release)
+  const shipped = stored ? undefined : findRelease(builtinReleases(), env.release)
+  if (!stored && !shipped)
+    throw new EnvironmentNotDeployableError(
+      `environment "${name}": release "${env.release}" is neither in the state store nor shipped with xenstack`,
+    )
+  const releaseTasks: unknown[] = stored ? ((stored.data.tasks ?? []) as unknown[]) : (shipped?.tasks ?? [])
+  const where = stored ? `release ${stored.name} (${stored.source})` : `release ${shipped?.name} (shipped)`
+  const tasks: SourcedTask[] = releaseTasks.map((t) => ({ task: asTask(t), source: 'release', location: where }))
   const scripts = new Map<string, PluginScripts>()
   for (const p of env.plugins.filter((x) => x.enabled)) {
     const installed = state.plugins.get(p.name, p.version)
