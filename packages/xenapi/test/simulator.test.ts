@@ -313,3 +313,46 @@ describe('secrets against the simulator', () => {
     for (const l of lines) assert.ok(!l.includes(PASSWORD), l)
   })
 })
+
+describe('task waiting without events', () => {
+  test('when event.from is unavailable, tasks are followed by polling and still complete', async () => {
+    const xapi = await connect({ url, password: PASSWORD, transport: 'json-rpc' })
+    const remove = sim.messages.addHook((info) => {
+      if (info.method === 'event.from') throw new XapiError('MESSAGE_METHOD_UNKNOWN', 'event.from')
+    })
+    // a clone that takes a while, so the task is still pending when the client starts waiting
+    const clone = sim.messages.implementation('VM.clone')!
+    const restore = sim.messages.override('VM.clone', async (ctx, args) => {
+      await new Promise((r) => setTimeout(r, 400))
+      return clone(ctx, args)
+    })
+    const polls: string[] = []
+    const count = sim.messages.addHook((info) => {
+      if (info.method === 'task.get_record') polls.push(info.method)
+    })
+    try {
+      const [tpl] = Object.entries(await xapi.VM.get_all_records()).find(([, r]) => r.is_a_template)!
+      const vm = await xapi.async.VM.clone(tpl, 'polled clone')
+      assert.equal(await xapi.VM.get_name_label(vm), 'polled clone')
+      assert.ok(polls.length >= 2, `task.get_record was called ${polls.length} times`)
+      await xapi.VM.destroy(vm)
+    } finally {
+      restore()
+      count()
+      remove()
+      await xapi.close()
+    }
+  })
+})
+
+describe('transport auto', () => {
+  test('auto picks JSON-RPC when the server has it', async () => {
+    const xapi = await connect({ url, password: PASSWORD })
+    try {
+      assert.equal((await xapi.pool.get_all()).length, 1)
+      assert.equal(xapi.transportKind, 'json-rpc')
+    } finally {
+      await xapi.close()
+    }
+  })
+})
