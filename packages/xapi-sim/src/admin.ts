@@ -5,8 +5,8 @@
  *  - SESSION_INVALID, HOST_IS_SLAVE and latency act in the dispatcher (a call hook), so they reach both transports
  *    with XAPI's real error vectors: SESSION_INVALID [session], HOST_IS_SLAVE [master address]. In-process calls
  *    are never faulted.
- *  - reset and http500 act on the HTTP exchange: the RPC body is read, its method decides, then the socket is
- *    destroyed or a 500 page is sent; rules with a `path` act on the disk handlers the same way (latency too).
+ *  - reset and http500 act on the HTTP exchange: the RPC body is read, its method decides, then the connection is
+ *    reset (TCP RST) or a 500 page is sent; rules with a `path` act on the disk handlers the same way (latency too).
  * Hooks are installed only while rules of their kind exist, so a simulator without faults keeps its fast path.
  *
  * Admin endpoint (JSON in and out):
@@ -110,7 +110,10 @@ function routeClaims(sim: Simulator, path: string): boolean {
 
 function applyTransport(a: FaultAction, req: IncomingMessage, res: ServerResponse, sim: Simulator): true {
   if (a.kind === 'reset') {
-    req.socket.destroy()
+    // A TCP RST, so clients see ECONNRESET (what their retry rules test for), not an orderly close.
+    const sock = req.socket as typeof req.socket & { resetAndDestroy?: () => void }
+    if (typeof sock.resetAndDestroy === 'function') sock.resetAndDestroy()
+    else sock.destroy()
     return true
   }
   req.resume()

@@ -158,6 +158,23 @@ for (const transport of ['json-rpc', 'xml-rpc'] as const) {
   })
 }
 
+test('xen-api survives injected faults: SESSION_INVALID (re-login and retry) and a reset read-only call (retried)', async () => {
+  const x = client('json-rpc', server.url, false)
+  await x.connect()
+  const faults = server.pools[0].faults
+  const vm = server.pools[0].sim.db.refs('VM')[0]
+  const si = faults.add({ kind: 'SESSION_INVALID', method: 'VM.get_name_label', count: 1 })
+  const before = x.sessionId
+  assert.equal(typeof (await x.call('VM.get_name_label', vm)), 'string')
+  assert.notEqual(x.sessionId, before, 'xen-api logged in again after SESSION_INVALID')
+  const rst = faults.add({ kind: 'reset', method: 'VM.get_uuid', count: 1 })
+  assert.equal(await x.call('VM.get_uuid', vm), server.pools[0].sim.db.get(vm)!.uuid)
+  const counters = Object.fromEntries(faults.counters().map((c) => [c.id, c.injected]))
+  assert.deepEqual([counters[si], counters[rst]], [1, 1])
+  faults.remove(si)
+  faults.remove(rst)
+})
+
 test('xen-api: putResource to /import_raw_vdi and getResource from /export_raw_vdi round-trip (raw and vhd)', async (t) => {
   const x = client('json-rpc')
   await x.connect()
