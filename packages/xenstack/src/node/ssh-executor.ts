@@ -98,6 +98,8 @@ export class SshExecutor implements Executor {
     const attempt = (async () => {
       const pinned = await o.knownHosts.lookup(o.host, this.#port)
       const client = new Client()
+      // A late second 'error' (after the one that failed the connect) must not become an uncaught exception.
+      client.on('error', () => {})
       let verifyError: Error | undefined
       const hostVerifier = (blob: Buffer, verify: (ok: boolean) => void): void => {
         let presented: HostKey
