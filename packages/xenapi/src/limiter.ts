@@ -34,19 +34,23 @@ export class Limiter {
   private wait(signal?: AbortSignal): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason)
-      const entry = { resolve, reject, signal }
-      this.waiting.push(entry)
-      signal?.addEventListener(
-        'abort',
-        () => {
-          const i = this.waiting.indexOf(entry)
-          if (i >= 0) {
-            this.waiting.splice(i, 1)
-            reject(signal.reason)
-          }
+      const onAbort = (): void => {
+        const i = this.waiting.indexOf(entry)
+        if (i >= 0) {
+          this.waiting.splice(i, 1)
+          reject(signal?.reason)
+        }
+      }
+      const entry = {
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort)
+          resolve()
         },
-        { once: true },
-      )
+        reject,
+        signal,
+      }
+      this.waiting.push(entry)
+      signal?.addEventListener('abort', onAbort, { once: true })
     })
   }
 
