@@ -90,7 +90,7 @@ export class Model {
       case 'map':
         return {}
       case 'option':
-        return type.of.kind === 'ref' ? NULL_REF : ''
+        return null // None
       default:
         return ''
     }

@@ -17,6 +17,7 @@ export type XapiRecord = Record<string, unknown>
 
 export interface Row {
   ref: string
+  uuid: string
   cls: ClassModel
   rec: XapiRecord
   /** Generation of the last change. */
@@ -182,7 +183,8 @@ export class Database extends EventEmitter {
     let s = this.shapes.get(c.name)
     if (s) return s
     const names = c.fields.map((f) => f.name)
-    if (!names.includes('uuid')) names.unshift('uuid')
+    // Classes without a uuid field (event, auth, data_source, …) get none in their records: records carry exactly
+    // the datamodel's fields. Their rows still have a uuid (Row.uuid) for uniqueness.
     const body = names.map((n, i) => `this[${JSON.stringify(n)}] = v[${i}]`).join('\n')
     const Ctor = new Function('v', body) as unknown as new (v: unknown[]) => XapiRecord
     const initial = names.map((n) => {
@@ -298,11 +300,22 @@ export class Database extends EventEmitter {
       const v = fields[shape.names[i]]
       vals[i] = v === undefined ? shape.initial[i] : frozenEmpty(v)
     }
-    vals[shape.uuidIndex] = uuid
+    if (shape.uuidIndex >= 0) vals[shape.uuidIndex] = uuid
     const rec = new shape.Ctor(vals)
     vals.fill(undefined)
     const gen = ++this.generation
-    const row: Row = { ref, cls: c, rec, gen, born: gen, json: undefined, jsonGen: -1, xml: undefined, xmlGen: -1 }
+    const row: Row = {
+      ref,
+      uuid,
+      cls: c,
+      rec,
+      gen,
+      born: gen,
+      json: undefined,
+      jsonGen: -1,
+      xml: undefined,
+      xmlGen: -1,
+    }
     this.tables.get(c.name)!.set(ref, row)
     this.rows.set(ref, row)
     this.uuids.set(uuid, ref)
@@ -359,7 +372,7 @@ export class Database extends EventEmitter {
     if (!row) throw new XapiError('HANDLE_INVALID', 'object', ref)
     this.tables.get(row.cls.name)!.delete(ref)
     this.rows.delete(ref)
-    this.uuids.delete(row.rec.uuid as string)
+    this.uuids.delete(row.uuid)
     const cr = this.childRel.get(row.cls.name)
     if (cr) for (const [cf, , pf] of cr) this.unlinkChild(row.rec[cf], pf, ref)
     const gen = ++this.generation

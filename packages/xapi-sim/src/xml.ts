@@ -1,20 +1,16 @@
 /**
- * XML-RPC for the simulator's hot path: a type-directed encoder that writes exactly what XAPI writes (compact, ints
- * as untagged decimal strings, `<boolean>1</boolean>`, `<double>` with %.16g, `<dateTime.iso8601>`, empty strings as
- * `<value></value>`), with record encoders compiled once per class, and a tolerant <methodCall> decoder (whitespace
- * between tags, every scalar tag, entities).
+ * XML-RPC encoding for the simulator's hot path: type-directed, writing exactly what XAPI writes (compact, ints as
+ * untagged decimal strings, `<boolean>1</boolean>`, `<double>` with %.16g, `<dateTime.iso8601>`, empty strings as
+ * `<value></value>`), with record encoders compiled once per class. Its output is byte-identical to
+ * @xenstack/xapi-wire's encodeValue for every class (test/core/wire.test.ts checks it); it exists for speed only.
  */
 import type { Model, XapiType } from './model.js'
 
-const ESC_RE = /[&<>"\r]/
+const ESC_RE = /[&<>\r]/
+/** Escapes text content as @xenstack/xapi-wire does (quotes need no escaping in text nodes). */
 export function escapeXml(s: string): string {
   if (!ESC_RE.test(s)) return s
-  return s
-    .replace(/&/g, '&amp;')
-    .replace(/</g, '&lt;')
-    .replace(/>/g, '&gt;')
-    .replace(/"/g, '&quot;')
-    .replace(/\r/g, '&#13;')
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/\r/g, '&#13;')
 }
 
 /** %.16g as OCaml's Printf formats floats. */
@@ -135,8 +131,15 @@ export class XmlEncoders {
         return encDate
       case 'void':
         return () => '<value></value>'
-      case 'option':
-        return (v) => (v === undefined || v === null ? '<value></value>' : this.encoder(t.of)(v))
+      case 'option': {
+        // ocaml-rpc puts `Some x` on the wire as [x] and `None` as []; stored as x or null (as @xenstack/xapi-wire).
+        let inner: Enc | undefined
+        return (v) => {
+          inner ??= this.encoder(t.of)
+          if (v === undefined || v === null) return '<value><array><data></data></array></value>'
+          return `<value><array><data>${inner(v)}</data></array></value>`
+        }
+      }
       case 'set': {
         let inner: Enc | undefined
         return (v) => {
@@ -177,264 +180,9 @@ export class XmlEncoders {
   }
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// Decoding
-
-export type WireValue = string | number | boolean | null | WireValue[] | { [key: string]: WireValue }
-
-export class XmlParseError extends Error {
-  constructor(
-    message: string,
-    readonly offset: number,
-  ) {
-    super(`XML-RPC parse error at offset ${offset}: ${message}`)
-    this.name = 'XmlParseError'
-  }
-}
-
-function unescapeXml(s: string): string {
-  if (s.indexOf('&') < 0) return s
-  return s.replace(/&(#x[0-9a-fA-F]+|#\d+|lt|gt|amp|quot|apos);/g, (_m, e: string) => {
-    switch (e) {
-      case 'lt':
-        return '<'
-      case 'gt':
-        return '>'
-      case 'amp':
-        return '&'
-      case 'quot':
-        return '"'
-      case 'apos':
-        return "'"
-    }
-    return String.fromCodePoint(e[1] === 'x' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10))
-  })
-}
-
-class Parser {
-  pos = 0
-  constructor(readonly s: string) {}
-
-  fail(msg: string): never {
-    throw new XmlParseError(msg, this.pos)
-  }
-
-  ws(): void {
-    const s = this.s
-    let p = this.pos
-    for (;;) {
-      const c = s.charCodeAt(p)
-      if (c === 32 || c === 10 || c === 13 || c === 9) p++
-      else break
-    }
-    this.pos = p
-  }
-
-  /** Skips the XML declaration and comments. */
-  prolog(): void {
-    for (;;) {
-      this.ws()
-      if (this.s.startsWith('<?', this.pos)) {
-        const e = this.s.indexOf('?>', this.pos)
-        if (e < 0) this.fail('unterminated XML declaration')
-        this.pos = e + 2
-      } else if (this.s.startsWith('<!--', this.pos)) {
-        const e = this.s.indexOf('-->', this.pos)
-        if (e < 0) this.fail('unterminated comment')
-        this.pos = e + 3
-      } else return
-    }
-  }
-
-  tryOpen(name: string): boolean {
-    this.ws()
-    const t = `<${name}>`
-    if (this.s.startsWith(t, this.pos)) {
-      this.pos += t.length
-      return true
-    }
-    return false
-  }
-
-  open(name: string): void {
-    if (!this.tryOpen(name)) this.fail(`expected <${name}>`)
-  }
-
-  close(name: string): void {
-    this.ws()
-    const t = `</${name}>`
-    if (!this.s.startsWith(t, this.pos)) this.fail(`expected </${name}>`)
-    this.pos += t.length
-  }
-
-  text(name: string): string {
-    const e = this.s.indexOf(`</${name}>`, this.pos)
-    if (e < 0) this.fail(`unterminated <${name}>`)
-    const t = this.s.slice(this.pos, e)
-    if (t.includes('<')) this.fail(`unexpected markup inside <${name}>`)
-    this.pos = e + name.length + 3
-    return unescapeXml(t)
-  }
-
-  value(): WireValue {
-    this.ws()
-    const selfClosed = /^<value\s*\/>/.exec(this.s.slice(this.pos, this.pos + 16)) // `<value/>`, `<value />`
-    if (selfClosed) {
-      this.pos += selfClosed[0].length
-      return ''
-    }
-    this.open('value')
-    const start = this.pos
-    // untagged string: text directly up to </value>
-    this.ws()
-    if (!this.s.startsWith('<', this.pos) || this.s.startsWith('</value>', this.pos)) {
-      this.pos = start
-      return this.text('value')
-    }
-    const m = /^<([a-zA-Z0-9.]+)\s*(\/?)>/.exec(this.s.slice(this.pos, this.pos + 40))
-    if (!m) this.fail('expected a value type tag')
-    const tag = m[1]
-    this.pos += m[0].length
-    let v: WireValue
-    if (m[2] === '/') {
-      if (tag === 'nil') v = null
-      else if (tag === 'string') v = ''
-      else if (tag === 'struct') v = {}
-      else this.fail(`unexpected empty <${tag}/>`)
-      this.close('value')
-      return v
-    }
-    switch (tag) {
-      case 'string':
-        v = this.text('string')
-        break
-      case 'i4':
-      case 'int':
-      case 'i8': {
-        const t = this.text(tag).trim()
-        if (!/^[-+]?\d+$/.test(t)) this.fail(`bad integer ${JSON.stringify(t)}`)
-        const n = Number(t)
-        v = Number.isSafeInteger(n) ? n : t
-        break
-      }
-      case 'double': {
-        const t = this.text('double').trim()
-        const n = Number(t)
-        if (Number.isNaN(n) && t !== 'nan') this.fail(`bad double ${JSON.stringify(t)}`)
-        v = n
-        break
-      }
-      case 'boolean': {
-        const t = this.text('boolean').trim()
-        if (t !== '0' && t !== '1') this.fail(`bad boolean ${JSON.stringify(t)}`)
-        v = t === '1'
-        break
-      }
-      case 'dateTime.iso8601':
-        v = this.text('dateTime.iso8601').trim()
-        break
-      case 'base64':
-        v = Buffer.from(this.text('base64'), 'base64').toString('utf8')
-        break
-      case 'nil':
-        this.close('nil')
-        v = null
-        break
-      case 'array': {
-        const a: WireValue[] = []
-        if (this.tryOpen('data')) {
-          for (;;) {
-            this.ws()
-            if (this.s.startsWith('</data>', this.pos)) break
-            a.push(this.value())
-          }
-          this.close('data')
-        } else {
-          this.ws()
-          const d = /^<data\s*\/>/.exec(this.s.slice(this.pos, this.pos + 16)) // `<data/>`, `<data />`
-          if (!d) this.fail('expected <data>')
-          this.pos += d[0].length
-        }
-        this.close('array')
-        v = a
-        break
-      }
-      case 'struct': {
-        const o: Record<string, WireValue> = {}
-        for (;;) {
-          if (!this.tryOpen('member')) break
-          this.open('name')
-          const k = this.text('name')
-          o[k] = this.value()
-          this.close('member')
-        }
-        this.close('struct')
-        v = o
-        break
-      }
-      default:
-        this.fail(`unknown value type <${tag}>`)
-    }
-    this.close('value')
-    return v
-  }
-}
-
-export interface DecodedCall {
-  method: string
-  params: WireValue[]
-}
-
-/** Parses a <methodCall>; throws XmlParseError naming the offset on malformed input. */
-export function decodeMethodCall(xml: string): DecodedCall {
-  const p = new Parser(xml)
-  p.prolog()
-  p.open('methodCall')
-  p.open('methodName')
-  const method = p.text('methodName').trim()
-  const params: WireValue[] = []
-  p.ws()
-  const empty = /^<params\s*\/>/.exec(p.s.slice(p.pos, p.pos + 16)) // `<params/>` or `<params />` (@vates/xml-rpc)
-  if (empty) p.pos += empty[0].length
-  else if (p.tryOpen('params')) {
-    while (p.tryOpen('param')) {
-      params.push(p.value())
-      p.close('param')
-    }
-    p.close('params')
-  }
-  p.close('methodCall')
-  p.ws()
-  if (p.pos !== xml.length) p.fail('trailing content after </methodCall>')
-  return { method, params }
-}
-
-/** Parses a <methodResponse> (used by the plugin runner and tests); returns the single value. */
-export function decodeMethodResponse(xml: string): WireValue {
-  const p = new Parser(xml)
-  p.prolog()
-  p.open('methodResponse')
-  if (p.tryOpen('fault')) {
-    const v = p.value()
-    p.close('fault')
-    p.close('methodResponse')
-    const f = v as Record<string, WireValue>
-    const err = new Error(`XML-RPC fault ${String(f?.faultCode)}: ${String(f?.faultString)}`) as Error & {
-      faultCode?: WireValue
-      faultString?: WireValue
-    }
-    err.faultCode = f?.faultCode
-    err.faultString = f?.faultString
-    throw err
-  }
-  p.open('params')
-  p.open('param')
-  const v = p.value()
-  p.close('param')
-  p.close('params')
-  p.close('methodResponse')
-  return v
-}
+// Decoding is @xenstack/xapi-wire's (one parser for client and simulator); re-exported for convenience.
+export { decodeMethodCall, decodeMethodResponse } from '@xenstack/xapi-wire'
+export type { WireValue, DecodedCall } from '@xenstack/xapi-wire'
 
 /** `<methodResponse><params><param>VALUE</param></params></methodResponse>` around an encoded <value>. */
 export function methodResponse(encodedValue: string): string {

@@ -146,3 +146,16 @@ test('dispatch errors: unknown method, parameter counts, defaults, aliases, Asyn
   assert.ok(res.body.includes('Success'), res.body)
   assert.equal(r.sim.db.get(vdi)!.virtual_size, 21474836480)
 })
+
+test('record encoding agrees byte for byte with @xenstack/xapi-wire for every class', async () => {
+  const { encodeValue } = await import('@xenstack/xapi-wire')
+  const { createSimulator } = await import('../../src/index.js')
+  const sim = createSimulator({ pool: { hosts: 2, vms: 2 } })
+  for (const c of sim.model.classes) {
+    if (sim.db.count(c.name) === 0) sim.db.create(c.name)
+    for (const [, rec] of sim.db.all(c.name)) {
+      const type = { kind: 'record' as const, class: c.name }
+      assert.equal(sim.encoders.encode(rec, type), encodeValue(rec, type), c.name)
+    }
+  }
+})
