@@ -3,7 +3,7 @@
  * typed classes generated from the datamodel (`xapi.VM.start(...)`, `xapi.async.VM.start(...)`).
  */
 import type { Readable } from 'node:stream'
-import { XapiSession, type ConnectOptions } from './client.js'
+import { XapiSession, type CallOptions, type ConnectOptions } from './client.js'
 import { createApi, createAsyncApi, type XenApi, type XenAsyncApi } from './generated/index.js'
 import { ObjectCache, watch, type WatchOptions, type XapiEvent, type XapiEventsReset } from './events.js'
 import {
@@ -31,6 +31,17 @@ export class Xapi extends XapiSession {
     const api = createApi((method, params) => this.callWith(method, params))
     Object.defineProperties(this, Object.getOwnPropertyDescriptors(api))
     this.async = createAsyncApi((method, params) => callAsync(this, method, params))
+  }
+
+  /**
+   * The typed classes and `call` with per-call options: `xapi.withOptions({ timeout: 5_000, signal }).VM.start(…)`.
+   * Cheap: the class objects are created on first use.
+   */
+  withOptions(opts: CallOptions): XenApi & { call(method: string, ...params: unknown[]): Promise<unknown> } {
+    const api = createApi((method, params) => this.callWith(method, params, opts))
+    return Object.assign(Object.create(api) as XenApi, {
+      call: (method: string, ...params: unknown[]) => this.callWith(method, params, opts),
+    })
   }
 
   /** `Async.<method>`: waits for the task, destroys it, returns its converted result. */

@@ -192,6 +192,24 @@ describe('pool master redirect', () => {
 })
 
 describe('timeouts and the in-flight bound on the simulator', () => {
+  test('withOptions applies a timeout to typed calls', async () => {
+    let release!: () => void
+    const gate = new Promise<void>((r) => (release = r))
+    const remove = sim.messages.addHook(async (info) => {
+      if (info.method === 'host.get_servertime') await gate
+    })
+    const xapi = await connect({ url, password: PASSWORD, transport: 'xml-rpc' })
+    try {
+      const [host] = await xapi.host.get_all()
+      await assert.rejects(xapi.withOptions({ timeout: 200 }).host.get_servertime(host!), XapiTimeoutError)
+      assert.equal(((await xapi.withOptions({ timeout: 5000 }).call('host.get_all')) as string[]).length, 2)
+    } finally {
+      release()
+      remove()
+      await xapi.close()
+    }
+  })
+
   test('a call the server holds fails with XapiTimeoutError; the session keeps working', async () => {
     let release!: () => void
     const gate = new Promise<void>((r) => (release = r))
