@@ -125,6 +125,27 @@ export async function linkSimulator(
     xs.setXapiData((db.get(ref)!.xenstore_data as Record<string, string>) ?? {})
   }
 
+  // dom0's /etc/xensource-inventory, as XenServer writes it (dom0 tools read the host uuid and version there);
+  // written through the host, since files added to a running host's backing dir may stay invisible
+  for (const d of dom0s) {
+    const host = db.get(refs.get(d.name) ?? '')
+    if (!host) continue
+    const sv = (host.software_version as Record<string, string>) ?? {}
+    const controlDomain = db.find('VM', (r) => r.is_control_domain === true && r.resident_on === refs.get(d.name))
+    const inventory = [
+      ['PRODUCT_BRAND', sv.product_brand ?? 'XenServer'],
+      ['PRODUCT_VERSION', sv.product_version ?? opts.version ?? '7.1.0'],
+      ['PLATFORM_VERSION', sv.platform_version ?? ''],
+      ['BUILD_NUMBER', sv.build_number ?? ''],
+      ['INSTALLATION_UUID', String(host.uuid)],
+      ['CONTROL_DOMAIN_UUID', controlDomain ? String(db.get(controlDomain)!.uuid) : ''],
+      ['MANAGEMENT_INTERFACE', 'xenbr0'],
+    ]
+      .map(([k, v]) => `${k}='${v}'`)
+      .join('\n')
+    await lab.execOk(d.name, ['sh', '-c', 'cat > /etc/xensource-inventory'], { stdin: inventory + '\n' })
+  }
+
   // -- reacting to changes ------------------------------------------------------------------------------
   const errors: string[] = []
   let chain: Promise<void> = Promise.resolve()

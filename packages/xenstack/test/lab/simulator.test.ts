@@ -59,6 +59,15 @@ test('the lab is one with the simulator: VIF hotplug on the HIMN, DHCP, plugins 
       assert.equal(link.stdout.trim(), rec.MAC.toLowerCase(), `VIF ${rec.device} MAC`)
     }
 
+    // dom0 knows which XenServer host it is
+    const inventory = await lab.execOk('dom0-2', ['cat', '/etc/xensource-inventory'])
+    const xs2uuid = await call(
+      'host.get_uuid',
+      session,
+      Object.entries(hosts).find(([, h]) => h.name_label === 'xs2')![0],
+    )
+    assert.match(inventory.stdout, new RegExp(`^INSTALLATION_UUID='${xs2uuid}'$`, 'm'))
+
     // a VIF on the HIMN, created and plugged through XAPI, appears in the compute host
     const networks = (await call('network.get_all_records', session)) as Record<
       string,
