@@ -1,6 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { requirePrerequisite } from '@xenstack/testkit'
 import {
@@ -280,4 +282,28 @@ test('wireMethodNames: the synchronous names system.listMethods lists', () => {
   assert.equal(new Set(names).size, names.length)
   const removed = classes.flatMap((c) => c.messages).filter((m) => m.state === 'Removed_s')
   assert.ok(removed.length > 0 && removed.every((m) => !names.includes(m.wireName)))
+})
+
+test('the generator CLI writes the tables to the path given, and refuses a missing argument or file', (t) => {
+  if (!requirePrerequisite(t, `reference datamodel ${datamodelJson}`, hasDatamodelJson)) return
+  const cli = join(repoRoot, 'packages', 'xapi-wire', 'dist', 'src', 'codegen', 'generate-datamodel.js')
+  const dir = mkdtempSync(join(tmpdir(), 'xapi-wire-gen-'))
+  try {
+    const out = join(dir, 'datamodel.ts')
+    const stdout = execFileSync(process.execPath, [cli, datamodelJson, out]).toString()
+    assert.match(stdout, /67 classes/)
+    assert.equal(
+      readFileSync(out, 'utf8'),
+      readFileSync(join(repoRoot, 'packages', 'xapi-wire', 'src', 'generated', 'datamodel.ts'), 'utf8'),
+    )
+    const usage = spawnSync(process.execPath, [cli])
+    assert.equal(usage.status, 2)
+    assert.match(usage.stderr.toString(), /usage: generate-datamodel/)
+    const missing = spawnSync(process.execPath, [cli, join(dir, 'nope.json'), out])
+    assert.notEqual(missing.status, 0)
+    assert.equal(missing.status, 1)
+    assert.match(missing.stderr.toString(), /^generate-datamodel: .*nope\.json: cannot read the datamodel/)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
 })

@@ -176,4 +176,11 @@ function main(argv: string[]): void {
   process.stdout.write(`wrote ${out}: ${model.length} classes\n`)
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) main(process.argv.slice(2))
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  try {
+    main(process.argv.slice(2))
+  } catch (e) {
+    process.stderr.write(`generate-datamodel: ${(e as Error).message}\n`)
+    process.exit(1)
+  }
+}
