@@ -155,6 +155,7 @@ export class Database extends EventEmitter {
   private deletions = 0
   /** Parent-side relation arrays created by the store (safe to append to in place). */
   private readonly owned = new WeakSet<unknown[]>()
+  private readonly index = new WeakMap<unknown[], Set<string>>()
   private readonly waiters = new Set<() => void>()
 
   constructor(m: Model = sharedModel()) {
@@ -396,6 +397,8 @@ export class Database extends EventEmitter {
     const prow = this.rows.get(parentRef)
     if (!prow) return
     let cur = prow.rec[parentField] as string[]
+    // Already listed (a restored parent lists its children): nothing to do. Long sets keep a membership index.
+    if (cur.length <= 32 ? cur.includes(childRef) : this.members(cur).has(childRef)) return
     // Arrays the store built itself are appended in place (a 50,000-VIF network stays linear to build); any other
     // array may be shared with a caller, so it is copied once first.
     if (!this.owned.has(cur)) {
@@ -404,7 +407,15 @@ export class Database extends EventEmitter {
       prow.rec[parentField] = cur
     }
     cur.push(childRef)
+    this.index.get(cur)?.add(childRef)
     this.touchRow(prow, [parentField])
+  }
+
+  /** The membership index of a long relation array (built on first use, kept up to date for owned arrays). */
+  private members(arr: string[]): Set<string> {
+    let set = this.index.get(arr)
+    if (!set) this.index.set(arr, (set = new Set(arr)))
+    return set
   }
 
   private unlinkChild(parentRef: unknown, parentField: string, childRef: string): void {
@@ -414,8 +425,10 @@ export class Database extends EventEmitter {
     const cur = prow.rec[parentField] as string[]
     const i = cur.indexOf(childRef)
     if (i < 0) return
-    if (this.owned.has(cur)) cur.splice(i, 1)
-    else {
+    if (this.owned.has(cur)) {
+      cur.splice(i, 1)
+      this.index.get(cur)?.delete(childRef)
+    } else {
       const next = cur.filter((r) => r !== childRef)
       this.owned.add(next)
       prow.rec[parentField] = next

@@ -165,3 +165,18 @@ test('batch(): changes made in a bulk load are still reported to tokens taken be
     ['mod', ...Array(10).fill('add')],
   )
 })
+
+test('restoring rows parent-first does not list a child twice', () => {
+  const src = new Database()
+  const vm = src.create('VM')
+  const vifs = Array.from({ length: 40 }, () => src.create('VIF', { VM: vm }))
+  const rows = [vm, ...vifs].map((ref) => ({ ref, cls: src.row(ref)!.cls.name, rec: { ...src.get(ref)! } }))
+  const dst = new Database()
+  for (const r of rows) dst.create(r.cls, r.rec, { ref: r.ref })
+  assert.deepEqual(dst.get(vm)!.VIFs, vifs)
+  const again = new Database()
+  again.batch(() => {
+    for (const r of rows) again.create(r.cls, r.rec, { ref: r.ref, restore: true })
+  })
+  assert.deepEqual(again.get(vm)!.VIFs, vifs)
+})
