@@ -122,6 +122,14 @@ test('types: refs are branded per class, enums are unions, records carry JS type
     // @ts-expect-error not a vm_power_state
     const bad: VmPowerState = 'Exploded'
     void bad
+    const asyncApi = createAsyncApi(recorder().call)
+    void asyncApi.VM.clone(plain, 'copy')
+    // @ts-expect-error getters have no Async variant
+    void asyncApi.VM.get_power_state(plain)
+    // @ts-expect-error session has no Async variants
+    void asyncApi.session
+    // @ts-expect-error the session is not a parameter: the caller prepends it
+    void api.VM.start('OpaqueRef:session', plain, false, false)
     const rec = {} as VMRecord
     const n: number = rec.memory_static_max
     const d: Date = rec.snapshot_time
