@@ -191,6 +191,27 @@ describe('pool master redirect', () => {
   })
 })
 
+describe('master change while connected', () => {
+  test('after pool.designate_new_master, the next call meets HOST_IS_SLAVE and moves to the new master', async () => {
+    const own = createSimulator({ password: PASSWORD, pool: { hosts: 2, vms: 0 } })
+    const l = await own.listen()
+    const xapi = await connect({ url: l.url, password: PASSWORD, transport: 'json-rpc' })
+    try {
+      const hosts = await xapi.host.get_all()
+      const member = hosts.find((h) => h !== own.master)!
+      const memberAddress = await xapi.host.get_address(member)
+      await xapi.pool.designate_new_master(member)
+      const before = xapi.sessionId
+      assert.equal((await xapi.host.get_all()).length, 2)
+      assert.equal(xapi.url, `http://${memberAddress}:${l.port}`)
+      assert.notEqual(xapi.sessionId, before)
+    } finally {
+      await xapi.close()
+      await own.close()
+    }
+  })
+})
+
 describe('timeouts and the in-flight bound on the simulator', () => {
   test('withOptions applies a timeout to typed calls', async () => {
     let release!: () => void
