@@ -112,6 +112,7 @@ async function execute(
     initial,
     onEvent: opts.onEvent,
     signal: opts.signal,
+    shouldStop: () => store.stopRequested(id),
   })
   const poll = setInterval(() => {
     if (store.stopRequested(id)) sched.stop('stopped by request')

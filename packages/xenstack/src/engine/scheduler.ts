@@ -67,6 +67,8 @@ export interface SchedulerOptions {
   onEvent?: (e: SchedulerEvent) => void
   /** Aborting it is `cancel()`. */
   signal?: AbortSignal
+  /** Asked before tasks start (e.g. a stop flag another process sets in the store): true is `stop()`. */
+  shouldStop?: () => boolean
 }
 
 export interface SchedulerResult {
@@ -227,6 +229,7 @@ export class Scheduler {
   private readonly perNode: number
   private readonly journal?: Journal
   private readonly onEvent?: (e: SchedulerEvent) => void
+  private readonly shouldStop?: () => boolean
   private busyNodes = 0
   private runningTasks = 0
   private totalExpected = 0
@@ -250,6 +253,7 @@ export class Scheduler {
     this.perNode = opts.perNodeConcurrency ?? 1
     this.journal = opts.journal
     this.onEvent = opts.onEvent
+    this.shouldStop = opts.shouldStop
     const allSucc = successorLists(plan)
     this.weight = criticalPathWeights(plan, allSucc, topologicalOrder(plan, allSucc))
     this.status = new Uint8Array(n)
@@ -510,6 +514,10 @@ export class Scheduler {
   private pump(): void {
     if (this.done) return
     const launch: number[] = []
+    if (this.stopping === 'no' && this.idleNodes.size > 0 && this.shouldStop?.()) {
+      this.stopping = 'stop'
+      this.reason = 'stopped by request'
+    }
     if (this.stopping === 'no') {
       while (this.idleNodes.size > 0 && this.busyNodes < this.maxBusy) {
         const key = this.idleNodes.peekKey()

@@ -1,7 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from 'node:fs'
+import Database from 'better-sqlite3'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -22,9 +23,11 @@ function xenstack(args: string[]): Promise<{ code: number | null; stdout: string
 }
 
 /** An environment whose nodes are this machine (local executor); tasks leave marks in `dir`. */
-function seed(dataDir: string, dir: string, sleep = '0') {
+/** With `gate`, every task waits until that file exists (so a test decides when running tasks may finish). */
+function seed(dataDir: string, dir: string, gate?: string) {
   const state = StateStore.open({ dataDir })
-  const mark = (id: string) => `echo ${id} >> ${join(dir, 'marks')}; sleep ${sleep}`
+  const mark = (id: string) =>
+    `echo ${id} >> ${join(dir, 'marks')}` + (gate ? `; while [ ! -e ${gate} ]; do sleep 0.05; done` : '')
   const task = (id: string, extra: Record<string, unknown> = {}) => ({
     id,
     type: 'shell',
@@ -132,12 +135,25 @@ test('xenstack deploy stop is graceful and deploy resume finishes the rest', asy
   const dir = mkdtempSync(join(tmpdir(), 'xenstack-engine-cli-stop-'))
   t.after(() => rmSync(dir, { recursive: true, force: true }))
   const dataDir = join(dir, 'data')
-  seed(dataDir, dir, '1').close()
+  const gate = join(dir, 'gate')
+  seed(dataDir, dir, gate).close()
   const running = xenstack(['deploy', 'env1', '--json', '--max-busy-nodes', '1', '--data-dir', dataDir])
-  // Wait for the first task to start, then stop.
-  const t0 = Date.now()
-  while (!existsSync(join(dir, 'marks')) && Date.now() - t0 < 30_000) await new Promise((r) => setTimeout(r, 20))
-  const stop = await xenstack(['deploy', 'stop', 'env1', '--json', '--data-dir', dataDir])
+  // The first task starts and waits at the gate; the stop is requested while it runs; then the gate opens.
+  const until = async (cond: () => boolean) => {
+    const t0 = Date.now()
+    while (!cond() && Date.now() - t0 < 120_000) await new Promise((r) => setTimeout(r, 20))
+  }
+  await until(() => existsSync(join(dir, 'marks')))
+  const stopping = xenstack(['deploy', 'stop', 'env1', '--json', '--data-dir', dataDir])
+  const db = new Database(join(dataDir, 'state.db'), { readonly: true })
+  await until(() => {
+    const r = db.prepare('SELECT stop_requested AS s FROM engine_deployments ORDER BY id DESC LIMIT 1').get() as
+      { s: number } | undefined
+    return r?.s === 1
+  })
+  db.close()
+  writeFileSync(gate, '')
+  const stop = await stopping
   const deployed = await running
   assert.equal(deployed.code, 1)
   const s = lastJson(deployed.stdout)
@@ -147,8 +163,8 @@ test('xenstack deploy stop is graceful and deploy resume finishes the rest', asy
     JSON.stringify(s) + stop.stdout + stop.stderr,
   )
   assert.equal(lastJson(stop.stdout).status, s.status)
-  const marksAfterStop = readFileSync(join(dir, 'marks'), 'utf8').split('\n').filter(Boolean)
-  assert.ok(marksAfterStop.length < 6)
+  // Only the task that was running when the stop came ran.
+  assert.deepEqual(readFileSync(join(dir, 'marks'), 'utf8').split('\n').filter(Boolean), ['one'])
   const resumed = await xenstack(['deploy', 'resume', 'env1', '--json', '--data-dir', dataDir])
   assert.equal(resumed.code, 0, resumed.stderr)
   const r = lastJson(resumed.stdout)
