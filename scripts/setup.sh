@@ -13,6 +13,7 @@ PACKAGES=(
   iproute2           # ip netns / links / routes
   iptables           # NAT, FORWARD and INPUT rules in the lab
   dnsmasq-base       # DHCP on the host internal management network
+  isc-dhcp-client    # dhclient in lab guests: their HIMN address by DHCP from dom0, as on XenServer
   python3-os-xenapi  # os-xenapi's Python client: an independent conformance client
   qemu-utils         # qemu-img: an independent VHD producer and checker
   chromium           # real browser for UI tests (driven by playwright-core)
