@@ -124,26 +124,37 @@ export class StatePersister {
   private async write(force: boolean): Promise<void> {
     const gen = this.sim.db.generation
     if (!force && gen === this.lastGeneration) return
-    const rows: StateFile['rows'] = []
-    for (const c of this.sim.model.classes) {
-      if (EPHEMERAL.has(c.name)) continue
-      for (const [ref, rec] of this.sim.db.all(c.name)) rows.push({ cls: c.name, ref, rec })
-    }
-    const state: StateFile = {
+    // Serialised synchronously (one consistent snapshot) into chunks of rows rather than one string: a 50,000-VM
+    // pool is hundreds of MB of JSON, beyond what one V8 string can hold.
+    const head: Omit<StateFile, 'rows'> = {
       format: STATE_FORMAT,
       version: STATE_VERSION,
       saved: new Date().toISOString(),
       scenario: this.fixed.scenario,
       password: this.fixed.password,
       meta: this.fixed.meta(),
-      rows,
     }
-    const body = JSON.stringify(state)
+    const chunks: string[] = [JSON.stringify(head).slice(0, -1) + ',"rows":[']
+    let batch: string[] = []
+    let first = true
+    for (const c of this.sim.model.classes) {
+      if (EPHEMERAL.has(c.name)) continue
+      for (const [ref, rec] of this.sim.db.all(c.name)) {
+        batch.push(JSON.stringify({ cls: c.name, ref, rec }))
+        if (batch.length === 2000) {
+          chunks.push((first ? '' : ',') + batch.join(','))
+          first = false
+          batch = []
+        }
+      }
+    }
+    if (batch.length > 0) chunks.push((first ? '' : ',') + batch.join(','))
+    chunks.push(']}')
     const file = statePath(this.dir)
     const tmp = `${file}.tmp`
     const fh = await open(tmp, 'w', 0o600)
     try {
-      await fh.writeFile(body)
+      for (const chunk of chunks) await fh.write(chunk)
       await fh.sync()
     } finally {
       await fh.close()
