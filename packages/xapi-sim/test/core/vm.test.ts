@@ -310,3 +310,29 @@ test('SR types, sizes, SR_FULL, scan; VDI create/resize/clone/destroy', async (t
   assert.equal(r.sim.db.has('PBD', pbd), false)
   assert.ok((await r.ok<string[]>('SR.get_supported_types')).includes('iso'))
 })
+
+test('an operation in progress blocks conflicting ones (OTHER_OPERATION_IN_PROGRESS) and empties allowed_operations', async (t) => {
+  const r = await start({ hosts: 1, vms: [{ name: 'v', powerState: 'Running' }] })
+  t.after(() => r.close())
+  const s = r.sim.login()
+  const vm = r.sim.db.find('VM', (v) => v.name_label === 'v')!
+  const during = new Promise<[unknown, string[]]>((resolve) => {
+    const on = (c: { ref: string; rec: Record<string, unknown> }) => {
+      if (c.ref !== vm || Object.keys(c.rec.current_operations as object).length === 0) return
+      r.sim.db.off('change', on)
+      queueMicrotask(() => {
+        const allowed = [...(r.sim.db.get(vm)!.allowed_operations as string[])]
+        void Promise.resolve(r.sim.call('VM.hard_shutdown', [s, vm])).then((o) => resolve([o, allowed]))
+      })
+    }
+    r.sim.db.on('change', on)
+  })
+  const started = await r.sim.call('Async.VM.clean_reboot', [s, vm])
+  assert.ok(started.ok)
+  const [o, allowedDuring] = await during
+  assert.deepEqual(o, {
+    ok: false,
+    errorDescription: ['OTHER_OPERATION_IN_PROGRESS', 'VM', vm, 'clean_reboot', started.value as string],
+  })
+  assert.deepEqual(allowedDuring, [], 'nothing else allowed while rebooting')
+})
