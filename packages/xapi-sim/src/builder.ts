@@ -8,6 +8,7 @@ import { NULL_REF } from './model.js'
 import { nowXapi } from './time.js'
 import type { Simulator } from './simulator.js'
 import { refreshVmOperations } from './semantics/vm.js'
+import { newUuid } from './store.js'
 
 export interface HostDescription {
   name?: string
@@ -517,16 +518,17 @@ function build(sim: Simulator, desc: PoolDescription): BuiltPool {
         throw new Error(
           `xapi-sim: VM ${v.name}: unknown SR ${JSON.stringify(d.sr)} (known: ${[...srs.keys()].join(', ')})`,
         )
+      const vdiUuid = newUuid()
       const vdi = db.create('VDI', {
+        uuid: vdiUuid,
         name_label: d.name ?? `${v.name} disk ${di}`,
         SR: sr,
         virtual_size: d.sizeBytes,
         physical_utilisation: 0,
         type: 'system',
         managed: true,
-        location: '',
+        location: vdiUuid,
       })
-      db.update(vdi, { location: db.get(vdi)!.uuid as string })
       db.update(sr, { virtual_allocation: (db.get(sr)!.virtual_allocation as number) + d.sizeBytes })
       db.create('VBD', {
         VM: vm,

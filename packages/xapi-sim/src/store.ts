@@ -150,6 +150,7 @@ export class Database extends EventEmitter {
   /** Rows whose class emits events are logged; hooks fire for every class. */
   private notifyScheduled = false
   private readonly shapes = new Map<string, Shape>()
+  private readonly byName = new Map<string, ClassModel>()
   private bulk = false
   /** Number of destroys so far (batch() needs to know whether any happened). */
   private deletions = 0
@@ -199,8 +200,12 @@ export class Database extends EventEmitter {
 
   /** The class model for a name (case-insensitive); throws for unknown classes. */
   cls(name: string): ClassModel {
-    const c = this.model.cls(name)
+    // Exact spellings are cached: the case-insensitive lookup allocates a lowercase string per call.
+    let c = this.byName.get(name)
+    if (c) return c
+    c = this.model.cls(name)
     if (!c) throw new Error(`xapi-sim: unknown class ${name}`)
+    this.byName.set(name, c)
     return c
   }
 
