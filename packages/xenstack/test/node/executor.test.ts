@@ -94,6 +94,15 @@ test('ssh executor: contract on a real sshd, one reused connection, host keys pi
     try {
       await onHost(lab, 'compute-1', 'mkdir -p /root/xenstack-exec')
       await contract(exec, '/root/xenstack-exec')
+      // a session shell killed outright leaves its temp dir; the next session removes it
+      const shellPid = (await exec.run('echo $PPID')).stdout.trim()
+      const dirOf = `ls -d /tmp/.xenstack-sh-${shellPid}-* 2>/dev/null || true`
+      assert.match(await onHost(lab, 'compute-1', dirOf), /xenstack-sh-/)
+      await onHost(lab, 'compute-1', `kill -KILL ${shellPid}`)
+      const next = sshTo(lab, 'compute-1')
+      await next.run(['true'])
+      await next.close()
+      assert.equal(await onHost(lab, 'compute-1', dirOf), '')
       // a secret passed on stdin reaches the command and is left nowhere in the shell sessions' temp dirs
       const token = new Secret(`stdin-secret-${randomBytes(6).toString('hex')}`)
       assert.equal((await exec.run(['cat'], { stdin: token })).stdout, token.reveal())
