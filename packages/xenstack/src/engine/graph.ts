@@ -284,14 +284,21 @@ export function buildExecutionPlan(opts: BuildOptions): BuildResult {
   }
 
   // --- edges
-  // One set of numeric edge keys (from * 2^26 + to) dedupes edges without a Set per task.
-  const edgeSeen = new Set<number>()
+  // Edges are deduplicated by scanning the (short) predecessor list; a task with many predecessors (a stage
+  // every node reports to) gets a Set. Fewer allocations than a Set per task or per edge.
+  const bigPreds = new Map<number, Set<number>>()
   const edge = (from: number, to: number) => {
     if (from === to) return
-    const k = from * 67108864 + to
-    if (edgeSeen.has(k)) return
-    edgeSeen.add(k)
-    tasks[to].requires.push(from)
+    const req = tasks[to].requires
+    if (req.length < 16) {
+      if (req.includes(from)) return
+    } else {
+      let set = bigPreds.get(to)
+      if (!set) bigPreds.set(to, (set = new Set(req)))
+      if (set.has(from)) return
+      set.add(from)
+    }
+    req.push(from)
   }
   const isGroup = (id: string) => defs.get(id)?.task.type === 'group'
   const isStage = (id: string) => defs.get(id)?.task.type === 'stage'
@@ -336,6 +343,8 @@ export function buildExecutionPlan(opts: BuildOptions): BuildResult {
       for (const r of requiredFor) for (const ref of resolve(r, node, ctx)) for (const q of ref.starts) edge(self[k], q)
     }
   }
+  // Candidates do not depend on the asking node unless the spec says `self`: computed once per spec then.
+  const candidateCache = new Map<Record<string, unknown>, number[]>()
   for (const s of stages) relate(s, instancesOf.get(s.task.id) ?? [], startsOf.get(s.task.id) ?? [])
   for (const g of groups) {
     const ends = instancesOf.get(g.task.id) ?? []
@@ -363,6 +372,14 @@ export function buildExecutionPlan(opts: BuildOptions): BuildResult {
   function crossCandidates(spec: Record<string, unknown>, node: string, ctx: string): number[] {
     const name = String(spec.name ?? '')
     const roleSpec = list(spec.role ?? spec.roles ?? '*')
+    const cacheable = !roleSpec.includes('self')
+    const cached = cacheable ? candidateCache.get(spec) : undefined
+    if (cached) return cached
+    const out = crossCandidatesUncached(name, roleSpec, node, ctx)
+    if (cacheable) candidateCache.set(spec, out)
+    return out
+  }
+  function crossCandidatesUncached(name: string, roleSpec: string[], node: string, ctx: string): number[] {
     const ids = isRegex(name) ? [...defs.keys()].filter((id) => matches(name, id, ctx)) : [name]
     if (!isRegex(name) && !defs.has(name)) {
       issues.push(`${ctx}: cross-depends names unknown task ${JSON.stringify(name)}`)
