@@ -118,7 +118,8 @@ export class XapiSession implements XapiCore {
   readonly limiter: Limiter
   readonly defaultTimeout: number
   private readonly username: string
-  private readonly password: string
+  // An ES private field: invisible to util.inspect, JSON.stringify and Object.keys (secrets never show in dumps).
+  readonly #password: string
   private readonly options: ConnectOptions
   private http: Pool
   private transport: Transport
@@ -132,10 +133,10 @@ export class XapiSession implements XapiCore {
       throw new Error(`url: expected http:// or https://, got ${u.protocol} in ${u.origin}`)
     }
     this.username = options.username ?? (u.username ? decodeURIComponent(u.username) : 'root')
-    this.password = options.password ?? (u.password ? decodeURIComponent(u.password) : '')
-    this.redactor.add(this.password)
+    this.#password = options.password ?? (u.password ? decodeURIComponent(u.password) : '')
+    this.redactor.add(this.#password)
     if (u.password) this.redactor.add(u.password)
-    this.options = options
+    this.options = { ...options, password: undefined, url: u.origin } // no credentials kept in options
     this.url = u.origin
     this.logger = options.logger ?? defaultLogger
     this.limiter = new Limiter(options.maxConcurrentCalls ?? 16)
@@ -262,7 +263,7 @@ export class XapiSession implements XapiCore {
     const method = 'session.login_with_password'
     const params = [
       this.username,
-      this.password,
+      this.#password,
       this.options.apiVersion ?? '1.2',
       this.options.originator ?? 'xenstack',
     ]

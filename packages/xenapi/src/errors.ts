@@ -139,16 +139,17 @@ export const REDACTED = '******'
  * known password positions, any map key containing "password", and any string containing a known secret.
  */
 export class Redactor {
-  private readonly secrets = new Set<string>()
+  // ES private: never shown by util.inspect or JSON.stringify of an object holding the redactor.
+  readonly #secrets = new Set<string>()
 
   add(secret: string | undefined): void {
-    if (secret && secret.length >= 1) this.secrets.add(secret)
+    if (secret && secret.length >= 1) this.#secrets.add(secret)
   }
 
   /** Replaces every occurrence of a known secret in a string. */
   text(s: string): string {
     let out = s
-    for (const secret of this.secrets) if (out.includes(secret)) out = out.split(secret).join(REDACTED)
+    for (const secret of this.#secrets) if (out.includes(secret)) out = out.split(secret).join(REDACTED)
     return out
   }
 
@@ -170,7 +171,7 @@ export class Redactor {
   }
 
   error(e: unknown): unknown {
-    if (e instanceof Error && this.secrets.size) {
+    if (e instanceof Error && this.#secrets.size) {
       const m = this.text(e.message)
       if (m !== e.message) Object.defineProperty(e, 'message', { value: m, configurable: true, writable: true })
       if (e.stack) Object.defineProperty(e, 'stack', { value: this.text(e.stack), configurable: true, writable: true })

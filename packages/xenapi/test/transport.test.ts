@@ -3,6 +3,7 @@
  * both transports, auto fallback, call timeouts, the in-flight bound, TLS verification and secret redaction.
  */
 import assert from 'node:assert/strict'
+import { inspect } from 'node:util'
 import { after, describe, test } from 'node:test'
 import { hasExecutable, requirePrerequisite } from '@xenstack/testkit'
 import {
@@ -182,6 +183,14 @@ describe('secrets', () => {
     }
     assert.ok(lines.length > 0)
     for (const l of lines) assert.ok(!l.includes(password), l)
+    // nor in a dump of the client object (a password in the URL included)
+    const viaUrl = await connect({ url: s.url.replace('//', `//root:${password}@`), transport: 'json-rpc', logger })
+    try {
+      const dump = inspect(viaUrl, { depth: 4, showHidden: true })
+      assert.ok(!dump.includes(password), 'util.inspect shows the password')
+    } finally {
+      await viaUrl.close()
+    }
   })
 })
 
