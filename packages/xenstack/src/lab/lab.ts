@@ -24,9 +24,11 @@
  * written into the backing dirs from outside while the lab runs are not reliably visible, overlayfs rule).
  *
  * Host names: `dom0-<i>` and `compute-<i>` per XenServer host `xs<i>`, `controller-<j>`, `storage`.
- * Each host has its own network, mount and UTS namespaces (hostname = host name); /etc, /root and /var are
- * overlays whose upper dirs are the host's backing dirs under `<lab dir>/hosts/<host>/{etc,root,var}`; /run is
- * a private tmpfs; sshd (key-only, own host key) listens on port 22 of the host's admin address, reachable
+ * Each host has its own network, mount and UTS namespaces (hostname = host name); /etc, /root, /var, /boot, /opt
+ * and /srv are overlays whose upper dirs are the host's backing dirs under `<lab dir>/hosts/<host>/<dir>`; /run is
+ * a private tmpfs; /usr/local/bin adds the lab's guest programs (xenstore-read/write, lab-dhcp-client). The rest
+ * of the root filesystem is shared with the machine: a new top-level path (XenServer's /images) would land on the
+ * machine, so dom0 work must stay inside those directories; sshd (key-only, own host key) listens on port 22 of the host's admin address, reachable
  * from the machine. Controllers run an HTTP endpoint on their management address (port `httpProbePort`)
  * answering `{"host":…, "client":"<source address>"}` and logging each request to <host dir>/log/http-probe.log.
  *
@@ -86,6 +88,11 @@ export const DEFAULT_LAB_ROOT = '/tmp/xenstack-labs'
 export const labRoot = (root?: string): string => root ?? process.env.XENSTACK_LAB_ROOT ?? DEFAULT_LAB_ROOT
 
 const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+/**
+ * Directories each host has its own copy-on-write view of (overlay, upper = <host dir>/<name>). Anything else on
+ * the root filesystem (e.g. a new top-level /images) is the machine's: write there only through these.
+ */
+export const PER_HOST_DIRS = ['etc', 'root', 'var', 'boot', 'opt', 'srv'].filter((d) => existsSync(`/${d}`))
 const SLOT_MIN = 200
 const SLOT_MAX = 249
 
@@ -197,8 +204,11 @@ export class Lab {
 
   /** Where a path under the host's /etc, /root or /var lands on the machine (its overlay's upper dir). */
   backingPath(host: string, path: string): string {
-    const m = /^\/(etc|root|var)(\/.*)?$/.exec(path)
-    if (!m) throw new Error(`backingPath: ${path} is not under /etc, /root or /var (only those are per host)`)
+    const m = /^\/(etc|root|var|boot|opt|srv)(\/.*)?$/.exec(path)
+    if (!m)
+      throw new Error(
+        `backingPath: ${path} is not under ${PER_HOST_DIRS.map((d) => '/' + d).join(', ')} (only those are per host)`,
+      )
     return join(this.hostDir(host), m[1], m[2] ?? '')
   }
 
@@ -465,7 +475,7 @@ export class Lab {
     const jobs: Promise<unknown>[] = [keygen(join(admin, 'id_ed25519'), `xenstack-lab-${plan.name}-admin`)]
     for (const h of plan.hosts) {
       const d = join(dir, 'hosts', h.name)
-      for (const sub of ['etc', 'root', 'var', '.ovl/etc', '.ovl/root', '.ovl/var', 'ssh', 'log', 'run', 'xenstored'])
+      for (const sub of [...PER_HOST_DIRS, ...PER_HOST_DIRS.map((p) => `.ovl/${p}`), 'ssh', 'log', 'run', 'xenstored'])
         mkdirSync(join(d, sub), { recursive: true })
       chmodSync(join(d, 'root'), 0o700)
       mkdirSync(join(d, 'root', '.ssh'), { recursive: true, mode: 0o700 })
@@ -554,7 +564,7 @@ export class Lab {
       'set -e',
       'h=$1; d=$2; bin=$3',
       'hostname "$h"',
-      'for p in etc root var; do',
+      `for p in ${PER_HOST_DIRS.join(' ')}; do`,
       '  mount -t overlay "xsl-$h-$p" -o "lowerdir=/$p,upperdir=$d/$p,workdir=$d/.ovl/$p" "/$p"',
       'done',
       'mount -t tmpfs -o mode=0755,size=16m "xsl-$h-run" /run',

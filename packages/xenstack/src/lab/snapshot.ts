@@ -31,6 +31,9 @@ const SENSITIVE_PATHS = [
   '/var/spool/cron/crontabs',
   '/var/lib/misc',
   '/root/.ssh',
+  '/boot/guest',
+  '/images',
+  '/opt/xensource',
 ]
 
 function fingerprint(path: string, depth = 0): string[] {

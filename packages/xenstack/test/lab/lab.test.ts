@@ -64,12 +64,14 @@ test('bring-up and teardown leave the machine unchanged; hosts are isolated and 
       await lab.execOk('compute-1', [
         'sh',
         '-c',
-        'mkdir -p /etc/nova && echo a > /etc/nova/lab.conf && echo b > /root/lab.txt && echo c > /var/lab.txt',
+        'mkdir -p /etc/nova && echo a > /etc/nova/lab.conf && echo b > /root/lab.txt && echo c > /var/lab.txt && mkdir -p /boot/guest',
       ])
       assert.equal(readFileSync(lab.backingPath('compute-1', '/etc/nova/lab.conf'), 'utf8'), 'a\n')
       assert.equal(readFileSync(lab.backingPath('compute-1', '/root/lab.txt'), 'utf8'), 'b\n')
       assert.equal(readFileSync(lab.backingPath('compute-1', '/var/lab.txt'), 'utf8'), 'c\n')
       assert.equal(existsSync('/etc/nova/lab.conf'), false)
+      assert.ok(existsSync(lab.backingPath('compute-1', '/boot/guest')))
+      assert.equal(existsSync('/boot/guest'), false)
       assert.equal((await lab.exec('dom0-1', ['test', '-e', '/etc/nova/lab.conf'])).code, 1)
       // ssh by key with xenstack's own known_hosts (StrictHostKeyChecking yes), for every host
       for (const h of lab.hosts) {
