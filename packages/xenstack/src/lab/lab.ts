@@ -852,7 +852,9 @@ function allocateSlot(root: string, name: string): number {
     if (existsSync(file)) {
       // reclaim a slot whose lab is gone
       const owner = readFileSync(file, 'utf8').trim()
-      if (owner && !existsSync(join(root, owner, 'state.json')) && !existsSync(`/sys/class/net/xl${slot}h0`)) {
+      // a lab between taking its slot and writing its state looks the same: only reclaim old claims
+      const old = Date.now() - statSync(file).mtimeMs > 60_000
+      if (old && !existsSync(join(root, owner, 'state.json')) && !existsSync(`/sys/class/net/xl${slot}h0`)) {
         try {
           unlinkSync(file)
         } catch {
