@@ -4,33 +4,42 @@
  *
  * API
  * ---
- *   import { withLab, Lab } from '@xenstack/xenstack/lab'   (also re-exported from '@xenstack/xenstack')
- *
+ *   import { withLab } from '../../src/lab/index.js'   (in xenstack's tests; Lab and withLab are also exported by
+ *                                                      '@xenstack/xenstack')
  *   await withLab({ hosts: 1 }, async (lab) => {
  *     const r = await lab.exec('compute-1', ['ip', '-br', 'addr'])   // { code, stdout, stderr }, never throws on exit code
  *     await lab.execOk('dom0-1', ['sh', '-c', 'echo hi > /etc/xapi.d/plugins/x'])  // throws CommandError unless exit 0
  *     lab.backingPath('dom0-1', '/etc/xapi.d/plugins/x')                // where that write landed on the machine
  *     const h = lab.host('controller-1')  // { name, role, netns, xapiHost, ssh: { host, port, user, identityFile,
  *                                         //   knownHostsFile }, addresses: { management: '192.168.0.2/24' }, … }
- *     // ssh -F lab.sshConfigFile root@compute-1   (or ssh2 with h.ssh; host keys are in h.ssh.knownHostsFile)
+ *     // ssh -F lab.sshConfigFile compute-1   (or ssh2 with h.ssh; host keys are in h.ssh.knownHostsFile)
+ *     lab.httpProbeUrl('controller-1')    // the controller's reachability endpoint
+ *     await lab.attachGuestInterface('compute-1', 9, mac, 'xenapi') // a NIC by hand (XAPI does it with simulator)
  *   })
+ *   withLab({ hosts: 2, simulator: true }, async (lab) => { lab.simulator!.url, .username, .password, .sim,
+ *     .refs (lab host → XAPI ref), await lab.simulator!.settled(); lab.xenstore('compute-1').setXapiData(…) })
  *
- *   Lab.up(options) / lab.down() do the same by hand; `Lab.destroy(name)` removes a (stale) lab by name.
+ *   Lab.up(options) / lab.down() do the same by hand; `Lab.destroy(name)` removes a (stale) lab by name;
+ *   `Lab.attach(name)` is a view (exec, hosts, ssh) of a lab another process holds (`xenstack lab up`).
  *
  * Options (all optional): `name` (default: unique per process), `hosts` (XenServer hosts, default 1),
- * `controllers` (default 1), `storageNode` (default true), `networks: { management: { cidr }, storage: { cidr } }`,
- * `httpProbePort` (default 8000, false for none), `root` (labs directory, default $XENSTACK_LAB_ROOT or
+ * `controllers` (default 1), `storageNode` (default true), `networks: { management: { cidr }, storage: { cidr } }`
+ * (defaults 192.168.0.0/24 and 192.168.1.0/24; any prefix), `httpProbePort` (default 8000, false for none),
+ * `simulator` (true or { password, version }: an xapi-sim pool wired to the lab, see simulator-link.ts),
+ * `services` ([{ kind, host, options }], see services.ts), `root` (labs directory, default $XENSTACK_LAB_ROOT or
  * /tmp/xenstack-labs), `seed(host, paths)` (write files into a host's backing dirs before it starts — files
- * written into the backing dirs from outside while the lab runs are not reliably visible, overlayfs rule).
+ * written into the backing dirs from outside while the lab runs are not reliably visible, overlayfs rule),
+ * `log(line)` (progress with timings).
  *
  * Host names: `dom0-<i>` and `compute-<i>` per XenServer host `xs<i>`, `controller-<j>`, `storage`.
  * Each host has its own network, mount and UTS namespaces (hostname = host name); /etc, /root, /var, /boot, /opt
  * and /srv are overlays whose upper dirs are the host's backing dirs under `<lab dir>/hosts/<host>/<dir>`; /run is
  * a private tmpfs; /usr/local/bin adds the lab's guest programs (xenstore-read/write, lab-dhcp-client). The rest
  * of the root filesystem is shared with the machine: a new top-level path (XenServer's /images) would land on the
- * machine, so dom0 work must stay inside those directories; sshd (key-only, own host key) listens on port 22 of the host's admin address, reachable
- * from the machine. Controllers run an HTTP endpoint on their management address (port `httpProbePort`)
- * answering `{"host":…, "client":"<source address>"}` and logging each request to <host dir>/log/http-probe.log.
+ * machine, so dom0 work must stay inside those directories. sshd (key-only, own host key) listens on port 22 of
+ * the host's admin address (198.18.<slot>.x), reachable from the machine. Controllers run an HTTP endpoint on
+ * their management address (port `httpProbePort`) answering `{"host":…, "client":"<source address>"}` and logging
+ * each request to <host dir>/log/http-probe.log. Compute VMs forward nothing (FORWARD policy DROP) until told to.
  *
  * Teardown kills every process in the lab's namespaces, deletes the namespaces (their links go with them)
  * and the lab directory. What a lab creates is recorded in `<lab dir>/state.json` before it is created, so
