@@ -540,6 +540,37 @@ export function installVm(sim: Simulator, behaviour: VmBehaviour): void {
     throw new XapiError('XENAPI_MISSING_PLUGIN', a[1])
   })
   d.implement('VM.get_boot_record', (_c, a) => db.must('VM', a[0]))
+  op('pool_migrate', (_c, a) => {
+    const [vm, host] = a as [string, string]
+    const h = db.must('host', host)
+    if (!h.enabled) throw new XapiError('HOST_DISABLED', host)
+    if (db.get(vm)!.resident_on === host) throw new XapiError('HOST_NOT_ENOUGH_FREE_MEMORY', 0, 0)
+    db.update(vm, { resident_on: host, domid: sim.nextDomid(host) })
+  })
+  d.implement('VM.set_memory_dynamic_range', (_c, a) => {
+    const [vm, min, max] = a as [string, number, number]
+    const rec = assertVmOperation(sim, vm, 'changing_dynamic_range')
+    if (!((rec.memory_static_min as number) <= min && min <= max && max <= (rec.memory_static_max as number)))
+      throw new XapiError('MEMORY_CONSTRAINT_VIOLATION', 'static_min ≤ dynamic_min ≤ dynamic_max ≤ static_max')
+    db.update(vm, {
+      memory_dynamic_min: min,
+      memory_dynamic_max: max,
+      memory_target: rec.power_state === 'Running' ? max : 0,
+    })
+  })
+  d.implement('VM.set_memory_static_range', (_c, a) => {
+    const [vm, min, max] = a as [string, number, number]
+    assertVmOperation(sim, vm, 'changing_static_range')
+    if (min > max) throw new XapiError('MEMORY_CONSTRAINT_VIOLATION', 'static_min ≤ static_max')
+    db.update(vm, { memory_static_min: min, memory_static_max: max })
+  })
+  d.implement('VM.set_VCPUs_number_live', (_c, a) => {
+    const [vm, n] = a as [string, number]
+    const rec = assertVmOperation(sim, vm, 'changing_VCPUs_live')
+    if (n < 1 || n > (rec.VCPUs_max as number)) throw new XapiError('INVALID_VALUE', 'nvcpu', n)
+    const m = rec.metrics as string
+    if (db.has('VM_metrics', m)) db.set(m, 'VCPUs_number', n)
+  })
   // Setters that must keep allowed_operations right.
   for (const f of ['is_a_template', 'power_state']) {
     const w = `VM.set_${f}`

@@ -336,3 +336,20 @@ test('an operation in progress blocks conflicting ones (OTHER_OPERATION_IN_PROGR
   })
   assert.deepEqual(allowedDuring, [], 'nothing else allowed while rebooting')
 })
+
+test('pool_migrate moves a running VM; memory and VCPU changes are checked', async (t) => {
+  const r = await start({ hosts: 2, vms: [{ name: 'v', powerState: 'Running', host: 0, vcpus: 2 }] })
+  t.after(() => r.close())
+  const vm = r.sim.db.find('VM', (v) => v.name_label === 'v')!
+  const [h1, h2] = r.sim.db.refs('host')
+  assert.equal(await r.ok('VM.get_resident_on', vm), h1)
+  await r.ok('VM.pool_migrate', vm, h2, {})
+  assert.equal(await r.ok('VM.get_resident_on', vm), h2)
+  assert.ok((await r.ok<string[]>('host.get_resident_VMs', h2)).includes(vm))
+  assert.ok(!(await r.ok<string[]>('host.get_resident_VMs', h1)).includes(vm))
+  await r.ok('VM.set_VCPUs_number_live', vm, 1)
+  assert.equal((await r.err('VM.set_VCPUs_number_live', vm, 9))[0], 'INVALID_VALUE')
+  assert.equal((await r.err('VM.set_memory_dynamic_range', vm, 10, 1))[0], 'MEMORY_CONSTRAINT_VIOLATION')
+  await r.ok('VM.hard_shutdown', vm)
+  assert.deepEqual(await r.err('VM.pool_migrate', vm, h1, {}), ['VM_BAD_POWER_STATE', vm, 'running', 'halted'])
+})
