@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { StateStore } from '../../src/state/store.js'
+import { builtinReleases, releaseToJSON } from '../../src/releases/release.js'
 
 const cli = join(fileURLToPath(import.meta.url), '..', '..', '..', 'src', 'cli', 'main.js')
 
@@ -36,12 +37,17 @@ function seed(dataDir: string, dir: string, gate?: string) {
     parameters: { cmd: mark(id), timeout: 60, retries: 0 },
     ...extra,
   })
+  // The shipped release with a small graph of our own instead of its core tasks.
+  const base = releaseToJSON(builtinReleases()[0])
   state.releases.upsert({
     name: 'engine-test',
-    version: '1',
+    version: 'engine-test-1',
     operatingSystem: 'ubuntu',
     source: 'test',
     data: {
+      ...base,
+      name: 'engine-test',
+      version: 'engine-test-1',
       tasks: [
         { id: 'deploy_start', type: 'stage' },
         { id: 'deploy_end', type: 'stage', requires: ['deploy_start'] },

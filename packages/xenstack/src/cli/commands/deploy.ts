@@ -181,7 +181,7 @@ async function runDeploy(envName: string, o: Opts, mode: 'deploy' | 'resume'): P
     exitFor(summary)
   } catch (e) {
     if (e instanceof EnvironmentNotDeployableError)
-      throw new CliError(e.message, /does not exist/.test(e.message) ? ExitCode.notFound : ExitCode.invalidInput)
+      throw new CliError(e.message, e.notFound ? ExitCode.notFound : ExitCode.invalidInput)
     if (e instanceof GraphBuildError) throw new CliError(e.message, ExitCode.invalidInput)
     throw e
   } finally {
