@@ -121,30 +121,32 @@ export async function importVdi(
       `importVdi(${vdi}): format ${format} needs the stream's length (options.size): XAPI accepts chunked uploads only for raw`,
     )
   }
-  const session = await core.ensureSession()
-  // 1. Where does the data go? (an empty PUT with no task: a pool member may redirect us)
-  let origin = core.url
-  for (let i = 0; i < MAX_REDIRECTS; i++) {
-    const res = await withPool(core, origin, (pool) =>
-      pool.request({
-        method: 'PUT',
-        path: `/import_raw_vdi?${query({ session_id: session, vdi, format })}`,
-        headers: { 'content-length': '0' },
-        body: '',
-        signal: opts.signal,
-      }),
-    )
-    await res.body.dump().catch(() => undefined)
-    const location = header(res, 'location')
-    if ((res.statusCode === 302 || res.statusCode === 301 || res.statusCode === 307) && location) {
-      origin = new URL(location, origin).origin
-      continue
-    }
-    break
-  }
-  // 2. The real transfer, linked to a task.
+  // The task first: creating it through the session layer also renews an expired session, which the HTTP handlers
+  // (authenticated by session_id only) cannot do.
   const task = await createTask(core, `xenstack importVdi ${vdi}`)
   try {
+    const session = core.sessionId ?? (await core.ensureSession())
+    // 1. Where does the data go? (an empty PUT with no task: a pool member may redirect us)
+    let origin = core.url
+    for (let i = 0; i < MAX_REDIRECTS; i++) {
+      const res = await withPool(core, origin, (pool) =>
+        pool.request({
+          method: 'PUT',
+          path: `/import_raw_vdi?${query({ session_id: session, vdi, format })}`,
+          headers: { 'content-length': '0' },
+          body: '',
+          signal: opts.signal,
+        }),
+      )
+      await res.body.dump().catch(() => undefined)
+      const location = header(res, 'location')
+      if ((res.statusCode === 302 || res.statusCode === 301 || res.statusCode === 307) && location) {
+        origin = new URL(location, origin).origin
+        continue
+      }
+      break
+    }
+    // 2. The real transfer, linked to the task.
     let sent = 0
     const counter = new Transform({
       transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback) {
@@ -187,8 +189,8 @@ export async function importVdi(
 export async function exportVdi(core: XapiCore, vdi: string, opts: ExportVdiOptions = {}): Promise<Readable> {
   const method = 'GET /export_raw_vdi'
   const format = opts.format ?? 'raw'
-  const session = await core.ensureSession()
-  const task = await createTask(core, `xenstack exportVdi ${vdi}`)
+  const task = await createTask(core, `xenstack exportVdi ${vdi}`) // renews an expired session first
+  const session = core.sessionId ?? (await core.ensureSession())
   const signal = opts.signal ? AbortSignal.any([opts.signal, core.closed]) : core.closed
   try {
     let origin = core.url

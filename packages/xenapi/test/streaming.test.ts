@@ -116,6 +116,17 @@ describe('VDI import and export', () => {
     assert.equal(rr.split(' ')[0], sha256(data))
   })
 
+  test('an expired session is renewed before a transfer', async () => {
+    const size = MiB
+    const data = diskImage(size)
+    const vdi = await newVdi(size, 'after expiry')
+    const sim = server.pools[0]!.sim
+    assert.ok((await sim.call('session.logout', [xapi.sessionId])).ok)
+    await xapi.importVdi(vdi, data, { format: 'raw' })
+    assert.ok((await sim.call('session.logout', [xapi.sessionId])).ok)
+    assert.equal(sha256(await readAll(await xapi.exportVdi(vdi))), sha256(data))
+  })
+
   test('a failed import rejects with the task error (XenAPIError), not a bare HTTP status', async () => {
     const vdi = await newVdi(MiB, 'too small')
     await assert.rejects(xapi.importVdi(vdi, diskImage(2 * MiB), { format: 'raw' }), (e: unknown) => {
