@@ -5,6 +5,7 @@
  */
 import { XapiError } from '../errors.js'
 import { WireResult } from '../dispatch.js'
+import { recordResult } from './implicit.js'
 import type { Row, ChangeOp } from '../store.js'
 import type { Simulator } from '../simulator.js'
 
@@ -149,7 +150,27 @@ export class EventManager {
       valid_ref_counts: db.refCounts(),
       token: formatToken(db.generation, db.generation),
     }
-    return new WireResult(value, () => this.encodeBatch(value))
+    return new WireResult(
+      value,
+      () => this.encodeBatch(value),
+      () => this.jsonBatch(value),
+    )
+  }
+
+  /** JSON text of an event; snapshots come from the rows' cached JSON (same bytes as JSON.stringify). */
+  private jsonEvent(ev: EventRecord): string {
+    let s = `{"id":"${ev.id}","timestamp":"${ev.timestamp}","class":"${ev.class}","operation":"${ev.operation}","ref":${JSON.stringify(ev.ref)}`
+    if (ev.snapshot) {
+      const row = this.sim.db.row(ev.ref)
+      s += `,"snapshot":${row && row.rec === ev.snapshot ? this.sim.db.json(row) : JSON.stringify(ev.snapshot)}`
+    }
+    return s + '}'
+  }
+
+  private jsonBatch(v: { events: EventRecord[]; valid_ref_counts: Record<string, number>; token: string }): string {
+    let s = '{"events":['
+    for (let i = 0; i < v.events.length; i++) s += (i ? ',' : '') + this.jsonEvent(v.events[i])
+    return s + `],"valid_ref_counts":${JSON.stringify(v.valid_ref_counts)},"token":"${v.token}"}`
   }
 
   private encodeEvent(ev: EventRecord): string {
@@ -162,8 +183,11 @@ export class EventManager {
       `<member><name>ref</name><value>${ev.ref}</value></member>`
     if (ev.snapshot) {
       const row = this.sim.db.row(ev.ref)
-      const cls = row?.cls.name ?? this.sim.model.cls(ev.class)?.name ?? ev.class
-      s += `<member><name>snapshot</name>${enc.encode(ev.snapshot, { kind: 'record', class: cls })}</member>`
+      const xml =
+        row && row.rec === ev.snapshot
+          ? (recordResult(this.sim, row).xml as () => string)()
+          : enc.encode(ev.snapshot, { kind: 'record', class: this.sim.model.cls(ev.class)?.name ?? ev.class })
+      s += `<member><name>snapshot</name>${xml}</member>`
     }
     return s + '</struct></value>'
   }

@@ -254,3 +254,18 @@ test('cancelling an Async task before or while it runs: TASK_CANCELLED, the oper
   assert.equal(r.sim.db.get(vm)!.power_state, 'Halted')
   assert.deepEqual(r.sim.db.get(vm)!.current_operations, {})
 })
+
+test('event.from and get_all_records JSON built from cached rows equals JSON.stringify of the value', async (t) => {
+  const r = await start({ hosts: 2, vms: 3 })
+  t.after(() => r.close())
+  const s = r.sim.login()
+  for (const [method, params] of [
+    ['event.from', [s, ['*'], '', 0.1]],
+    ['VM.get_all_records', [s]],
+    ['VM.get_record', [s, r.sim.db.refs('VM')[0]]],
+  ] as const) {
+    const o = await r.sim.call(method, [...params])
+    assert.ok(o.ok && o.json, method)
+    assert.equal(o.json(), JSON.stringify(o.value), method)
+  }
+})
