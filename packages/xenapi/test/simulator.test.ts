@@ -1,12 +1,26 @@
 /**
  * Behaviour of the client against @xenstack/xapi-sim on both transports: login and logout, typed calls and result
  * conversion, master redirect, re-login after the server expired the session, call timeouts, the in-flight bound,
- * tasks (success, failure, cancel, progress) and events (add, mod, del) with the object cache.
+ * tasks (success, failure, cancel, progress), events (add, mod, del) with the object cache, and TLS (pinned and
+ * rejected) through a TLS terminator in front of the simulator.
  */
 import assert from 'node:assert/strict'
+import { createServer as createTlsServer } from 'node:tls'
+import { connect as netConnect, type AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
+import { hasExecutable, requirePrerequisite } from '@xenstack/testkit'
 import { XapiError, createSimulator, type Simulator } from '@xenstack/xapi-sim'
-import { ErrorCode, XapiTimeoutError, XenAPIError, connect, type Xapi, type XapiEvent } from '../src/index.js'
+import {
+  CertificatePinError,
+  ErrorCode,
+  XapiTimeoutError,
+  XapiTransportError,
+  XenAPIError,
+  connect,
+  type Xapi,
+  type XapiEvent,
+} from '../src/index.js'
+import { makeSelfSignedCert } from './fake-xapi.js'
 
 const PASSWORD = 'sim-Passw0rd'
 
@@ -392,6 +406,39 @@ describe('transport auto', () => {
       assert.equal(xapi.transportKind, 'json-rpc')
     } finally {
       await xapi.close()
+    }
+  })
+})
+
+describe('TLS in front of the simulator', () => {
+  test('https through a TLS terminator with a self-signed certificate: pinned accepted, unknown rejected', async (t) => {
+    if (!requirePrerequisite(t, 'openssl', () => hasExecutable('openssl'))) return
+    const cert = makeSelfSignedCert()
+    // stunnel-like: TLS on one port, plain TCP to the simulator behind it
+    const proxy = createTlsServer({ key: cert.key, cert: cert.cert }, (client) => {
+      const upstream = netConnect(port, '127.0.0.1')
+      client.pipe(upstream).pipe(client)
+      client.on('error', () => upstream.destroy())
+      upstream.on('error', () => client.destroy())
+    })
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r))
+    const httpsUrl = `https://127.0.0.1:${(proxy.address() as AddressInfo).port}`
+    try {
+      const xapi = await connect({ url: httpsUrl, password: PASSWORD, tls: { fingerprint: cert.fingerprint } })
+      try {
+        assert.equal((await xapi.host.get_all()).length, 2)
+        assert.equal(xapi.url, httpsUrl)
+      } finally {
+        await xapi.close()
+      }
+      await assert.rejects(
+        connect({ url: httpsUrl, password: PASSWORD, tls: { fingerprint: '00'.repeat(32) } }),
+        (e: unknown) => e instanceof XapiTransportError && e.cause instanceof CertificatePinError,
+      )
+      await assert.rejects(connect({ url: httpsUrl, password: PASSWORD }), XapiTransportError)
+    } finally {
+      await new Promise((r) => proxy.close(r))
+      cert.dispose()
     }
   })
 })
