@@ -13,6 +13,7 @@
 // Usage: npx tsc -b packages/xenapi packages/xapi-sim && node bench/xenapi-client.mjs [--vms 1000] [--seq 1000]
 //        [--conc 2000] [--rounds 5] [--only ours,xen-api,python]
 import { spawn } from 'node:child_process'
+import { loadavg } from 'node:os'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { dirname, join } from 'node:path'
@@ -124,6 +125,11 @@ async function pythonClient(url) {
   }
 }
 
+const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(1))
+    .join(' ')
+const loadBefore = load()
 const sim = await startSim()
 const results = {}
 try {
@@ -198,6 +204,9 @@ const line = (label, o, p, target) =>
       `get_all_records ${ratio(o, p, 'allMs', true).padStart(6)}  cpu/call ${ratio(o, p, 'seqCpu', true).padStart(6)}` +
       (target ? `   (target >= ${target}x)` : ''),
   )
+console.log(
+  `\nload average before ${loadBefore}, after ${load()} (wall-clock figures depend on it; CPU µs/call much less)`,
+)
 console.log('\nratios (higher = ours better; get_all_records and cpu: their time / ours)')
 const py = results['XenAPI.py xml-rpc']
 line('ours json-rpc / xen-api json-rpc', results['ours json-rpc'], results['xen-api json-rpc'], 1.5)
