@@ -155,7 +155,8 @@ try {
   const seqN = Math.ceil(SEQ / blocks)
   const concN = Math.ceil(CONC_CALLS / blocks)
   for (let b = 0; b < blocks; b++) {
-    for (const [name, c] of clients) {
+    // every other block in reverse order, so no client always runs right after the same other one
+    for (const [name, c] of b % 2 ? [...clients].reverse() : clients) {
       const r = results[name]
       const [sw, sc] = c.seqBlock ? await c.seqBlock(seqN, b * seqN) : await seqBlock(c.call, vms, seqN, b * seqN)
       const [cw, cc] = c.concBlock
@@ -168,7 +169,9 @@ try {
     }
   }
   for (let k = 0; k < ROUNDS; k++) {
-    for (const [name, c] of clients) results[name].all.push(c.all ? await c.all() : await allRound(c.call))
+    for (const [name, c] of k % 2 ? [...clients].reverse() : clients) {
+      results[name].all.push(c.all ? await c.all() : await allRound(c.call))
+    }
   }
   for (const [name] of clients) {
     const r = results[name]
