@@ -4,6 +4,7 @@
  *
  * Parts register here as they land (simulator, lab, server + UI); each is a `Service`.
  */
+import { stringify } from 'yaml'
 import { emit } from './cli/output.js'
 
 export interface Service {
@@ -50,7 +51,8 @@ export async function runMainJob(opts: { json?: boolean }): Promise<void> {
   emit(opts, { running: info }, () => {
     console.log('xenstack is running:')
     if (services.length === 0) console.log('  (no services are built yet)')
-    for (const [name, details] of Object.entries(info)) console.log(`  ${name}: ${JSON.stringify(details)}`)
+    const details = stringify(info, { indent: 2 }).trimEnd()
+    if (services.length > 0) console.log(details.replace(/^/gm, '  '))
     console.log('Press Ctrl-C to stop.')
   })
   // Keep the event loop alive until a signal arrives.

@@ -16,7 +16,6 @@ import { planLab, validateLabName, type LabEnvironment } from '../../lab/topolog
 import type { LabDescription, LabRequest } from '../../lab/supervisor.js'
 import { registerLabEnvironment, unregisterLabEnvironment } from '../../lab/environment.js'
 import { isAlive, sleep } from '../../lab/sys.js'
-import { registerMainJobServices } from '../../main-job.js'
 import { CliError, ExitCode } from '../errors.js'
 import { table } from '../output.js'
 
@@ -359,31 +358,3 @@ function labStatus(name: string, json?: boolean): void {
     ].join('\n'),
   )
 }
-
-// `npm start` brings up a 2-host lab wired to its own simulated pool (in-process, named "start"); without root or
-// the kernel features it reports why and the rest of the main job runs on.
-registerMainJobServices(async () => {
-  let lab: Lab | undefined
-  return [
-    {
-      name: 'lab',
-      async start() {
-        try {
-          await preflight()
-        } catch (e) {
-          return { status: 'not started', reason: (e as Error).message }
-        }
-        lab = await Lab.up({ name: process.env.XENSTACK_LAB_NAME ?? 'start', hosts: 2, simulator: true })
-        return {
-          simulator: { url: lab.simulator!.url, username: lab.simulator!.username, password: lab.simulator!.password },
-          ssh: `ssh -F ${lab.sshConfigFile} <host>`,
-          hosts: Object.fromEntries(lab.hosts.map((h) => [h.name, h.ssh.host])),
-          httpProbe: lab.httpProbeUrl(),
-        }
-      },
-      async stop() {
-        await lab?.down()
-      },
-    },
-  ]
-})

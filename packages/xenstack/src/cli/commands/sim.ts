@@ -3,15 +3,7 @@
  * `xapi-sim listening on http://HOST:PORT`; SIGINT/SIGTERM flush the state directory and exit 0.
  */
 import type { Command } from 'commander'
-import {
-  generatePassword,
-  runSimCli,
-  SimCliError,
-  startSimServer,
-  type SimCliOptions,
-  type SimServer,
-} from '@xenstack/xapi-sim'
-import { registerMainJobServices } from '../../main-job.js'
+import { runSimCli, SimCliError, type SimCliOptions } from '@xenstack/xapi-sim'
 import { CliError, ExitCode } from '../errors.js'
 
 const collect = (v: string, prev: string[] = []) => [...prev, v]
@@ -42,26 +34,3 @@ export function register(program: Command): void {
       }
     })
 }
-
-// `npm start` runs the default simulator (2-host XenServer 7.1 pool) as a main-job service. State lives in
-// .state/sim; the password is XENSTACK_SIM_PASSWORD or a fresh generated one, printed with the URL.
-registerMainJobServices(async () => {
-  let server: SimServer | undefined
-  return [
-    {
-      name: 'simulator',
-      async start() {
-        const password = process.env.XENSTACK_SIM_PASSWORD ?? generatePassword()
-        server = await startSimServer({
-          listen: process.env.XENSTACK_SIM_LISTEN ?? '127.0.0.1:0',
-          state: process.env.XENSTACK_SIM_STATE ?? '.state/sim',
-          password,
-        })
-        return { url: server.url, user: 'root', password, state: server.stateDir }
-      },
-      async stop() {
-        await server?.close()
-      },
-    },
-  ]
-})

@@ -1,5 +1,6 @@
 import type { Command } from 'commander'
 import { runMainJob } from '../../main-job.js'
+import '../../main-pool.js'
 
 export function register(program: Command): void {
   program
