@@ -18,31 +18,12 @@
  */
 import { createHash } from 'node:crypto'
 import { Expression, type Models } from '@xenstack/restrictions'
+import type { DeploymentTask } from '../plugins/graph.js'
 import { GraphCycleError, topologicalOrder } from './scheduler.js'
 import { SYNC_NODE, type ExecutionPlan, type FaultToleranceGroup, type Limiter, type PlanTask } from './types.js'
 
-/** One entry of a deployment_tasks.yaml (Fuel's fields). */
-export interface TaskDefinition {
-  id: string
-  type: string
-  version?: string
-  role?: string | string[]
-  roles?: string | string[]
-  groups?: string | string[]
-  tags?: string | string[]
-  requires?: string[]
-  required_for?: string[]
-  tasks?: string[]
-  stage?: string
-  condition?: unknown
-  parameters?: Record<string, unknown>
-  'cross-depends'?: unknown
-  'cross-depended-by'?: unknown
-  reexecute_on?: string[]
-  fault_tolerance?: number | string
-  timeout?: number
-  [key: string]: unknown
-}
+/** One entry of a deployment_tasks.yaml (Fuel's fields): the plugin framework's type, read by the engine too. */
+export type TaskDefinition = DeploymentTask
 
 export interface SourcedTask {
   task: TaskDefinition

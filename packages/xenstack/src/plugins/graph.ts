@@ -26,6 +26,7 @@ export interface DeploymentTask {
   'cross-depended-by'?: unknown
   reexecute_on?: string[]
   fault_tolerance?: number | string
+  timeout?: number
   [key: string]: unknown
 }
 
