@@ -519,16 +519,20 @@ function build(sim: Simulator, desc: PoolDescription): BuiltPool {
           `xapi-sim: VM ${v.name}: unknown SR ${JSON.stringify(d.sr)} (known: ${[...srs.keys()].join(', ')})`,
         )
       const vdiUuid = newUuid()
-      const vdi = db.create('VDI', {
-        uuid: vdiUuid,
-        name_label: d.name ?? `${v.name} disk ${di}`,
-        SR: sr,
-        virtual_size: d.sizeBytes,
-        physical_utilisation: 0,
-        type: 'system',
-        managed: true,
-        location: vdiUuid,
-      })
+      const vdi = db.create(
+        'VDI',
+        {
+          uuid: vdiUuid,
+          name_label: d.name ?? `${v.name} disk ${di}`,
+          SR: sr,
+          virtual_size: d.sizeBytes,
+          physical_utilisation: 0,
+          type: 'system',
+          managed: true,
+          location: vdiUuid,
+        },
+        { freshUuid: true },
+      )
       db.update(sr, { virtual_allocation: (db.get(sr)!.virtual_allocation as number) + d.sizeBytes })
       db.create('VBD', {
         VM: vm,

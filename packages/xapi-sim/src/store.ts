@@ -140,7 +140,16 @@ export class Database extends EventEmitter {
   generation = 0
   private readonly tables = new Map<string, Map<string, Row>>()
   private readonly rows = new Map<string, Row>()
-  private readonly uuids = new Map<string, string>()
+  /** uuid → ref, built on first use (a bulk build of 300,000 rows does not pay for it) and kept up to date. */
+  private uuids: Map<string, string> | undefined
+
+  private uuidIndex(): Map<string, string> {
+    if (!this.uuids) {
+      this.uuids = new Map()
+      for (const row of this.rows.values()) this.uuids.set(row.uuid, row.ref)
+    }
+    return this.uuids
+  }
   private log: LogEntry[] = []
   /** Oldest generation the log can still answer from exactly (older tokens get every live object). */
   private logHorizon = 0
@@ -255,7 +264,7 @@ export class Database extends EventEmitter {
 
   /** The ref of a uuid within a class, or undefined. */
   refOfUuid(cls: string, uuid: string): string | undefined {
-    const ref = this.uuids.get(uuid)
+    const ref = this.uuidIndex().get(uuid)
     if (!ref) return undefined
     return this.rows.get(ref)?.cls.name === this.cls(cls).name ? ref : undefined
   }
@@ -292,14 +301,22 @@ export class Database extends EventEmitter {
    * Creates a row with every field of the class: given values, else the datamodel default, else the type's zero.
    * Returns the new ref. `opts.ref`/`fields.uuid` may be given (scenarios, persistence); both must be unused.
    * `opts.restore` (persistence) stores the record as given without adding it to its parents' sets.
+   * `opts.freshUuid` says `fields.uuid` came from newUuid() and was never used (skips the uniqueness lookup).
    */
-  create(cls: string, fields: XapiRecord = {}, opts: { ref?: string; restore?: boolean } = {}): string {
+  create(
+    cls: string,
+    fields: XapiRecord = {},
+    opts: { ref?: string; restore?: boolean; freshUuid?: boolean } = {},
+  ): string {
     const c = this.cls(cls)
+    // Generated refs and uuids are unique by construction; only given ones are checked.
     const ref = opts.ref ?? newRef()
-    if (this.rows.has(ref)) throw new XapiError('DB_UNIQUENESS_CONSTRAINT_VIOLATION', c.name, 'ref', ref)
+    if (opts.ref !== undefined && this.rows.has(ref))
+      throw new XapiError('DB_UNIQUENESS_CONSTRAINT_VIOLATION', c.name, 'ref', ref)
     let uuid = fields.uuid as string | undefined
     if (uuid === undefined || uuid === '') uuid = newUuid()
-    else if (this.uuids.has(uuid)) throw new XapiError('DB_UNIQUENESS_CONSTRAINT_VIOLATION', c.name, 'uuid', uuid)
+    else if (!opts.freshUuid && this.uuidIndex().has(uuid))
+      throw new XapiError('DB_UNIQUENESS_CONSTRAINT_VIOLATION', c.name, 'uuid', uuid)
     const shape = this.shape(c)
     const vals = shape.scratch
     for (let i = 0; i < vals.length; i++) {
@@ -324,7 +341,7 @@ export class Database extends EventEmitter {
     }
     this.tables.get(c.name)!.set(ref, row)
     this.rows.set(ref, row)
-    this.uuids.set(uuid, ref)
+    this.uuids?.set(uuid, ref)
     this.logChange(row, false)
     if (this.watched) this.fire({ op: 'add', cls: c.name, ref, rec, gen })
     else this.wake(c.name)
@@ -378,7 +395,7 @@ export class Database extends EventEmitter {
     if (!row) throw new XapiError('HANDLE_INVALID', 'object', ref)
     this.tables.get(row.cls.name)!.delete(ref)
     this.rows.delete(ref)
-    this.uuids.delete(row.uuid)
+    this.uuids?.delete(row.uuid)
     const cr = this.childRel.get(row.cls.name)
     if (cr) for (const [cf, , pf] of cr) this.unlinkChild(row.rec[cf], pf, ref)
     const gen = ++this.generation
