@@ -71,7 +71,9 @@ export async function machineSnapshot(root?: string): Promise<MachineSnapshot> {
     try {
       for (const line of readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n'))
         if (line.includes(labsDir))
-          mounts.push(line.split(' ').slice(3, 5).join(' ') + ' ' + line.match(/upperdir=[^,]+/)?.[0])
+          // root, mount point, and the lab path in the options (upperdir or lowerdir), so the line says which
+          // lab it belongs to even for a read-only overlay that has no upperdir.
+          mounts.push(line.split(' ').slice(3, 5).join(' ') + ' ' + labPathIn(line, labsDir))
     } catch {
       // gone
     }
@@ -131,4 +133,11 @@ export function compareSnapshots(
     for (const l of a) if (!bs.has(l)) diffs.push(`${key}: + ${l}`)
   }
   return diffs
+}
+
+/** The first overlay directory option (upperdir, lowerdir) of a mountinfo line that lies under `labsDir`. */
+function labPathIn(mountinfoLine: string, labsDir: string): string | undefined {
+  for (const m of mountinfoLine.matchAll(/(upperdir|lowerdir)=([^,\s]+)/g))
+    for (const dir of m[2].split(':')) if (dir.startsWith(labsDir)) return `${m[1]}=${dir}`
+  return undefined
 }
