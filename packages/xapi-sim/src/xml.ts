@@ -4,6 +4,7 @@
  * `<value></value>`), with record encoders compiled once per class. Its output is byte-identical to
  * @xenstack/xapi-wire's encodeValue for every class (test/core/wire.test.ts checks it); it exists for speed only.
  */
+import { formatDouble } from '@xenstack/xapi-wire'
 import type { Model, XapiType } from './model.js'
 
 const ESC_RE = /[&<>\r]/
@@ -13,13 +14,8 @@ export function escapeXml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/\r/g, '&#13;')
 }
 
-/** %.16g as OCaml's Printf formats floats. */
-export function formatDouble(n: number): string {
-  if (Number.isInteger(n) && Math.abs(n) < 1e16) return String(n)
-  if (!Number.isFinite(n)) return n > 0 ? 'inf' : n < 0 ? '-inf' : 'nan'
-  const s = String(Number(n.toPrecision(16)))
-  return s.replace('e+', 'e+').replace(/e([+-])(\d)$/, 'e$10$2')
-}
+/** %.16g as XAPI formats floats (1e-05, 1e+16): xapi-wire's, so client and simulator cannot differ. */
+export { formatDouble }
 
 type Enc = (v: unknown) => string
 

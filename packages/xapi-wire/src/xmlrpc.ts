@@ -7,6 +7,9 @@ import { getMessage } from './datamodel.js'
 import { converterFor } from './convert.js'
 import { unwrapEnvelope } from './envelope.js'
 import { encoderFor, escapeXml, encodeGeneric } from './xmlrpc-encode.js'
+
+/** C's `%.16g`, as XAPI formats doubles: one implementation for client and simulator. */
+export { formatDouble } from './xmlrpc-encode.js'
 import { decodeUtf8 } from './utf8.js'
 
 /**

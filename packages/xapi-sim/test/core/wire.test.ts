@@ -159,3 +159,12 @@ test('record encoding agrees byte for byte with @xenstack/xapi-wire for every cl
     }
   }
 })
+
+test('doubles go out as XAPI formats them (%.16g: 1e-05, 1e+16, 0.1)', async () => {
+  const { formatDouble } = await import('../../src/xml.js')
+  assert.equal(formatDouble(1e-5), '1e-05')
+  assert.equal(formatDouble(1e16), '1e+16')
+  assert.equal(formatDouble(0.1), '0.1')
+  assert.equal(formatDouble(0.1 + 0.2), '0.3')
+  assert.equal(formatDouble(-2.5e-7), '-2.5e-07')
+})
