@@ -1,33 +1,15 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { builtinReleases } from '../../src/releases/release.js'
 import { loadPluginDir } from '../../src/plugins/loader.js'
 import { buildExecutionPlan } from '../../src/engine/graph.js'
 import { runPlan } from '../../src/engine/scheduler.js'
 import { Recorder } from './synthetic.js'
+import { corpusDir, XENSERVER_DEFINES } from '../plugins/corpus.js'
 
-const corpus = join(
-  fileURLToPath(import.meta.url),
-  '..',
-  '..',
-  '..',
-  '..',
-  '..',
-  '..',
-  '..',
-  'shared',
-  'corpus',
-  'fuel',
-)
-const defines = {
-  HYPERVISOR_NAME: 'XenServer',
-  HYPERVISOR_LOWER: 'xenserver',
-  PLUGIN_NAME: 'fuel-plugin-xenserver',
-  PLUGIN_VERSION: '4.0',
-  PLUGIN_REVISION: '1',
-}
+const corpus = corpusDir()
+const defines = { ...XENSERVER_DEFINES, PLUGIN_VERSION: '4.0' }
 
 for (const version of ['7.0', '8.0', '9.0', 'master']) {
   test(`the shipped release + the XenServer plugin ${version} (loaded by the plugin framework) expand and run in order`, async () => {

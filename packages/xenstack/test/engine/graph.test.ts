@@ -2,26 +2,13 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { parse } from 'yaml'
 import { buildExecutionPlan, GraphBuildError, type SourcedTask, type TaskDefinition } from '../../src/engine/graph.js'
 import { runPlan } from '../../src/engine/scheduler.js'
 import { Recorder } from './synthetic.js'
+import { corpusDir } from '../plugins/corpus.js'
 
-// packages/xenstack/dist/test/engine -> repo root -> ../shared/corpus/fuel
-const corpus = join(
-  fileURLToPath(import.meta.url),
-  '..',
-  '..',
-  '..',
-  '..',
-  '..',
-  '..',
-  '..',
-  'shared',
-  'corpus',
-  'fuel',
-)
+const corpus = corpusDir()
 
 function load(rel: string, source: string): SourcedTask[] {
   const file = join(corpus, rel)
