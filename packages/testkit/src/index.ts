@@ -6,7 +6,10 @@
  * (`CI=true`) it fails the test with the name of what is missing — CI never skips.
  */
 import { execFileSync } from 'node:child_process'
-import { accessSync, constants } from 'node:fs'
+import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after } from 'node:test'
 import type { TestContext } from 'node:test'
 
 export const inCI = (): boolean => /^(1|true|yes)$/i.test(process.env.CI ?? '')
@@ -65,5 +68,19 @@ export function hasPythonModule(module: string, python = SYSTEM_PYTHON): boolean
     return true
   } catch {
     return false
+  }
+}
+
+/**
+ * Returns `tmp(prefix)`, which makes a fresh directory under the OS temp dir; every directory it made is removed
+ * when the test file's tests are done.
+ */
+export function scratchDirs(): (prefix: string) => string {
+  const dirs: string[] = []
+  after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })))
+  return (prefix) => {
+    const d = mkdtempSync(join(tmpdir(), prefix))
+    dirs.push(d)
+    return d
   }
 }

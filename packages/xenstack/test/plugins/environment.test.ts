@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { scratchDirs } from '@xenstack/testkit'
+import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { StateStore } from '../../src/state/store.js'
 import { buildPlugin, installPlugin, removePlugin } from '../../src/plugins/lifecycle.js'
@@ -10,13 +10,7 @@ import { builtinReleases } from '../../src/releases/release.js'
 import { corpusDir, XENSERVER_DEFINES } from './corpus.js'
 
 const corpus = corpusDir()
-const dirs: string[] = []
-const tmp = (p: string) => {
-  const d = mkdtempSync(join(tmpdir(), p))
-  dirs.push(d)
-  return d
-}
-test.after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })))
+const tmp = scratchDirs()
 
 function storeWithXenServer(): StateStore {
   const store = StateStore.open({ dataDir: tmp('xenstack-env-') })

@@ -1,8 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { scratchDirs } from '@xenstack/testkit'
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, cpSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync, writeFileSync, cpSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { applyBindings, checkRestrictions, validateSelection } from '@xenstack/restrictions'
@@ -21,13 +21,7 @@ import { validateEnvironmentSettings } from '../../src/plugins/settings.js'
 import { corpusDir, XENSERVER_DEFINES } from '../plugins/corpus.js'
 
 const corpus = corpusDir()
-const dirs: string[] = []
-const tmp = (p: string) => {
-  const d = mkdtempSync(join(tmpdir(), p))
-  dirs.push(d)
-  return d
-}
-test.after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })))
+const tmp = scratchDirs()
 
 test('the shipped "OpenStack on Ubuntu" release: stages, role groups, components, settings', () => {
   const r = builtinReleases()[0]

@@ -1,9 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { scratchDirs } from '@xenstack/testkit'
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { cpSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { StateStore } from '../../src/state/store.js'
@@ -16,13 +16,7 @@ import { mergeSettings, validateEnvironmentSettings, type PluginVersionInfo } fr
 
 const bin = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
 const corpus = corpusDir()
-const dirs: string[] = []
-const tmp = (p: string) => {
-  const d = mkdtempSync(join(tmpdir(), p))
-  dirs.push(d)
-  return d
-}
-test.after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })))
+const tmp = scratchDirs()
 
 function cli(home: string, ...args: string[]) {
   const r = spawnSync(process.execPath, [bin, ...args], {
