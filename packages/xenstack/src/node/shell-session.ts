@@ -55,9 +55,9 @@ export class ShellSession {
     const s = new ShellSession(channel, host)
     channel.write(
       // The dir name carries the shell's PID: a session killed outright (SIGKILL) cannot clean up, so each new
-      // session removes the dirs of shells that no longer exist.
+      // session removes the dirs of shells that no longer exist (or are zombies not yet reaped by sshd).
       `for d in "\${TMPDIR:-/tmp}"/.xenstack-sh-*-*; do [ -d "$d" ] || continue; p=\${d##*/.xenstack-sh-}; p=\${p%%-*}; ` +
-        `kill -0 "$p" 2>/dev/null || rm -rf "$d"; done\n` +
+        `{ kill -0 "$p" 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' "/proc/$p/status" 2>/dev/null; } || rm -rf "$d"; done\n` +
         `T=$(mktemp -d "\${TMPDIR:-/tmp}/.xenstack-sh-$$-XXXXXX") || exit 1; trap 'rm -rf "$T"' EXIT; trap 'exit 129' HUP; trap 'exit 143' TERM\n`,
     )
     // Old dom0s (XenServer 6.x, CentOS 5) lack coreutils' timeout and base64: such commands use exec channels.

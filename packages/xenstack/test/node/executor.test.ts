@@ -99,6 +99,12 @@ test('ssh executor: contract on a real sshd, one reused connection, host keys pi
       const dirOf = `ls -d /tmp/.xenstack-sh-${shellPid}-* 2>/dev/null || true`
       assert.match(await onHost(lab, 'compute-1', dirOf), /xenstack-sh-/)
       await onHost(lab, 'compute-1', `kill -KILL ${shellPid}`)
+      // wait until the killed shell is gone or a zombie (sshd reaps it on its own schedule)
+      await onHost(
+        lab,
+        'compute-1',
+        `i=0; while kill -0 ${shellPid} 2>/dev/null && ! grep -q '^State:[[:space:]]*Z' /proc/${shellPid}/status; do i=$((i+1)); [ $i -gt 100 ] && exit 1; sleep 0.05; done`,
+      )
       const next = sshTo(lab, 'compute-1')
       await next.run(['true'])
       await next.close()
