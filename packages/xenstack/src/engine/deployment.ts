@@ -63,13 +63,19 @@ export async function deployEnvironment(
   if (opts.dryRun) {
     return {
       kind: 'dry-run',
-      plan: await dryRun(env.name, plan, { access: env.access, natives: env.natives, settings: settingsOf(env) }),
+      plan: await dryRun(env.name, plan, {
+        access: env.access,
+        natives: env.natives,
+        settings: settingsOf(env),
+        models: env.models,
+      }),
       notes,
     }
   }
   const runner = createTaskRunner({
     access: env.access,
     settings: settingsOf(env),
+    models: env.models,
     natives: env.natives,
     scripts: env.scripts,
     xapi: env.xapi,
@@ -99,6 +105,7 @@ export async function resumeEnvironment(
   const runner = createTaskRunner({
     access: env.access,
     settings: settingsOf(env),
+    models: env.models,
     natives: env.natives,
     scripts: env.scripts,
     xapi: env.xapi,

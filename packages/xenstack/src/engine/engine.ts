@@ -231,7 +231,12 @@ export interface DryRunPlan {
 export async function dryRun(
   environment: string,
   plan: ExecutionPlan,
-  opts: { access?: NodeAccess; natives?: Map<string, NativeTask>; settings?: Record<string, unknown> } = {},
+  opts: {
+    access?: NodeAccess
+    natives?: Map<string, NativeTask>
+    settings?: Record<string, unknown>
+    models?: Record<string, unknown>
+  } = {},
 ): Promise<DryRunPlan> {
   const order = topologicalOrder(plan)
   const byNode = new Map<string, DryRunTask[]>(plan.nodes.map((n) => [n, []]))
@@ -260,7 +265,12 @@ export async function dryRun(
         try {
           const exec = await opts.access.executor(t.node)
           const facts = (await opts.access.facts?.(t.node)) ?? {}
-          const runnerOpts: TaskRunnerOptions = { access: opts.access, settings: opts.settings, natives: opts.natives }
+          const runnerOpts: TaskRunnerOptions = {
+            access: opts.access,
+            settings: opts.settings,
+            models: opts.models,
+            natives: opts.natives,
+          }
           const ctx = nativeContext(exec, t, new AbortController().signal, runnerOpts, true, facts, () => {})
           const resources = await native.resources(ctx)
           const report: ResourceReport[] =

@@ -20,6 +20,11 @@ export interface NativeTaskContext {
   exec: NodeExecutor
   /** The environment's merged settings (release + enabled plugins). */
   settings: Record<string, unknown>
+  /**
+   * The environment's other models (`release` {name, version}, `cluster`, `networking_parameters`, …) as
+   * conditions see them; empty when the caller gives none.
+   */
+  models: Record<string, unknown>
   /** Facts gathered from the node (empty when node access gathers none). */
   facts: Record<string, unknown>
   /** A XenAPI connection to the node's pool, when the environment has one for this node. */
@@ -49,6 +54,8 @@ export interface PluginScripts {
 export interface TaskRunnerOptions {
   access: NodeAccess
   settings?: Record<string, unknown>
+  /** The environment's models (release, cluster, …) handed to native tasks. */
+  models?: Record<string, unknown>
   natives?: Map<string, NativeTask>
   /** Per plugin name (a PlanTask's `source`). */
   scripts?: Map<string, PluginScripts>
@@ -244,6 +251,7 @@ export function nativeContext(
     task,
     exec,
     settings: opts.settings ?? {},
+    models: opts.models ?? {},
     facts,
     xapi: opts.xapi?.(task.node),
     resources: opts.access.resources,
