@@ -3,10 +3,13 @@
  * `deploymentInputs`: the release's core tasks, each enabled plugin's deployment tasks (its deployment scripts
  * synced to `/etc/fuel/plugins/<name>-<major>/` on the node first, the cwd of its shell tasks), the nodes with
  * roles and facts, and the models conditions read (settings with passwords revealed — they go to tasks, never to
- * logs or the engine's tables, which keep only their hashes). Node access comes from each node's record.
+ * logs or the engine's tables, which keep only their hashes). Node access comes from each node's record; native
+ * tasks get `ctx.xapi`, a connection to the pool the node names in `data.pool` (state/pools.ts), one per pool,
+ * reused by every task and logged out by `close()`.
  */
 import { existsSync } from 'node:fs'
 import { EnvironmentError, deploymentInputs } from '../plugins/environment.js'
+import { PoolConnections } from '../state/pools.js'
 import { StateError, type StateStore } from '../state/store.js'
 import type { DeployableEnvironment } from './deployment.js'
 import type { SourcedTask, TaskDefinition } from './graph.js'
@@ -47,7 +50,24 @@ export function loadDeployableEnvironment(
   )
   const records = state.environments.nodes(name)
   if (records.length === 0) throw new EnvironmentNotDeployableError(`environment "${name}" has no nodes`)
+  const poolOf = new Map<string, string>()
+  for (const r of records) {
+    const pool = r.data?.pool
+    if (pool === undefined) continue
+    if (typeof pool !== 'string' || !state.pools.get(pool)) {
+      throw new EnvironmentNotDeployableError(
+        `environment "${name}", node ${r.name}: data.pool names ${JSON.stringify(pool)}, which is not a pool in the state store (known: ${
+          state.pools
+            .list()
+            .map((p) => p.name)
+            .join(', ') || 'none'
+        })`,
+      )
+    }
+    poolOf.set(r.name, pool)
+  }
   const access = nodeAccessFromRecords(records, { dataDir: state.dataDir })
+  const pools = new PoolConnections(state)
   return {
     name,
     tasks,
@@ -56,6 +76,13 @@ export function loadDeployableEnvironment(
     scripts,
     access,
     natives: opts.natives,
-    close: () => access.close(),
+    // A node without a pool (a controller) gets no connection; integration/context.ts's xapiOf says so by name.
+    xapi: (node) => {
+      const pool = poolOf.get(node)
+      return pool === undefined ? undefined : pools.get(pool)
+    },
+    close: async () => {
+      await Promise.allSettled([access.close(), pools.close()])
+    },
   }
 }

@@ -93,4 +93,19 @@ export const MIGRATIONS: Migration[] = [
       `ALTER TABLE environments ADD COLUMN cluster_json TEXT NOT NULL DEFAULT '{}'`,
     ],
   },
+  {
+    id: '0004_pools',
+    statements: [
+      // XenServer pools (state/pools.ts); nodes name theirs in data.pool. password is enc:v1:… only.
+      `CREATE TABLE pools (
+        name TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        username TEXT NOT NULL,
+        password TEXT NOT NULL,
+        tls_json TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+      )`,
+    ],
+  },
 ]

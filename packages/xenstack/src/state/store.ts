@@ -14,6 +14,7 @@ import { mkdirSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { MIGRATIONS, type Migration } from './migrations.js'
+import { PoolRepository } from './pools.js'
 import { mapPasswords, redactPasswords, SecretBox } from './secrets.js'
 
 export type SqliteDatabase = Database.Database
@@ -479,6 +480,8 @@ export class StateStore {
   readonly plugins: PluginRepository
   readonly releases: ReleaseRepository
   readonly environments: EnvironmentRepository
+  /** XenServer pools (XAPI URL, encrypted credentials, TLS trust): state/pools.ts. */
+  readonly pools: PoolRepository
 
   private constructor(
     readonly db: SqliteDatabase,
@@ -488,6 +491,7 @@ export class StateStore {
     this.plugins = new PluginRepository(db)
     this.releases = new ReleaseRepository(db)
     this.environments = new EnvironmentRepository(db, secrets)
+    this.pools = new PoolRepository(db, secrets)
   }
 
   /** Opens (creating) the data directory and database, and applies pending migrations. */
