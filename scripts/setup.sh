@@ -14,6 +14,7 @@ PACKAGES=(
   iptables           # NAT, FORWARD and INPUT rules in the lab
   dnsmasq-base       # DHCP on the host internal management network
   isc-dhcp-client    # dhclient in lab guests: their HIMN address by DHCP from dom0, as on XenServer
+  ifupdown           # ifup/ifdown in lab guests: the HIMN interface persisted the Debian way
   python3-os-xenapi  # os-xenapi's Python client: an independent conformance client
   qemu-utils         # qemu-img: an independent VHD producer and checker
   chromium           # real browser for UI tests (driven by playwright-core)
