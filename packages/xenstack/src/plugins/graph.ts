@@ -46,6 +46,7 @@ export const REQUIRED_PARAMETERS: Record<string, string[]> = {
   sync: ['src', 'dst'],
   upload_file: ['path', 'data'],
   copy_files: ['files'],
+  native: ['handler'],
 }
 
 const STAGE_FIELD = /^(pre_deployment|deploy|post_deployment)(\/[-+]?\d+(\.\d+)?)?$/

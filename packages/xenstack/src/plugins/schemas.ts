@@ -81,6 +81,8 @@ export const TASK_TYPES_V3 = [
   'upload_file',
   'stage',
   'reboot',
+  // xenstack's own: a task written in TypeScript, found by parameters.handler in the engine's native registry.
+  'native',
 ]
 export const LEGACY_TASK_TYPES = (v: PackageVersion) =>
   atLeast(v, '2.0.0') ? ['puppet', 'shell', 'reboot'] : ['puppet', 'shell']
