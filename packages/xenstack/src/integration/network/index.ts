@@ -1,4 +1,55 @@
+/**
+ * Routing and NAT (issue 9.5): `xenserver.dom0-routes` (dom0 → the management and storage networks via the
+ * compute VM's HIMN address, persisted by a udev rule) and `xenserver.compute-nat` (the compute VM forwards and
+ * masquerades for dom0, and forwards port 80 to dom0 for noVNC).
+ */
 import type { NativeTask } from '../../engine/tasks.js'
+import type { Executor, Resource } from '../../node/index.js'
+import { execOf } from '../context.js'
+import { dom0Of } from '../dom0-access.js'
+import { converge } from '../dom0/converge.js'
+import { computeNetworks, himnOf, ipv4Interfaces, nodeAddressesOf } from './addresses.js'
+import { computeNatResources } from './nat.js'
+import { dom0RouteResources } from './routes.js'
+
+export * from './addresses.js'
+export * from './nat.js'
+export * from './routes.js'
+
+/** Dom0's route resources for a compute node: its HIMN address as gateway, its networks' real CIDRs. */
+export async function dom0RoutesFor(
+  compute: Executor,
+  node: string,
+  addresses: Record<string, string | undefined>,
+): Promise<Resource[]> {
+  const interfaces = await ipv4Interfaces(compute)
+  const himn = himnOf(node, interfaces)
+  const networks = computeNetworks(node, addresses, interfaces)
+  return dom0RouteResources({ via: himn.ip, networks: networks.map((n) => n.cidr) })
+}
+
+/** The compute VM's forwarding, NAT and noVNC port-forward resources. */
+export async function computeNatFor(
+  compute: Executor,
+  node: string,
+  addresses: Record<string, string | undefined>,
+): Promise<Resource[]> {
+  const interfaces = await ipv4Interfaces(compute)
+  const himn = himnOf(node, interfaces)
+  return computeNatResources({ himnDev: himn.dev, networks: computeNetworks(node, addresses, interfaces) })
+}
 
 /** This area's native tasks, by handler name (`xenserver.<step>`). */
-export const natives: Record<string, NativeTask> = {}
+export const natives: Record<string, NativeTask> = {
+  'xenserver.dom0-routes': {
+    // dom0 is not the task's node: its resources are converged here (planned only on a dry run).
+    async run(ctx) {
+      const resources = await dom0RoutesFor(execOf(ctx), ctx.node, nodeAddressesOf(ctx))
+      return converge(await dom0Of(ctx), resources, { dryRun: ctx.dryRun, log: ctx.log })
+    },
+  },
+  'xenserver.compute-nat': {
+    // On the compute VM itself: the engine converges these (a dry run is their plan).
+    resources: (ctx) => computeNatFor(execOf(ctx), ctx.node, nodeAddressesOf(ctx)),
+  },
+}
