@@ -6,8 +6,19 @@ import type { Command } from 'commander'
 import * as deploy from './deploy.js'
 import * as lab from './lab.js'
 import * as plugins from './plugins.js'
+import * as pool from './pool.js'
 import * as sim from './sim.js'
 import * as start from './start.js'
 import * as version from './version.js'
+import * as xapi from './xapi.js'
 
-export const commandModules: { register(program: Command): void }[] = [start, sim, lab, plugins, deploy, version]
+export const commandModules: { register(program: Command): void }[] = [
+  start,
+  sim,
+  lab,
+  pool,
+  xapi,
+  plugins,
+  deploy,
+  version,
+]
