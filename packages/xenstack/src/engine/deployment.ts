@@ -23,7 +23,10 @@ export interface DeployableEnvironment {
   scripts?: Map<string, PluginScripts>
   access: NodeAccess
   natives?: Map<string, NativeTask>
+  /** The XenAPI connection of the node's pool (native tasks' `ctx.xapi`). */
   xapi?(node: string): unknown
+  /** The node's record data (native tasks' `ctx.nodeData`). */
+  nodeData?(node: string): Record<string, unknown> | undefined
 }
 
 export interface DeployOptions {
@@ -68,6 +71,8 @@ export async function deployEnvironment(
         natives: env.natives,
         settings: settingsOf(env),
         models: env.models,
+        xapi: env.xapi,
+        nodeData: env.nodeData,
       }),
       notes,
     }
@@ -79,6 +84,7 @@ export async function deployEnvironment(
     natives: env.natives,
     scripts: env.scripts,
     xapi: env.xapi,
+    nodeData: env.nodeData,
     log: opts.onLog,
   })
   const summary = await startDeployment(store, env.name, plan, {
@@ -109,6 +115,7 @@ export async function resumeEnvironment(
     natives: env.natives,
     scripts: env.scripts,
     xapi: env.xapi,
+    nodeData: env.nodeData,
     log: opts.onLog,
   })
   return resumeDeployment(store, last.id, {

@@ -236,6 +236,9 @@ export async function dryRun(
     natives?: Map<string, NativeTask>
     settings?: Record<string, unknown>
     models?: Record<string, unknown>
+    /** A node's pool connection and record data, as deployments give native tasks (their resources may read them). */
+    xapi?(node: string): unknown
+    nodeData?(node: string): Record<string, unknown> | undefined
   } = {},
 ): Promise<DryRunPlan> {
   const order = topologicalOrder(plan)
@@ -269,6 +272,8 @@ export async function dryRun(
             access: opts.access,
             settings: opts.settings,
             models: opts.models,
+            xapi: opts.xapi,
+            nodeData: opts.nodeData,
             natives: opts.natives,
           }
           const ctx = nativeContext(exec, t, new AbortController().signal, runnerOpts, true, facts, () => {})

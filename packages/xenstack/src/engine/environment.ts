@@ -81,6 +81,7 @@ export function loadDeployableEnvironment(
       const pool = poolOf.get(node)
       return pool === undefined ? undefined : pools.get(pool)
     },
+    nodeData: (node) => records.find((r) => r.name === node)?.data,
     close: async () => {
       await Promise.allSettled([access.close(), pools.close()])
     },

@@ -29,6 +29,8 @@ export interface NativeTaskContext {
   facts: Record<string, unknown>
   /** A XenAPI connection to the node's pool, when the environment has one for this node. */
   xapi?: unknown
+  /** What the state store knows of the node (`data`: pool, vm, xapiHost, addresses, dom0, ssh); `{}` if nothing. */
+  nodeData?: Record<string, unknown>
   resources?: ResourceVerbs
   log(line: string): void
   signal: AbortSignal
@@ -60,6 +62,8 @@ export interface TaskRunnerOptions {
   /** Per plugin name (a PlanTask's `source`). */
   scripts?: Map<string, PluginScripts>
   xapi?(node: string): unknown
+  /** The node's record data (`NodeRecord.data`) for native tasks. */
+  nodeData?(node: string): Record<string, unknown> | undefined
   /** Receives every output line as it is known (after the command ends), prefixed by node and task. */
   log?(node: string, task: string, line: string): void
   /** Poll interval while waiting for a reboot (default 2 s). */
@@ -254,6 +258,7 @@ export function nativeContext(
     models: opts.models ?? {},
     facts,
     xapi: opts.xapi?.(task.node),
+    nodeData: opts.nodeData?.(task.node) ?? {},
     resources: opts.access.resources,
     log,
     signal,

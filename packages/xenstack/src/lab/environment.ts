@@ -1,20 +1,33 @@
 /**
- * Registers a lab as an environment in xenstack's state store (`lab up`), ready for `xenstack deploy <name>`:
- * the environment has the lab's name and the first shipped release; its settings hold the lab's pool (XAPI URL,
- * username, and the password as a `type: password` setting, which the store keeps encrypted); its nodes are the
- * compute VMs (role compute), the controllers (primary-controller for the first, controller for the others) and the
- * storage node (cinder), each with what the lab knows (XAPI host/VM, SSH endpoint, addresses, its dom0). The
- * XenServer plugin is enabled when it is installed. `lab down` removes the environment again, but only one the lab
- * registered (settings.lab.name equals the lab's name).
+ * Registers a lab as an environment in xenstack's state store (`lab up`), ready for `xenstack deploy <name>`,
+ * through the plugin framework's `createEnvironment` — the same path as `xenstack env create` — so the release's
+ * settings, the component selection and the enabled plugins' attributes are all there and validated:
+ *
+ * - the lab's simulated pool is recorded in `store.pools` under the lab's name (URL, root, the password encrypted);
+ * - when the XenServer plugin is installed, the component `hypervisor:xenserver` replaces the release's default
+ *   hypervisor (which enables the plugin) and its settings get the lab's credentials (username root, the pool's
+ *   password — stored encrypted) and `allow_vm_restart: true` (the lab consents to the HIMN shutdown/start cycle);
+ * - nodes: the compute VMs (role compute), the controllers (primary-controller for the first, controller for the
+ *   others) and the storage node (cinder), each with `data`: `lab`, `pool`, `xapiHost`, `vm` (the compute VM's XAPI
+ *   ref), `ssh`, `addresses` (with their real prefixes) and, for a compute VM, `dom0: { name, xapiHost, host, ssh }`.
+ *
+ * `lab down` removes the environment and the pool again, but only what the lab registered: an environment whose
+ * nodes all carry `data.lab` = the lab's name, and a pool of that name that points at a loopback simulator.
  */
-import { StateStore } from '../state/store.js'
-import { builtinReleases } from '../releases/release.js'
+import { EnvironmentError, compatiblePlugins, createEnvironment, resolveRelease } from '../plugins/environment.js'
+import { StateStore, type InstalledPlugin } from '../state/store.js'
 import type { LabDescription } from './supervisor.js'
 
 export interface RegisterOptions {
   /** State store data directory (default: XENSTACK_HOME or ~/.xenstack). */
   dataDir?: string
+  /** Release name or version (default: the first shipped release). */
+  release?: string
 }
+
+/** The XenServer plugin's name (plugins/xenserver/metadata.yaml) and the component that enables it. */
+export const XENSERVER_PLUGIN = 'xenserver'
+const XENSERVER_COMPONENT = 'hypervisor:xenserver'
 
 export function registerLabEnvironment(
   desc: LabDescription,
@@ -25,55 +38,39 @@ export function registerLabEnvironment(
   const store = StateStore.open({ dataDir: opts.dataDir })
   try {
     const name = desc.name
-    const existing = store.environments.get(name)
-    if (existing) {
-      if (store.environments.settings(name).lab?.name?.value !== name)
+    if (store.environments.get(name)) {
+      if (!isLabEnvironment(store, name))
         throw new Error(`environment "${name}" exists and was not made by the lab; choose another lab name`)
-      store.environments.delete(name)
     }
-    const release = builtinReleases()[0]?.name
-    if (!release) throw new Error('no release is shipped with xenstack to register the lab environment with')
+    const pool = store.pools.get(name)
+    if (pool && !isLabPool(pool.url))
+      throw new Error(`pool "${name}" exists (${pool.url}) and was not made by the lab; choose another lab name`)
+
+    const release = resolveRelease(store, opts.release)
+    const xs = compatiblePlugins(store, release).find((p) => p.name === XENSERVER_PLUGIN)
+    const nodes = labNodes(desc, refs, name)
     store.transaction(() => {
-      store.environments.create({
+      if (store.environments.get(name)) store.environments.delete(name)
+      if (pool) store.pools.remove(name)
+      store.pools.add({
         name,
-        release,
-        status: 'new',
-        settings: {
-          lab: {
-            name: { type: 'text', value: name },
-            dir: { type: 'text', value: desc.dir },
-          },
-          xenserver: {
-            url: { type: 'text', value: desc.simulator.url },
-            username: { type: 'text', value: desc.simulator.username },
-            password: { type: 'password', value: password },
-          },
-        },
+        url: desc.simulator.url,
+        username: desc.simulator.username,
+        password,
+        // the lab's simulator speaks plain HTTP on loopback; TLS options stay at their (verifying) default
       })
-      let controllers = 0
-      for (const h of desc.hosts) {
-        let roles: string[]
-        if (h.role === 'compute') roles = ['compute']
-        else if (h.role === 'controller') roles = [controllers++ === 0 ? 'primary-controller' : 'controller']
-        else if (h.role === 'storage') roles = ['cinder']
-        else continue // dom0s are XenServer hosts, reached through their compute VM and XAPI
-        const dom0 =
-          h.role === 'compute' ? desc.hosts.find((d) => d.role === 'dom0' && d.xapiHost === h.xapiHost) : undefined
-        store.environments.addNode(name, {
-          name: h.name,
-          roles,
-          data: {
-            lab: name,
-            xapiHost: h.xapiHost,
-            vm: refs[h.name],
-            ssh: h.ssh,
-            addresses: h.addresses,
-            dom0: dom0 ? { name: dom0.name, xapiHost: dom0.xapiHost, host: refs[dom0.name], ssh: dom0.ssh } : undefined,
-          },
+      try {
+        createEnvironment(store, {
+          name,
+          release: release.name,
+          ...(xs ? xenserverSelection(release.components, xs, desc.simulator.username, password) : {}),
+          nodes,
         })
+      } catch (e) {
+        // the messages name settings, never their values
+        if (e instanceof EnvironmentError) throw new Error(`lab ${name}: ${e.message}`)
+        throw e
       }
-      const xs = store.plugins.list().find((p) => /xenserver/i.test(p.name))
-      if (xs) store.environments.setPlugin(name, xs.name, xs.version, true)
     })
     return name
   } finally {
@@ -81,15 +78,95 @@ export function registerLabEnvironment(
   }
 }
 
-/** Removes the environment a lab registered (no-op when there is none, or it is not the lab's). */
+/** Removes the environment and pool a lab registered (nothing when there are none, or they are not the lab's). */
 export function unregisterLabEnvironment(name: string, opts: RegisterOptions = {}): boolean {
   const store = StateStore.open({ dataDir: opts.dataDir })
   try {
-    if (!store.environments.get(name)) return false
-    if (store.environments.settings(name).lab?.name?.value !== name) return false
-    store.environments.delete(name)
-    return true
+    let removed = false
+    store.transaction(() => {
+      if (store.environments.get(name) && isLabEnvironment(store, name)) {
+        store.environments.delete(name)
+        removed = true
+      }
+      const pool = store.pools.get(name)
+      if (pool && isLabPool(pool.url) && store.pools.nodesUsing(name).length === 0) store.pools.remove(name)
+    })
+    return removed
   } finally {
     store.close()
+  }
+}
+
+/** Components with the XenServer hypervisor instead of the release's default one, and the plugin's settings. */
+function xenserverSelection(
+  components: { name: string; default?: boolean }[],
+  xs: InstalledPlugin,
+  username: string,
+  password: string,
+): { components: string[]; plugins: { name: string; version: string }[]; settings: Record<string, unknown> } {
+  const provides = ((xs.data.components ?? []) as { name: string }[]).some((c) => c.name === XENSERVER_COMPONENT)
+  const defaults = components.filter((c) => c.default).map((c) => c.name)
+  const attrs = xs.data.attributes ?? {}
+  const settings: Record<string, unknown> = {}
+  const set = (key: string, value: unknown) => {
+    // only the attributes this version of the plugin has (an older one may lack allow_vm_restart)
+    if (attrs[key] && typeof attrs[key] === 'object') settings[`${XENSERVER_PLUGIN}.${key}.value`] = value
+  }
+  set('username', username)
+  set('password', password)
+  set('allow_vm_restart', true)
+  return {
+    components: provides ? [...defaults.filter((c) => !c.startsWith('hypervisor:')), XENSERVER_COMPONENT] : defaults,
+    plugins: [{ name: xs.name, version: xs.version }],
+    settings,
+  }
+}
+
+function labNodes(
+  desc: LabDescription,
+  refs: Record<string, string>,
+  pool: string,
+): { name: string; roles: string[]; data: Record<string, unknown> }[] {
+  const out: { name: string; roles: string[]; data: Record<string, unknown> }[] = []
+  let controllers = 0
+  for (const h of desc.hosts) {
+    let roles: string[]
+    if (h.role === 'compute') roles = ['compute']
+    else if (h.role === 'controller') roles = [controllers++ === 0 ? 'primary-controller' : 'controller']
+    else if (h.role === 'storage') roles = ['cinder']
+    else continue // dom0s are XenServer hosts, reached through their compute VM and XAPI
+    const dom0 =
+      h.role === 'compute' ? desc.hosts.find((d) => d.role === 'dom0' && d.xapiHost === h.xapiHost) : undefined
+    out.push({
+      name: h.name,
+      roles,
+      data: {
+        lab: desc.name,
+        // controllers and storage are not VMs of the pool here, but they belong to the lab's one pool
+        pool,
+        xapiHost: h.xapiHost,
+        vm: refs[h.name],
+        ssh: h.ssh,
+        addresses: h.addresses,
+        dom0: dom0 ? { name: dom0.name, xapiHost: dom0.xapiHost, host: refs[dom0.name], ssh: dom0.ssh } : undefined,
+      },
+    })
+  }
+  return out
+}
+
+function isLabEnvironment(store: StateStore, name: string): boolean {
+  const nodes = store.environments.nodes(name)
+  if (nodes.length) return nodes.every((n) => n.data?.lab === name)
+  // registered by an older xenstack: the lab's name was in the settings
+  return store.environments.settings(name).lab?.name?.value === name
+}
+
+/** The lab's pools point at its simulator, which listens on loopback only. */
+function isLabPool(url: string): boolean {
+  try {
+    return /^127\.\d+\.\d+\.\d+$/.test(new URL(url).hostname)
+  } catch {
+    return false
   }
 }

@@ -61,8 +61,9 @@ test('xenstack lab up --json / status / exec / down', async (t) => {
         'controller-1:primary-controller',
         'storage:cinder',
       ])
-      assert.equal(store.environments.settings(name, { reveal: true }).xenserver.password.value, out.simulator.password)
-      assert.equal(store.environments.settings(name).xenserver.url.value, out.simulator.url)
+      assert.equal(store.pools.get(name)!.url, out.simulator.url)
+      assert.equal(store.pools.get(name, { reveal: true })!.password, out.simulator.password)
+      assert.ok(store.environments.nodes(name).every((n) => n.data.pool === name))
     } finally {
       store.close()
     }
