@@ -23,6 +23,7 @@ PACKAGES=(
   cron               # crontab in lab hosts
   python3-glance     # a real Glance v2 image API on the lab controller
   postgresql         # the second state-store backend
+  libpq-dev          # headers + pg_config: the state store's PostgreSQL driver (npm libpq) is built from source
   curl               # HTTP checks inside lab hosts
   xxd                # hexdumps in tests
 )
@@ -49,6 +50,32 @@ if ((${#missing[@]})); then
   echo "setup: installed ${missing[*]}"
 else
   echo "setup: all ${#PACKAGES[@]} Debian packages already installed"
+fi
+
+# PostgreSQL for the state store's second backend: the distribution's cluster started (no systemd here: pg_ctlcluster)
+# and a role + database the tests create their own databases with (test/state/databases.ts).
+start_postgres() {
+  local ver
+  ver=$(ls /usr/lib/postgresql | sort -n | tail -1)
+  if ! pg_lsclusters -h | awk -v v="$ver" '$1 == v && $2 == "main"' | grep -q .; then
+    pg_createcluster "$ver" main >/dev/null
+  fi
+  if ! pg_lsclusters -h | awk -v v="$ver" '$1 == v && $2 == "main" && $4 == "online"' | grep -q .; then
+    pg_ctlcluster "$ver" main start
+  fi
+  runuser -u postgres -- psql -qAt -v ON_ERROR_STOP=1 -c "DO \$\$ BEGIN
+      IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'xenstack') THEN
+        CREATE ROLE xenstack LOGIN CREATEDB PASSWORD 'xenstack';
+      END IF; END \$\$;"
+  if ! runuser -u postgres -- psql -qAt -c "SELECT 1 FROM pg_database WHERE datname = 'xenstack'" | grep -q 1; then
+    runuser -u postgres -- createdb -O xenstack xenstack
+  fi
+  echo "setup: PostgreSQL $ver running (role and database xenstack)"
+}
+if [[ $(id -u) -eq 0 ]]; then
+  start_postgres
+else
+  echo "setup: not root: PostgreSQL not started (the state store's PostgreSQL tests skip outside CI)" >&2
 fi
 
 npm ci --no-audit --no-fund

@@ -6,7 +6,7 @@
  * The scheduler writes through `SqliteJournal`: transitions are buffered and written in one transaction by
  * `flush()`, which the scheduler calls before it starts any task — so nothing runs that the store does not know.
  */
-import type Database from 'better-sqlite3'
+import type * as Database from '../state/driver.js'
 import type { Journal, Transition } from './scheduler.js'
 import type { DeploymentStatus, ExecutionPlan, NodeStatus, PlanTask, TaskStatus } from './types.js'
 

@@ -8,16 +8,18 @@
  * Passwords: every `type: password` setting is stored encrypted (`enc:v1:…`, see secrets.ts). Reads return
  * them redacted unless the caller asks for `reveal` (the deployment engine, which needs the value).
  */
-import Database from 'better-sqlite3'
 import { randomUUID } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { PostgresDatabase } from './postgres.js'
+import { openSqlite, redactUrl, type Backend, type Database } from './driver.js'
 import { MIGRATIONS, type Migration } from './migrations.js'
 import { PoolRepository } from './pools.js'
 import { mapPasswords, redactPasswords, SecretBox } from './secrets.js'
 
-export type SqliteDatabase = Database.Database
+/** The driver interface (driver.ts): better-sqlite3, or PostgreSQL when DATABASE_URL is set. */
+export type SqliteDatabase = Database
 
 /** The data directory: explicit, else $XENSTACK_HOME, else ~/.xenstack. */
 export function resolveDataDir(explicit?: string): string {
@@ -474,6 +476,11 @@ export interface OpenOptions {
   dataDir?: string
   /** Migrations beyond MIGRATIONS (tests, or parts that keep theirs apart). */
   extraMigrations?: Migration[]
+  /**
+   * `postgresql://…`: keep the state in PostgreSQL instead of `<data-dir>/state.db` (default: $DATABASE_URL; pass
+   * `''` for SQLite whatever the environment says). The data directory still holds secret.key and plugin files.
+   */
+  databaseUrl?: string
 }
 
 export class StateStore {
@@ -487,6 +494,10 @@ export class StateStore {
     readonly db: SqliteDatabase,
     readonly dataDir: string,
     readonly secrets: SecretBox,
+    /** Which database holds the state: `sqlite` (state.db) or `postgresql` (DATABASE_URL). */
+    readonly backend: Backend = 'sqlite',
+    /** Where the state is, safe to print (the file, or the URL without its password). */
+    readonly location: string = join(dataDir, 'state.db'),
   ) {
     this.plugins = new PluginRepository(db)
     this.releases = new ReleaseRepository(db)
@@ -498,13 +509,27 @@ export class StateStore {
   static open(options: OpenOptions = {}): StateStore {
     const dataDir = resolveDataDir(options.dataDir)
     mkdirSync(dataDir, { recursive: true, mode: 0o700 })
-    const db = new Database(join(dataDir, 'state.db'))
-    db.pragma('journal_mode = WAL')
-    db.pragma('foreign_keys = ON')
-    db.pragma('busy_timeout = 10000')
-    db.pragma('synchronous = NORMAL')
-    const store = new StateStore(db, dataDir, SecretBox.forDataDir(dataDir))
-    store.migrate([...MIGRATIONS, ...(options.extraMigrations ?? [])])
+    const url = options.databaseUrl ?? process.env.DATABASE_URL ?? ''
+    let store: StateStore
+    if (url) {
+      if (!/^postgres(ql)?:\/\//.test(url)) {
+        throw new StateError(
+          `DATABASE_URL "${redactUrl(url)}" is not supported: expected postgresql://user:password@host[:port]/database`,
+          'invalid',
+        )
+      }
+      // Loaded only when asked for: SQLite users never load libpq.
+      const db = new PostgresDatabase(url)
+      store = new StateStore(db, dataDir, SecretBox.forDataDir(dataDir), 'postgresql', redactUrl(url))
+    } else {
+      store = new StateStore(openSqlite(join(dataDir, 'state.db')), dataDir, SecretBox.forDataDir(dataDir))
+    }
+    try {
+      store.migrate([...MIGRATIONS, ...(options.extraMigrations ?? [])])
+    } catch (e) {
+      store.close()
+      throw e
+    }
     return store
   }
 
