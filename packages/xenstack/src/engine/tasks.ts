@@ -22,9 +22,9 @@ export interface NativeTaskContext {
   settings: Record<string, unknown>
   /**
    * The environment's other models (`release` {name, version}, `cluster`, `networking_parameters`, …) as
-   * conditions see them; empty when the caller gives none.
+   * conditions see them; empty when the caller gives none (optional so contexts built by hand in tests stay valid).
    */
-  models: Record<string, unknown>
+  models?: Record<string, unknown>
   /** Facts gathered from the node (empty when node access gathers none). */
   facts: Record<string, unknown>
   /** A XenAPI connection to the node's pool, when the environment has one for this node. */
