@@ -1,0 +1,138 @@
+/**
+ * A standalone keystone-less Glance v2 API on 127.0.0.1 for tests and local use, everything (configuration,
+ * database, image files, log) under one directory.
+ *
+ * The port is chosen by the kernel, race-free: a tiny Python launcher binds 127.0.0.1:0, prints the port and
+ * execs glance-api with the listening socket inherited through Glance's own GLANCE_TEST_SOCKET_FD hook
+ * (glance/common/utils.py get_test_suite_socket; recipe, pitfall 6). `bind_port = 0` does not work (Glance turns 0
+ * into 9292), and two Glances on one port would silently share it (SO_REUSEPORT, pitfall 4).
+ */
+import { spawn } from 'node:child_process'
+import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from 'node:fs'
+import { request } from 'node:http'
+import { join } from 'node:path'
+import {
+  GLANCE_POLICY,
+  GLANCE_PYTHON,
+  glanceApiArgv,
+  glanceApiConf,
+  glanceDataSubdirs,
+  glanceInstalled,
+  glanceManageArgv,
+  glancePasteIni,
+  type GlanceServerLayout,
+} from './server-config.js'
+
+export interface StandaloneGlance {
+  url: string
+  pid: number
+  dir: string
+  logFile: string
+  /** SIGTERM, then SIGKILL after 5 s; resolves when the process is gone. */
+  stop(): Promise<void>
+}
+
+const LAUNCHER = `
+import os, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0))
+s.listen(128)
+s.set_inheritable(True)
+os.environ["GLANCE_TEST_SOCKET_FD"] = str(s.fileno())
+sys.stdout.write("%d\\n" % s.getsockname()[1])
+sys.stdout.flush()
+os.execv(sys.argv[1], sys.argv[1:])
+`
+
+function status(url: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request(url, { timeout: 2000 }, (res) => {
+      res.resume()
+      resolve(res.statusCode ?? 0)
+    })
+    req.on('timeout', () => req.destroy())
+    req.on('error', () => resolve(0))
+    req.end()
+  })
+}
+
+function tail(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-15).join('\n')
+  } catch {
+    return '(no log)'
+  }
+}
+
+export async function startStandaloneGlance(
+  dir: string,
+  opts: { readyTimeoutMs?: number } = {},
+): Promise<StandaloneGlance> {
+  if (!glanceInstalled()) throw new Error(`python3-glance is not installed for ${GLANCE_PYTHON}; run scripts/setup.sh`)
+  const timeout = opts.readyTimeoutMs ?? 90_000
+  // bind_port is ignored (the launcher's socket is used); bindHost only documents it
+  const layout: GlanceServerLayout = { confDir: dir, dataDir: dir, bindHost: '127.0.0.1', port: 9292 }
+  for (const d of glanceDataSubdirs(layout)) mkdirSync(d, { recursive: true })
+  writeFileSync(join(dir, 'glance-api.conf'), glanceApiConf(layout))
+  writeFileSync(join(dir, 'glance-api-paste.ini'), glancePasteIni(layout))
+  writeFileSync(join(dir, 'policy.yaml'), GLANCE_POLICY)
+  const logFile = join(dir, 'glance-api.log')
+
+  const sync = await new Promise<{ code: number | null; out: string }>((resolve, reject) => {
+    const argv = glanceManageArgv(layout)
+    const p = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    p.stdout.on('data', (b: Buffer) => (out += b.toString()))
+    p.stderr.on('data', (b: Buffer) => (out += b.toString()))
+    p.on('error', reject)
+    p.on('close', (code) => resolve({ code, out }))
+  })
+  writeFileSync(join(dir, 'glance-db-sync.log'), sync.out)
+  if (sync.code !== 0)
+    throw new Error(
+      `glance-manage db_sync in ${dir} failed (exit ${sync.code}):\n${sync.out.trim().split('\n').slice(-8).join('\n')}`,
+    )
+
+  const fd = openSync(logFile, 'a')
+  const api = glanceApiArgv(layout)
+  const child = spawn(GLANCE_PYTHON, ['-c', LAUNCHER, ...api], { stdio: ['ignore', 'pipe', fd] })
+  closeSync(fd)
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()))
+  const stop = async (): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+    await exited
+    clearTimeout(timer)
+  }
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      let buf = ''
+      child.stdout!.on('data', (b: Buffer) => {
+        buf += b.toString()
+        const m = /^(\d+)\n/.exec(buf)
+        if (m) resolve(Number(m[1]))
+      })
+      child.on('exit', (code) =>
+        reject(new Error(`glance launcher exited (${code}) before binding a port: ${tail(logFile)}`)),
+      )
+      child.on('error', reject)
+    })
+    // the API writes nothing useful to stdout after the exec; keep the pipe drained
+    child.stdout!.resume()
+    const url = `http://127.0.0.1:${port}`
+    const deadline = Date.now() + timeout
+    while ((await status(`${url}/healthcheck`)) !== 200) {
+      if (child.exitCode !== null || child.signalCode !== null)
+        throw new Error(`glance-api in ${dir} exited before it was ready; end of ${logFile}:\n${tail(logFile)}`)
+      if (Date.now() > deadline)
+        throw new Error(`glance-api in ${dir} not ready after ${timeout} ms; end of ${logFile}:\n${tail(logFile)}`)
+      await new Promise((r) => setTimeout(r, 100))
+    }
+    return { url, pid: child.pid!, dir, logFile, stop }
+  } catch (e) {
+    await stop()
+    throw e
+  }
+}
