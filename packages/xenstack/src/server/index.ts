@@ -1,0 +1,92 @@
+/**
+ * Starts xenstack's server: opens the state store (SQLite in the data dir, or PostgreSQL with DATABASE_URL),
+ * makes the API token at first start, starts pool discovery and listens — on 127.0.0.1 unless told otherwise.
+ * `xenstack server` and the main job (`npm start`) both start it through here.
+ */
+import type { FastifyInstance } from 'fastify'
+import { EngineStore } from '../engine/store.js'
+import type { NativeTask } from '../engine/tasks.js'
+import type { HealthRoutesDeps } from '../health/api.js'
+import { StateStore } from '../state/store.js'
+import { buildApp } from './app.js'
+import { TokenStore } from './auth.js'
+import type { ServerContext } from './context.js'
+import { DeploymentManager } from './deployments.js'
+import { EventHub } from './events.js'
+import { PoolInventory } from './pools.js'
+
+export { buildApp } from './app.js'
+export { TokenStore } from './auth.js'
+
+export interface ServerOptions {
+  dataDir?: string
+  /** `postgresql://…` (default: $DATABASE_URL; '' forces SQLite). */
+  databaseUrl?: string
+  /** Default 127.0.0.1: the API is reachable from this machine only unless asked. */
+  host?: string
+  /** Default 8700; 0 picks a free port. */
+  port?: number
+  /** Native tasks for deployments (the XenServer integration's). */
+  natives?: Map<string, NativeTask>
+  /** Things this installation cannot do, shown by GET /api/v1/status. */
+  notes?: string[]
+  /** The health API's dependencies, built on the opened store. */
+  health?: (state: StateStore) => HealthRoutesDeps | undefined
+  webDir?: string
+}
+
+export interface RunningServer {
+  url: string
+  /** The API token when this start created it (first start): print it once; it is stored only hashed. */
+  newToken?: string
+  app: FastifyInstance
+  context: ServerContext
+  close(): Promise<void>
+}
+
+export const DEFAULT_PORT = 8700
+
+/** Opens what the server needs on a state store (also used by tests with app.inject). */
+export function serverContext(state: StateStore, opts: { natives?: Map<string, NativeTask>; notes?: string[] } = {}) {
+  const engine = new EngineStore(state.db)
+  const hub = new EventHub()
+  const context: ServerContext = {
+    state,
+    engine,
+    hub,
+    deployments: new DeploymentManager(state, engine, hub, opts.natives),
+    pools: new PoolInventory(state, hub),
+    notes: opts.notes ?? [],
+  }
+  return { context, tokens: new TokenStore(state) }
+}
+
+export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
+  const state = StateStore.open({ dataDir: opts.dataDir, databaseUrl: opts.databaseUrl })
+  try {
+    const { context, tokens } = serverContext(state, opts)
+    const newToken = tokens.ensure()
+    const app = await buildApp(context, { tokens, health: opts.health?.(state), webDir: opts.webDir })
+    const host = opts.host ?? '127.0.0.1'
+    await app.listen({ host, port: opts.port ?? DEFAULT_PORT })
+    const addr = app.server.address()
+    const port = typeof addr === 'object' && addr ? addr.port : (opts.port ?? DEFAULT_PORT)
+    const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host
+    context.pools.watchAll()
+    return {
+      url: `http://${shown}:${port}`,
+      newToken,
+      app,
+      context,
+      async close() {
+        await context.deployments.close()
+        await context.pools.close()
+        await app.close()
+        state.close()
+      },
+    }
+  } catch (e) {
+    state.close()
+    throw e
+  }
+}
