@@ -53,7 +53,7 @@ export function osFamilyOf(
 export function parseInterfaces(links: string, addrs: string): NetworkInterface[] {
   const byName = new Map<string, NetworkInterface>()
   for (const line of links.split('\n')) {
-    const m = /^\d+:\s+([^:@\s]+)(?:@\S+)?:\s+<([^>]*)>.*?(?:link\/\S+\s+([0-9a-f:]{17}))?(?:\s|$)/.exec(line)
+    const m = /^\d+:\s+([^:@\s]+)(?:@\S+)?:\s+<([^>]*)>(?:.*?\slink\/\S+\s+([0-9a-f:]{17})(?:\s|$))?/.exec(line)
     if (!m) continue
     byName.set(m[1], { name: m[1], ...(m[3] ? { mac: m[3] } : {}), up: m[2].split(',').includes('UP'), ipv4: [] })
   }
