@@ -65,20 +65,17 @@ export function dom0SshOptions(
   o: Required<Pick<Dom0ExecutorOptions, 'keyFile' | 'knownHostsFile'>> & {
     connectTimeoutS?: number
   },
+  mode: { password?: boolean } = {},
 ): string[] {
   return [
-    '-i',
-    o.keyFile,
-    '-o',
-    'IdentitiesOnly=yes',
+    // the password login of ssh-trust's first contact may prompt (through SSH_ASKPASS); the key login never does
+    ...(mode.password ? [] : ['-i', o.keyFile, '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes']),
     '-o',
     `UserKnownHostsFile=${o.knownHostsFile}`,
     '-o',
     'GlobalKnownHostsFile=/dev/null',
     '-o',
     'StrictHostKeyChecking=yes',
-    '-o',
-    'BatchMode=yes',
     '-o',
     `ConnectTimeout=${o.connectTimeoutS ?? 15}`,
     '-o',
