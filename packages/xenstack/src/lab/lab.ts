@@ -32,11 +32,17 @@
  * `log(line)` (progress with timings).
  *
  * Host names: `dom0-<i>` and `compute-<i>` per XenServer host `xs<i>`, `controller-<j>`, `storage`.
- * Each host has its own network, mount and UTS namespaces (hostname = host name); /etc, /root, /var, /boot, /opt
- * and /srv are overlays whose upper dirs are the host's backing dirs under `<lab dir>/hosts/<host>/<dir>`; /run is
- * a private tmpfs; /usr/local/bin adds the lab's guest programs (xenstore-read/write, lab-dhcp-client). The rest
- * of the root filesystem is shared with the machine: a new top-level path (XenServer's /images) would land on the
- * machine, so dom0 work must stay inside those directories. sshd (key-only, own host key) listens on port 22 of
+ * Each host has its own network, mount and UTS namespaces (hostname = host name) and its own root: an overlay of
+ * the machine's `/` whose upper dir, `<lab dir>/hosts/<host>/fs`, is the host's backing dir (`backingPath`), made
+ * the host's root with pivot_root, so every write — /etc, /root, /var, a new top-level /images, /boot/guest, cron's
+ * spool — lands there and never on the machine. The upper dirs sit on a tmpfs the lab mounts on `<lab dir>/hosts`
+ * (a separate file system: the overlay's layers must not overlap with its lower `/`). /proc, /sys (this network
+ * namespace's), /dev (with a private /dev/shm), /run and /tmp are the host's own mounts, so no two hosts share a
+ * temp dir; /usr/local/bin adds the lab's guest programs (xenstore-read/write, lab-dhcp-client). Inside a host the
+ * rest of the lab dir is hidden: only the host's own dir (configs, logs, sockets) and the lab's programs are
+ * there, at the same paths. A dom0 also has its local SR mounted where XenServer mounts it,
+ * /var/run/sr-mount/<SR uuid> (backed by `<host dir>/sr-mount/<uuid>`, with the simulator's SR uuids). sshd
+ * (key-only, own host key) listens on port 22 of
  * the host's admin address (198.18.<slot>.x), reachable from the machine. Controllers run an HTTP endpoint on
  * their management address (port `httpProbePort`) answering `{"host":…, "client":"<source address>"}` and logging
  * each request to <host dir>/log/http-probe.log. Compute VMs forward nothing (FORWARD policy DROP) until told to.
@@ -97,11 +103,10 @@ export const DEFAULT_LAB_ROOT = '/tmp/xenstack-labs'
 export const labRoot = (root?: string): string => root ?? process.env.XENSTACK_LAB_ROOT ?? DEFAULT_LAB_ROOT
 
 const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
-/**
- * Directories each host has its own copy-on-write view of (overlay, upper = <host dir>/<name>). Anything else on
- * the root filesystem (e.g. a new top-level /images) is the machine's: write there only through these.
- */
-export const PER_HOST_DIRS = ['etc', 'root', 'var', 'boot', 'opt', 'srv'].filter((d) => existsSync(`/${d}`))
+/** Mounts of their own in every host (not in its backing dir): what is written there is not on the machine. */
+export const PRIVATE_MOUNTS = ['/proc', '/sys', '/dev', '/run', '/tmp']
+/** Where XenServer mounts a local SR (`/var/run` is `/run`): dom0's SR mounts are backed by `<host dir>/sr-mount`. */
+export const SR_MOUNT_DIR = '/run/sr-mount'
 const SLOT_MIN = 200
 const SLOT_MAX = 249
 
@@ -131,7 +136,7 @@ export interface LabHost {
   xapiHost: string | null
   ssh: LabSshEndpoint
   addresses: Partial<Record<LabNetworkName | 'himn', string>>
-  /** Backing dirs of the host's /etc, /root and /var overlays. */
+  /** Backing dirs of the host's /etc, /root and /var (in its root overlay's upper dir). */
   backing: { etc: string; root: string; var: string }
   /** PID of the process holding the host's mount and UTS namespaces. */
   holderPid: number
@@ -145,6 +150,8 @@ export interface LabState {
   createdAt: string
   netns: string[]
   rootLinks: string[]
+  /** Mounts the lab made on the machine (the tmpfs under the hosts' upper dirs), unmounted by down. */
+  mounts?: string[]
   pids: Record<string, number>
   env: LabEnvironment
   /** PID of the supervisor process holding this lab (lab up), if any. */
@@ -211,14 +218,24 @@ export class Lab {
     return join(this.dir, 'hosts', this.host(name).name)
   }
 
-  /** Where a path under the host's /etc, /root or /var lands on the machine (its overlay's upper dir). */
+  /**
+   * Where a file the host writes at `path` lands on the machine: its root overlay's upper dir, or for dom0's SR
+   * mounts (/var/run/sr-mount/<uuid>/…) the SR's backing dir. Paths on the host's own /proc, /sys, /dev, /run and
+   * /tmp have none (they are not kept), nor do relative paths.
+   */
   backingPath(host: string, path: string): string {
-    const m = /^\/(etc|root|var|boot|opt|srv)(\/.*)?$/.exec(path)
-    if (!m)
+    if (!path.startsWith('/') || path.split('/').includes('..'))
+      throw new Error(`backingPath: ${path} is not an absolute path without ".." (expected e.g. /etc/nova/nova.conf)`)
+    // /var/run and /var/lock are symlinks to /run and /run/lock on the machine, and so in every host
+    const p = path.replace(/^\/var\/(run|lock)(?=\/|$)/, (_m, d: string) => (d === 'run' ? '/run' : '/run/lock'))
+    if (p === SR_MOUNT_DIR || p.startsWith(SR_MOUNT_DIR + '/'))
+      return join(this.hostDir(host), 'sr-mount', p.slice(SR_MOUNT_DIR.length))
+    const priv = PRIVATE_MOUNTS.find((m) => p === m || p.startsWith(m + '/'))
+    if (priv)
       throw new Error(
-        `backingPath: ${path} is not under ${PER_HOST_DIRS.map((d) => '/' + d).join(', ')} (only those are per host)`,
+        `backingPath: ${path} is on the host's own ${priv} (${PRIVATE_MOUNTS.join(', ')} are not kept on the machine)`,
       )
-    return join(this.hostDir(host), m[1], m[2] ?? '')
+    return join(this.hostDir(host), 'fs', p)
   }
 
   /** The URL of a controller's HTTP reachability endpoint. */
@@ -308,6 +325,27 @@ export class Lab {
     await run(['ip', '-n', d.netns, 'link', 'del', `vif${COMPUTE_DOMID}.${device}`])
   }
 
+  /**
+   * Mounts a local SR in dom0 where XenServer does, /var/run/sr-mount/<uuid> (the host's own mount, bound from
+   * `<host dir>/sr-mount/<uuid>` so the machine sees what is stored there). Idempotent.
+   */
+  async mountLocalSr(dom0: string, uuid: string): Promise<string> {
+    if (this.host(dom0).role !== 'dom0') throw new Error(`mountLocalSr: ${dom0} is not a dom0`)
+    if (!/^[0-9a-f-]{36}$/.test(uuid)) throw new Error(`mountLocalSr: ${uuid} is not an SR uuid`)
+    const at = `${SR_MOUNT_DIR}/${uuid}`
+    const backing = this.backingPath(dom0, at)
+    mkdirSync(backing, { recursive: true })
+    await this.execOk(dom0, [
+      'sh',
+      '-c',
+      'mountpoint -q "$1" || { mkdir -p "$1" && mount --bind "$2" "$1"; }',
+      'mount-sr',
+      at,
+      backing,
+    ])
+    return at
+  }
+
   /** Summary for `lab status` / `lab up --json`. */
   describe(): { name: string; dir: string; hosts: Omit<LabHost, 'holderPid' | 'backing'>[] } {
     return {
@@ -376,7 +414,7 @@ export class Lab {
         knownHostsFile: join(this.dir, 'admin', 'known_hosts'),
       },
       addresses: { ...p.addresses },
-      backing: { etc: join(d, 'etc'), root: join(d, 'root'), var: join(d, 'var') },
+      backing: { etc: join(d, 'fs', 'etc'), root: join(d, 'fs', 'root'), var: join(d, 'fs', 'var') },
       holderPid: this.state.pids[`${p.name}.holder`] ?? 0,
     }
   }
@@ -479,15 +517,29 @@ export class Lab {
     mkdirSync(admin, { recursive: true, mode: 0o700 })
     mkdirSync(bin, { recursive: true })
     writeHelpers(bin)
+    // the hosts' upper dirs on a file system of their own: an overlay's upper must not lie inside its lower `/`
+    const hostsDir = join(dir, 'hosts')
+    mkdirSync(hostsDir, { recursive: true })
+    state.mounts = [hostsDir]
+    writeState(dir, state)
+    await runOk(
+      ['mount', '-t', 'tmpfs', '-o', 'mode=0755', `xsl-${plan.name}-hosts`, hostsDir],
+      {},
+      `mount the hosts' tmpfs on ${hostsDir}`,
+    )
     const keygen = (file: string, comment: string) =>
       runOk(['ssh-keygen', '-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file], {}, 'ssh-keygen')
     const jobs: Promise<unknown>[] = [keygen(join(admin, 'id_ed25519'), `xenstack-lab-${plan.name}-admin`)]
     for (const h of plan.hosts) {
       const d = join(dir, 'hosts', h.name)
-      for (const sub of [...PER_HOST_DIRS, ...PER_HOST_DIRS.map((p) => `.ovl/${p}`), 'ssh', 'log', 'run', 'xenstored'])
+      for (const sub of ['fs', '.ovl', '.root', 'ssh', 'log', 'run', 'xenstored', 'sr-mount'])
         mkdirSync(join(d, sub), { recursive: true })
-      chmodSync(join(d, 'root'), 0o700)
-      mkdirSync(join(d, 'root', '.ssh'), { recursive: true, mode: 0o700 })
+      // the upper dir's own directories override the machine's modes in the merged view: keep them
+      for (const sub of ['etc', 'root', 'var'])
+        mkdirSync(join(d, 'fs', sub), { mode: statSync(`/${sub}`).mode & 0o7777 })
+      chmodSync(join(d, 'fs'), 0o755)
+      for (const sub of ['etc', 'root', 'var']) chmodSync(join(d, 'fs', sub), statSync(`/${sub}`).mode & 0o7777)
+      mkdirSync(join(d, 'fs', 'root', '.ssh'), { recursive: true, mode: 0o700 })
       jobs.push(keygen(join(d, 'ssh', 'ssh_host_ed25519_key'), `xenstack-lab-${plan.name}-${h.name}`))
     }
     await Promise.all(jobs)
@@ -504,13 +556,14 @@ export class Lab {
     ].join('\n')
     for (const h of plan.hosts) {
       const d = join(dir, 'hosts', h.name)
+      const fs = join(d, 'fs')
       writeFileSync(join(d, 'ssh', 'sshd_config'), sshdConfig(h, d))
-      writeFileSync(join(d, 'root', '.ssh', 'authorized_keys'), adminPub, { mode: 0o600 })
-      writeFileSync(join(d, 'etc', 'hostname'), h.name + '\n')
-      writeFileSync(join(d, 'etc', 'hosts'), etcHosts)
-      if (h.role === 'dom0') mkdirSync(join(d, 'etc', 'xapi.d', 'plugins'), { recursive: true })
-      mkdirSync(join(d, 'var', 'lib', 'misc'), { recursive: true })
-      if (options.seed) await options.seed(h, { etc: join(d, 'etc'), root: join(d, 'root'), var: join(d, 'var') })
+      writeFileSync(join(fs, 'root', '.ssh', 'authorized_keys'), adminPub, { mode: 0o600 })
+      writeFileSync(join(fs, 'etc', 'hostname'), h.name + '\n')
+      writeFileSync(join(fs, 'etc', 'hosts'), etcHosts)
+      if (h.role === 'dom0') mkdirSync(join(fs, 'etc', 'xapi.d', 'plugins'), { recursive: true })
+      mkdirSync(join(fs, 'var', 'lib', 'misc'), { recursive: true })
+      if (options.seed) await options.seed(h, { etc: join(fs, 'etc'), root: join(fs, 'root'), var: join(fs, 'var') })
     }
     lap('keys, dirs, configs')
 
@@ -568,18 +621,36 @@ export class Lab {
     ])
     lap('namespaces, links, addresses')
 
-    // -- holders: private mount + UTS namespaces with overlays ------------------------------------
+    // -- holders: private mount + UTS namespaces, each with its own root ---------------------------
+    // The root is an overlay of the machine's `/` (upper: the host's backing dir); the host's own /proc, /sys (this
+    // network namespace's devices), /dev/shm, /run and /tmp; the host's dir and the lab's programs at their paths
+    // (sshd's config and log, xenstore socket, the relays' scripts), the rest of the lab dir hidden by a tmpfs.
+    // pivot_root (not chroot) makes it the mount namespace's root, so `nsenter -m` lands in it too.
     const holderScript = [
       'set -e',
-      'h=$1; d=$2; bin=$3',
+      'h=$1; d=$2; bin=$3; lab=$4; r=$d/.root',
       'hostname "$h"',
-      `for p in ${PER_HOST_DIRS.join(' ')}; do`,
-      '  mount -t overlay "xsl-$h-$p" -o "lowerdir=/$p,upperdir=$d/$p,workdir=$d/.ovl/$p" "/$p"',
-      'done',
-      'mount -t tmpfs -o mode=0755,size=16m "xsl-$h-run" /run',
-      'mkdir -m 0755 /run/sshd /run/xenstored /run/lock',
-      'mount --bind "$d/xenstored" /run/xenstored',
-      'mount -t overlay "xsl-$h-bin" -o "lowerdir=$bin:/usr/local/bin" /usr/local/bin',
+      'mount -t overlay "xsl-$h-root" -o "lowerdir=/,upperdir=$d/fs,workdir=$d/.ovl" "$r"',
+      'mount --rbind /dev "$r/dev"',
+      'mount -t tmpfs -o mode=1777,size=64m "xsl-$h-shm" "$r/dev/shm"',
+      'mount -t proc "xsl-$h-proc" "$r/proc"',
+      'mount -t sysfs "xsl-$h-sys" "$r/sys"',
+      'mount -t tmpfs -o mode=0755,size=16m "xsl-$h-run" "$r/run"',
+      'mkdir -m 0755 "$r/run/sshd" "$r/run/xenstored" "$r/run/lock" "$r/run/sr-mount" "$r/run/.oldroot"',
+      'mount -t tmpfs -o mode=1777 "xsl-$h-tmp" "$r/tmp"',
+      'mkdir -p "$r$lab"',
+      'mount -t tmpfs -o mode=0755,size=1m "xsl-$h-labdir" "$r$lab"',
+      'mkdir -p "$r$d" "$r$bin"',
+      'mount --bind "$d" "$r$d"',
+      'mount --bind "$bin" "$r$bin"',
+      'mount -o remount,bind,ro "$r$bin"',
+      'mount --bind "$d/xenstored" "$r/run/xenstored"',
+      'mount -t overlay "xsl-$h-bin" -o "lowerdir=$bin:/usr/local/bin" "$r/usr/local/bin"',
+      'cd "$r"',
+      'pivot_root . run/.oldroot',
+      'cd /',
+      'umount -l /run/.oldroot',
+      'rmdir /run/.oldroot',
       ': > "$d/run/holder.ready"',
       'exec sleep infinity',
     ].join('\n')
@@ -604,6 +675,7 @@ export class Lab {
           h.name,
           d,
           bin,
+          dir,
         ],
         join(d, 'log', 'holder.log'),
       )
@@ -621,7 +693,7 @@ export class Lab {
       ),
     )
     for (const h of this.hosts) h.holderPid = state.pids[`${h.name}.holder`]
-    lap('holders (overlays on /etc /root /var, tmpfs /run)')
+    lap('holders (own root: overlay of /, own /proc /sys /run /tmp)')
 
     // -- daemons: sshd everywhere, dnsmasq on every dom0's HIMN, HTTP probe on controllers ----------
     for (const h of plan.hosts) {
@@ -843,8 +915,29 @@ export async function destroyLabDir(dir: string, opts: { name?: string; skipPid?
   for (const l of state?.rootLinks ?? []) {
     if (existsSync(`/sys/class/net/${l}`)) await run(['ip', 'link', 'del', l])
   }
+  // the lab's mounts on the machine (recorded, and any other under its dir after a crash), deepest first
+  const mounted = mountPointsUnder(dir)
+  for (const m of [...new Set([...(state?.mounts ?? []).filter((x) => mounted.includes(x)), ...mounted])].sort(
+    (a, b) => b.length - a.length,
+  )) {
+    const r = await run(['umount', '-l', m])
+    if (r.code !== 0 && mountPointsUnder(dir).includes(m))
+      throw new Error(`cannot unmount ${m} (lab ${name ?? dir}): ${r.stderr.trim()}`)
+  }
   if (state) releaseSlot(join(dir, '..'), state.slot, state.name)
   rmSync(dir, { recursive: true, force: true })
+}
+
+/** Mount points in this process's mount namespace at or under `dir` (mountinfo's octal escapes decoded). */
+function mountPointsUnder(dir: string): string[] {
+  const out: string[] = []
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const mp = line.split(' ')[4]
+    if (!mp) continue
+    const path = mp.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)))
+    if (path === dir || path.startsWith(dir + '/')) out.push(path)
+  }
+  return out
 }
 
 // --- slots: one 198.18.<slot>.0/24 admin range per running lab ------------------------------------

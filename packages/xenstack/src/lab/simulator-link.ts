@@ -146,6 +146,13 @@ export async function linkSimulator(
     await lab.execOk(d.name, ['sh', '-c', 'cat > /etc/xensource-inventory'], { stdin: inventory + '\n' })
   }
 
+  // dom0's local SRs (ext/lvm, a PBD on its host) mounted where XenServer mounts them: /var/run/sr-mount/<uuid>
+  for (const d of dom0s) {
+    const hostRef = refs.get(d.name)
+    if (!hostRef) continue
+    for (const uuid of localSrUuids(sim, hostRef)) await lab.mountLocalSr(d.name, uuid)
+  }
+
   // -- reacting to changes ------------------------------------------------------------------------------
   const errors: string[] = []
   let chain: Promise<void> = Promise.resolve()
@@ -282,6 +289,18 @@ export async function linkSimulator(
       await server.close()
     },
   }
+}
+
+/** UUIDs of the host's local storage SRs: not shared, not ISO, with a PBD on that host. */
+export function localSrUuids(sim: Simulator, host: string): string[] {
+  const out: string[] = []
+  for (const [, pbd] of sim.db.all('PBD')) {
+    if (pbd.host !== host) continue
+    const sr = sim.db.get(String(pbd.SR))
+    if (!sr || sr.shared === true || sr.content_type === 'iso' || sr.type === 'iso') continue
+    out.push(String(sr.uuid))
+  }
+  return [...new Set(out)].sort()
 }
 
 const PLUGINS_DIR = '/etc/xapi.d/plugins'

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readFileSync, readlinkSync } from 'node:fs'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { requirePrerequisite } from '@xenstack/testkit'
@@ -73,6 +73,33 @@ test('bring-up and teardown leave the machine unchanged; hosts are isolated and 
       assert.ok(existsSync(lab.backingPath('compute-1', '/boot/guest')))
       assert.equal(existsSync('/boot/guest'), false)
       assert.equal((await lab.exec('dom0-1', ['test', '-e', '/etc/nova/lab.conf'])).code, 1)
+      // each host has a private root: a new top-level path (XenServer's /images), cron's spool and modprobe.d land
+      // in its backing dir; /tmp is its own (not the machine's, not another host's); the lab's admin key is hidden
+      await lab.execOk('dom0-1', [
+        'sh',
+        '-c',
+        'ln -s /var/run/sr-mount/x/images /images && mkdir -p /etc/modprobe.d && : > /etc/modprobe.d/lab.conf && ' +
+          'echo "7 * * * * true" | crontab - && echo t > /tmp/lab-private',
+      ])
+      assert.equal(readlinkSync(lab.backingPath('dom0-1', '/images')), '/var/run/sr-mount/x/images')
+      assert.equal(existsSync('/images'), false)
+      assert.ok(existsSync(lab.backingPath('dom0-1', '/etc/modprobe.d/lab.conf')))
+      assert.match(
+        readFileSync(lab.backingPath('dom0-1', '/var/spool/cron/crontabs/root'), 'utf8'),
+        /^7 \* \* \* \* true$/m,
+      )
+      assert.equal(existsSync('/tmp/lab-private'), false)
+      assert.equal((await lab.exec('compute-1', ['test', '-e', '/tmp/lab-private'])).code, 1)
+      assert.equal((await lab.exec('dom0-1', ['test', '-e', lab.identityFile])).code, 1)
+      assert.throws(() => lab.backingPath('dom0-1', '/tmp/lab-private'), /on the host's own \/tmp/)
+      // dom0's local SR is mounted where XenServer mounts it, under the simulator's SR uuid
+      const sim = lab.simulator!.sim
+      const pool = [...sim.db.all('pool')][0][1]
+      const srUuid = String(sim.db.get(String(pool.default_SR))!.uuid)
+      const srPath = `/var/run/sr-mount/${srUuid}`
+      assert.equal((await lab.exec('dom0-1', ['mountpoint', '-q', srPath])).code, 0, `${srPath} is a mount point`)
+      await lab.execOk('dom0-1', ['sh', '-c', `mkdir ${srPath}/images && echo v > ${srPath}/images/disk.vhd`])
+      assert.equal(readFileSync(lab.backingPath('dom0-1', `${srPath}/images/disk.vhd`), 'utf8'), 'v\n')
       // ssh by key with xenstack's own known_hosts (StrictHostKeyChecking yes), for every host
       for (const h of lab.hosts) {
         const out = await ssh(lab, h.name, 'hostname; echo x > /root/ssh.txt')
