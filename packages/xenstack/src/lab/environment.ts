@@ -4,6 +4,7 @@
  * settings, the component selection and the enabled plugins' attributes are all there and validated:
  *
  * - the lab's simulated pool is recorded in `store.pools` under the lab's name (URL, root, the password encrypted);
+ * - xenstack's shipped plugins are installed first if this store has never had them (integration/shipped.ts);
  * - when the XenServer plugin is installed, the component `hypervisor:xenserver` replaces the release's default
  *   hypervisor (which enables the plugin) and its settings get the lab's credentials (username root, the pool's
  *   password — stored encrypted) and `allow_vm_restart: true` (the lab consents to the HIMN shutdown/start cycle);
@@ -14,6 +15,7 @@
  * `lab down` removes the environment and the pool again, but only what the lab registered: an environment whose
  * nodes all carry `data.lab` = the lab's name, and a pool of that name that points at a loopback simulator.
  */
+import { ensureShippedPlugins } from '../integration/shipped.js'
 import { EnvironmentError, compatiblePlugins, createEnvironment, resolveRelease } from '../plugins/environment.js'
 import { StateStore, type InstalledPlugin } from '../state/store.js'
 import type { LabDescription } from './supervisor.js'
@@ -23,6 +25,8 @@ export interface RegisterOptions {
   dataDir?: string
   /** Release name or version (default: the first shipped release). */
   release?: string
+  /** Progress and notes (a shipped plugin that could not be installed); default: none. */
+  log?: (line: string) => void
 }
 
 /** The XenServer plugin's name (plugins/xenserver/metadata.yaml) and the component that enables it. */
@@ -46,6 +50,8 @@ export function registerLabEnvironment(
     if (pool && !isLabPool(pool.url))
       throw new Error(`pool "${name}" exists (${pool.url}) and was not made by the lab; choose another lab name`)
 
+    // xenstack's shipped plugins (the XenServer plugin) are installed the first time a store is used, as the CLI does
+    for (const note of ensureShippedPlugins(store).notes) opts.log?.(`note: ${note}`)
     const release = resolveRelease(store, opts.release)
     const xs = compatiblePlugins(store, release).find((p) => p.name === XENSERVER_PLUGIN)
     const nodes = labNodes(desc, refs, name)
