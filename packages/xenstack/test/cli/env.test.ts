@@ -1,0 +1,245 @@
+import { before, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { scratchDirs } from '@xenstack/testkit'
+import { StateStore } from '../../src/state/store.js'
+import { runCli } from './run.js'
+
+const scratch = scratchDirs()
+let dataDir: string
+let dir: string
+const SECRET = 'env-Test-Passw0rd-xyz'
+const cli = (args: string[], env: Record<string, string | undefined> = {}) =>
+  runCli([...args, '--data-dir', dataDir], env)
+
+function revealed(name: string, dd = dataDir) {
+  const s = StateStore.open({ dataDir: dd })
+  try {
+    return {
+      settings: s.environments.settings(name, { reveal: true }),
+      nodes: s.environments.nodes(name).map((n) => ({ name: n.name, roles: n.roles, data: n.data })),
+      components: s.environments.require(name).components,
+    }
+  } finally {
+    s.close()
+  }
+}
+
+before(() => {
+  dataDir = scratch('xenstack-cli-env-')
+  dir = scratch('xenstack-cli-envfiles-')
+})
+
+test('env create/list/show --json, and the unknown-environment error (exit 3, a hint)', async () => {
+  const c = await cli(['env', 'create', 'e1', '--set', 'common.debug=true', '--json'])
+  assert.equal(c.code, 0, c.stderr)
+  const created = JSON.parse(c.stdout)
+  assert.equal(created.name, 'e1')
+  assert.equal(created.status, 'new')
+  assert.ok(created.components.length > 0)
+  const list = JSON.parse((await cli(['env', 'list', '--json'])).stdout) as any[]
+  assert.deepEqual(
+    list.map((e) => e.name),
+    ['e1'],
+  )
+  const show = JSON.parse((await cli(['env', 'show', 'e1', '--json'])).stdout)
+  assert.deepEqual(Object.keys(show), [
+    'name',
+    'release',
+    'status',
+    'components',
+    'plugins',
+    'nodes',
+    'createdAt',
+    'updatedAt',
+  ])
+  const missing = await cli(['env', 'show', 'nope'])
+  assert.equal(missing.code, 3)
+  assert.equal(missing.stderr, 'xenstack: environment "nope" does not exist\nhint: environments: xenstack env list\n')
+  const dup = await cli(['env', 'create', 'e1'])
+  assert.equal(dup.code, 1)
+  assert.match(dup.stderr, /already exists/)
+})
+
+test('env settings get/set/validate: typed values, dependency checks, passwords never printed', async () => {
+  const get = await cli(['env', 'settings', 'get', 'e1', 'common.debug', '--json'])
+  assert.equal(JSON.parse(get.stdout).value, true)
+  const set = await cli(
+    ['env', 'settings', 'set', 'e1', 'common.debug=false', '--from-env', 'access.password=PW', '--json'],
+    {
+      PW: SECRET,
+    },
+  )
+  assert.equal(set.code, 0, set.stderr)
+  assert.deepEqual(JSON.parse(set.stdout), [
+    { path: 'common.debug.value', value: false },
+    { path: 'access.password.value', value: '********' },
+  ])
+  assert.equal(revealed('e1').settings.access.password.value, SECRET)
+  for (const args of [
+    ['env', 'settings', 'get', 'e1'],
+    ['env', 'settings', 'get', 'e1', '--json'],
+    ['env', 'settings', 'get', 'e1', 'access'],
+  ]) {
+    const r = await cli(args)
+    assert.equal(r.code, 0, r.stderr)
+    assert.ok(!r.stdout.includes(SECRET), args.join(' '))
+    assert.match(r.stdout, /\*{8}/)
+  }
+  const warn = await cli(['env', 'settings', 'set', 'e1', `access.password=${SECRET}`])
+  assert.equal(warn.code, 0, warn.stderr)
+  assert.match(warn.stderr, /lands in shell history; use --from-env/)
+  assert.ok(!warn.stdout.includes(SECRET))
+  const bad = await cli(['env', 'settings', 'set', 'e1', 'common.debug=maybe'])
+  assert.equal(bad.code, 2)
+  assert.match(bad.stderr, /common\.debug\.value: expected true or false, found "maybe"/)
+  const none = await cli(['env', 'settings', 'set', 'e1', 'common.nothing=1'])
+  assert.equal(none.code, 3)
+  const valid = await cli(['env', 'settings', 'validate', 'e1', '--json'])
+  assert.equal(valid.code, 0, valid.stderr)
+  assert.deepEqual(JSON.parse(valid.stdout), { environment: 'e1', valid: true, errors: [] })
+})
+
+test('env nodes assign/list/remove: roles checked against the release', async () => {
+  const add = await cli(['env', 'nodes', 'assign', 'e1', 'node-1', '--roles', 'compute', '--add', '--json'])
+  assert.equal(add.code, 0, add.stderr)
+  assert.deepEqual(JSON.parse(add.stdout), { environment: 'e1', node: 'node-1', roles: ['compute'] })
+  await cli(['env', 'nodes', 'assign', 'e1', 'node-2', '--roles', 'controller,cinder', '--add'])
+  const list = JSON.parse((await cli(['env', 'nodes', 'list', 'e1', '--json'])).stdout) as any[]
+  assert.deepEqual(
+    list.map((n) => [n.name, n.roles]),
+    [
+      ['node-1', ['compute']],
+      ['node-2', ['controller', 'cinder']],
+    ],
+  )
+  const badRole = await cli(['env', 'nodes', 'assign', 'e1', 'node-1', '--roles', 'frobnicator'])
+  assert.equal(badRole.code, 2)
+  assert.match(badRole.stderr, /unknown role frobnicator\nhint: roles: .*compute/)
+  const noNode = await cli(['env', 'nodes', 'assign', 'e1', 'node-9', '--roles', 'compute'])
+  assert.equal(noNode.code, 3)
+  assert.match(noNode.stderr, /hint: add it with --add/)
+  const rm = await cli(['env', 'nodes', 'remove', 'e1', 'node-2'])
+  assert.equal(rm.code, 0, rm.stderr)
+})
+
+test('env export → env apply reproduces the environment exactly; a second apply changes nothing', async () => {
+  const exp = await cli(['env', 'export', 'e1'])
+  assert.equal(exp.code, 0, exp.stderr)
+  assert.ok(!exp.stdout.includes(SECRET), 'the export holds no password in clear')
+  assert.match(exp.stdout, /password:\n\s+encrypted: enc:v1:/)
+  const file = join(dir, 'e1-copy.yaml')
+  writeFileSync(file, exp.stdout.replace(/^name: e1$/m, 'name: e1-copy'))
+  const apply = await cli(['env', 'apply', file, '--json'])
+  assert.equal(apply.code, 0, apply.stderr)
+  assert.deepEqual(JSON.parse(apply.stdout), {
+    environment: 'e1-copy',
+    created: true,
+    changes: ['environment e1-copy created with 1 node'],
+  })
+  assert.deepEqual(revealed('e1-copy'), revealed('e1'))
+  const again = await cli(['env', 'apply', file, '--json'])
+  assert.deepEqual(JSON.parse(again.stdout).changes, [])
+  // An edit is applied as the difference: one setting, one node.
+  const text = readFileSync(file, 'utf8')
+    .replace(/^settings:\n/m, 'settings:\n  common:\n    debug: true\n')
+    .replace(/^nodes:\n/m, 'nodes:\n  node-3:\n    roles: [cinder]\n')
+  writeFileSync(file, text)
+  const edit = await cli(['env', 'apply', file, '--json'])
+  assert.equal(edit.code, 0, edit.stderr)
+  assert.deepEqual(JSON.parse(edit.stdout).changes.sort(), [
+    'node node-3 added (cinder)',
+    'setting common.debug.value changed',
+  ])
+})
+
+test('env export --secrets env: placeholders, applied into another data directory from the environment', async () => {
+  const exp = await cli(['env', 'export', 'e1', '--secrets', 'env'])
+  assert.match(exp.stdout, /password:\n\s+env: XENSTACK_SECRET_ACCESS_PASSWORD/)
+  const other = scratch('xenstack-cli-env-other-')
+  const file = join(dir, 'portable.yaml')
+  writeFileSync(file, exp.stdout)
+  const missing = await runCli(['env', 'apply', file, '--data-dir', other], {
+    XENSTACK_SECRET_ACCESS_PASSWORD: undefined,
+  })
+  assert.equal(missing.code, 5)
+  // The line of the `password:` key holding the placeholder.
+  const line = exp.stdout.split('\n').findIndex((l) => l.includes('env: XENSTACK_SECRET_ACCESS_PASSWORD'))
+  assert.match(
+    missing.stderr,
+    new RegExp(
+      `portable\\.yaml:${line}:\\d+: settings\\.access\\.password\\.value: environment variable XENSTACK_SECRET_ACCESS_PASSWORD is not set`,
+    ),
+  )
+  const ok = await runCli(['env', 'apply', file, '--data-dir', other], { XENSTACK_SECRET_ACCESS_PASSWORD: SECRET })
+  assert.equal(ok.code, 0, ok.stderr)
+  assert.deepEqual(revealed('e1', other), revealed('e1'))
+})
+
+test('env apply: bad YAML and bad values are named by file and line (exit 5); nothing is written', async () => {
+  const bad = join(dir, 'bad.yaml')
+  writeFileSync(bad, 'name: broken\nnodes:\n  n1:\n    roles: [compute\n')
+  const r = await cli(['env', 'apply', bad])
+  assert.equal(r.code, 5)
+  assert.match(r.stderr, /^xenstack: .*bad\.yaml:\d+:\d+: /)
+  const wrong = join(dir, 'wrong.yaml')
+  writeFileSync(
+    wrong,
+    'name: wrong\nnodes:\n  n1:\n    roles: compute\n    colour: red\nsettings:\n  common:\n    debug: 5\n',
+  )
+  const w = await cli(['env', 'apply', wrong])
+  assert.equal(w.code, 5)
+  assert.match(w.stderr, /wrong\.yaml:4:12: nodes\.n1\.roles: expected a list of strings/)
+  assert.match(w.stderr, /wrong\.yaml:5:13: nodes\.n1\.colour: unknown key/)
+  const v = join(dir, 'value.yaml')
+  writeFileSync(v, 'name: value\nsettings:\n  common:\n    debug: 5\n')
+  const val = await cli(['env', 'apply', v])
+  assert.equal(val.code, 5)
+  assert.match(val.stderr, /value\.yaml:4:12: settings\.common\.debug: .*expected true or false, found 5/)
+  const list = JSON.parse((await cli(['env', 'list', '--json'])).stdout) as any[]
+  assert.ok(!list.some((e) => ['broken', 'wrong', 'value'].includes(e.name)))
+  const nofile = await cli(['env', 'apply', join(dir, 'absent.yaml')])
+  assert.equal(nofile.code, 3)
+  assert.match(nofile.stderr, /absent\.yaml:0:0: cannot read: ENOENT/)
+})
+
+test('env apply creates the pools the file declares (password from the environment), nodes name them', async () => {
+  const f = join(dir, 'pools.yaml')
+  writeFileSync(
+    f,
+    [
+      'name: pooled',
+      'pools:',
+      '  p1: {url: "https://xs1.example", username: root, password: {env: P1_PW}, tls: {fingerprint: "' +
+        'ab'.repeat(32) +
+        '"}}',
+      'nodes:',
+      '  compute-1: {roles: [compute], pool: p1}',
+      '  compute-2: {roles: [compute], pool: p9}',
+      '',
+    ].join('\n'),
+  )
+  const unknownPool = await cli(['env', 'apply', f], { P1_PW: SECRET })
+  assert.equal(unknownPool.code, 5)
+  assert.match(unknownPool.stderr, /pools\.yaml:6:39: nodes\.compute-2\.pool: no pool "p9"/)
+  writeFileSync(f, readFileSync(f, 'utf8').replace('pool: p9', 'pool: p1'))
+  const ok = await cli(['env', 'apply', f, '--json'], { P1_PW: SECRET })
+  assert.equal(ok.code, 0, ok.stderr)
+  assert.deepEqual(JSON.parse(ok.stdout).changes, ['pool p1 added', 'environment pooled created with 2 nodes'])
+  const show = JSON.parse((await cli(['pool', 'show', 'p1', '--json'])).stdout)
+  assert.deepEqual(show.nodes, ['pooled/compute-1', 'pooled/compute-2'])
+  const again = await cli(['env', 'apply', f, '--json'], { P1_PW: SECRET })
+  assert.deepEqual(JSON.parse(again.stdout).changes, [])
+  const exp = await cli(['env', 'export', 'pooled'])
+  assert.match(
+    exp.stdout,
+    /pools:\n {2}p1:\n {4}url: https:\/\/xs1\.example\n {4}username: root\n {4}password:\n {6}encrypted: enc:v1:/,
+  )
+  assert.ok(!exp.stdout.includes(SECRET))
+})
+
+test('env delete removes it once; then exit 3', async () => {
+  assert.equal((await cli(['env', 'delete', 'e1-copy'])).code, 0)
+  assert.equal((await cli(['env', 'delete', 'e1-copy'])).code, 3)
+})
