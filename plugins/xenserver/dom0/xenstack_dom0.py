@@ -2,8 +2,8 @@
 """xenstack_dom0: read-only views of what xenstack set up in dom0, through XAPI's plugin contract.
 
 Plain calling convention (XenAPIPlugin.dispatch): every argument is a string in the args dict, every result a
-string (JSON here), and a refused call raises XenAPIPlugin.Failure(code, params), which XAPI reports as
-XENAPI_PLUGIN_FAILURE with those details. Health checks use it to see dom0's routes and firewall without SSH.
+string (JSON here), and a refused call raises XenAPIPlugin.Failure(code, params), which XAPI re-raises to the
+caller unchanged (code first, then the params). Health checks use it to see dom0's routes and firewall without SSH.
 Runs under the dom0's Python 2 (XenServer 7.x) and Python 3 (8.x) alike.
 
   route(cidr)      {"cidr", "routes": ["<cidr> via <gw> dev <dev> ...", ...]}  (`ip -4 route show exact <cidr>`)
