@@ -2,7 +2,7 @@
  * Dom0 preparation on the lab's dom0s (given XenServer's os-release, a bridge blacklist, a shipped conntrackd
  * configuration and a root crontab of their own): the dry run changes nothing; one run removes the blacklist,
  * builds the neutron chain (jumped to once, saved in /etc/sysconfig/iptables), merges the rotation entry into root's
- * crontab keeping what was there, links /boot/guest into the SR mount and switches conntrackd to its statistics
+ * crontab keeping what was there, links /boot/guest and /images into the SR mount and switches conntrackd to its statistics
  * configuration (the shipped one kept as .back); a second run changes nothing. The pool's dom0s then ssh to each
  * other with pinned host keys and no password.
  */
@@ -57,9 +57,7 @@ test('dom0 preparation: dry run, one run, second run unchanged; pool dom0s trust
       try {
         await onHost(lab, 'dom0-1', `printf '%s' '${OTHERS}' | crontab -u root -`)
         await onHost(lab, 'dom0-1', `mkdir -p /var/run/sr-mount/${SR_UUID}`)
-        // TODO(LAB private root): manage /images too once lab hosts have a private root; today a top-level /images
-        // would land on the machine, so only /boot/guest (per host) is linked here.
-        const opts = { srUuid: SR_UUID, images: false, conntrackStatsGlob: STATS_GLOB }
+        const opts = { srUuid: SR_UUID, conntrackStatsGlob: STATS_GLOB }
         const resources = await dom0PrepareResources(dom0, opts)
         const state = () =>
           onHost(
@@ -78,6 +76,7 @@ test('dom0 preparation: dry run, one run, second run unchanged; pool dom0s trust
             `iptables chain filter/${NEUTRON_CHAIN}`,
             'cron root: rotate xen guest console logs',
             'symlink /boot/guest',
+            'symlink /images',
             'file /etc/conntrackd/conntrackd.conf',
           ])
             assert.ok(
@@ -117,6 +116,8 @@ test('dom0 preparation: dry run, one run, second run unchanged; pool dom0s trust
               `/var/run/sr-mount/${SR_UUID}/os-guest-kernels\n`,
             )
             assert.equal(await onHost(lab, 'dom0-1', 'test -d /boot/guest/ && echo dir'), 'dir\n')
+            assert.equal(await onHost(lab, 'dom0-1', 'readlink /images'), `/var/run/sr-mount/${SR_UUID}/os-images\n`)
+            assert.equal(await onHost(lab, 'dom0-2', 'test -e /images || echo absent'), 'absent\n', "dom0-1's only")
             assert.match(await onHost(lab, 'dom0-1', 'cat /etc/conntrackd/conntrackd.conf'), /statistics mode/)
             assert.match(await onHost(lab, 'dom0-1', 'cat /etc/conntrackd/conntrackd.conf.back'), /shipped: sync mode/)
             assert.match(await onHost(lab, 'dom0-1', 'cat /etc/logrotate.d/conntrackd'), /maxsize 50M/)
