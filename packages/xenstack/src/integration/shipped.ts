@@ -54,6 +54,9 @@ export interface ShippedInstallResult {
 
 const OFFERED_FILE = 'shipped.json'
 
+/** `XENSTACK_SHIPPED_PLUGINS=none`: do not install the shipped plugins into the store being opened. */
+export const SHIPPED_PLUGINS_ENV = 'XENSTACK_SHIPPED_PLUGINS'
+
 function offeredPath(store: StateStore): string {
   return join(store.dataDir, 'plugins', OFFERED_FILE)
 }
@@ -81,10 +84,13 @@ function writeOffered(store: StateStore, offered: string[]): void {
 /**
  * Installs every shipped plugin version not offered to this store before (built to a temporary archive and
  * installed like `plugins install`, checksums and validation included). Idempotent and safe when two processes
- * open a fresh store at once (the second finds the plugin installed).
+ * open a fresh store at once (the second finds the plugin installed). The CLI calls it whenever it opens the
+ * state store (`openCliStateStore`), so a fresh store lists the shipped plugins.
  */
 export function ensureShippedPlugins(store: StateStore, root = shippedPluginsDir()): ShippedInstallResult {
   const result: ShippedInstallResult = { installed: [], notes: [] }
+  // An operator (or a test of other plugins) can keep a data directory free of them.
+  if (process.env[SHIPPED_PLUGINS_ENV] === 'none') return result
   if (!existsSync(root)) return result
   const offered = readOffered(store)
   const before = offered.length

@@ -118,7 +118,11 @@ test("plugins may not reuse a component name: the release's (check) or another p
   const bin = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
   const home = tmp('xenstack-overlap-')
   const run = (...args: string[]) =>
-    spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, XENSTACK_HOME: home } })
+    spawnSync(process.execPath, [bin, ...args], {
+      encoding: 'utf8',
+      // without the shipped XenServer plugin, which defines hypervisor:xenserver too
+      env: { ...process.env, XENSTACK_HOME: home, XENSTACK_SHIPPED_PLUGINS: 'none' },
+    })
   const defs = (over: Record<string, string> = {}) =>
     Object.entries({ ...XENSERVER_DEFINES, ...over }).flatMap(([k, v]) => ['--define', `${k}=${v}`])
   const qemu = tmp('xenstack-qemu-')

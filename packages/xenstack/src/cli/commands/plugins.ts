@@ -20,6 +20,7 @@ import {
 import { builtinReleases, findRelease, loadReleaseFile, releaseToJSON, type Release } from '../../releases/release.js'
 import { StateError, StateStore, type InstalledPlugin } from '../../state/store.js'
 import { redactPasswords } from '../../state/secrets.js'
+import { openCliStateStore } from '../state.js'
 
 interface Common {
   json?: boolean
@@ -76,7 +77,7 @@ function loadOptions(o: Common): LoadOptions {
 
 function openStore(o: Common): StateStore {
   try {
-    return StateStore.open({ dataDir: o.dataDir })
+    return openCliStateStore({ dataDir: o.dataDir })
   } catch (e) {
     throw new CliError(
       `cannot open the state store: ${(e as Error).message}`,
