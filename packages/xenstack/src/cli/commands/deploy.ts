@@ -10,8 +10,7 @@
 import type { Command } from 'commander'
 import { CliError, ExitCode } from '../errors.js'
 import { emit, table } from '../output.js'
-import type { StateStore } from '../../state/store.js'
-import { openCliStateStore } from '../state.js'
+import { StateStore } from '../../state/store.js'
 import { xenserverNatives } from '../../integration/index.js'
 import { EngineStore } from '../../engine/store.js'
 import { deployEnvironment, resumeEnvironment } from '../../engine/deployment.js'
@@ -44,7 +43,7 @@ const ENV_STATUS: Record<DeploymentStatus, string> = {
 }
 
 function open(o: Opts): { state: StateStore; engine: EngineStore } {
-  const state = openCliStateStore({ dataDir: o.dataDir })
+  const state = StateStore.open({ dataDir: o.dataDir })
   return { state, engine: new EngineStore(state.db) }
 }
 

@@ -5,6 +5,7 @@
 import type { Command } from 'commander'
 import * as deploy from './deploy.js'
 import * as env from './env.js'
+import * as himn from './himn.js'
 import * as lab from './lab.js'
 import * as plugins from './plugins.js'
 import * as pool from './pool.js'
@@ -19,6 +20,7 @@ export const commandModules: { register(program: Command): void }[] = [
   lab,
   pool,
   xapi,
+  himn,
   plugins,
   env,
   deploy,

@@ -1,0 +1,150 @@
+import { before, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { existsSync, readFileSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { scratchDirs } from '@xenstack/testkit'
+import { StateStore } from '../../src/state/store.js'
+import { builtinReleases, releaseToJSON } from '../../src/releases/release.js'
+import { runCli } from './run.js'
+
+const scratch = scratchDirs()
+let dir: string
+let dataDir: string
+const cli = (args: string[]) => runCli([...args, '--data-dir', dataDir])
+
+/** A release with a tiny graph of shell tasks that leave marks, and an environment of two local nodes. */
+function seed(): void {
+  const state = StateStore.open({ dataDir })
+  const task = (id: string, extra: Record<string, unknown> = {}) => ({
+    id,
+    type: 'shell',
+    version: '2.0.0',
+    groups: ['compute'],
+    parameters: { cmd: `echo ${id} >> ${join(dir, 'marks')}; echo "output of ${id}"`, timeout: 60, retries: 0 },
+    ...extra,
+  })
+  const base = releaseToJSON(builtinReleases()[0])
+  state.releases.upsert({
+    name: 'cli-test',
+    version: 'cli-test-1',
+    operatingSystem: 'ubuntu',
+    source: 'test',
+    data: {
+      ...base,
+      name: 'cli-test',
+      version: 'cli-test-1',
+      tasks: [
+        { id: 'deploy_start', type: 'stage' },
+        { id: 'deploy_end', type: 'stage', requires: ['deploy_start'] },
+        {
+          id: 'compute',
+          type: 'group',
+          roles: ['compute'],
+          requires: ['deploy_start'],
+          required_for: ['deploy_end'],
+          parameters: { strategy: { type: 'parallel' } },
+        },
+        task('one'),
+        task('two', { requires: ['one'] }),
+        task('breaks', {
+          requires: ['two'],
+          condition: "settings:common.flavor.value == 'broken'",
+          parameters: { cmd: 'echo "about to fail"; exit 3', retries: 0 },
+        }),
+      ],
+    },
+  })
+  state.environments.create({
+    name: 'd1',
+    release: 'cli-test',
+    settings: { common: { flavor: { type: 'text', value: 'ok' } } },
+  })
+  for (const n of ['cmp1', 'cmp2'])
+    state.environments.addNode('d1', { name: n, roles: ['compute'], data: { local: true } })
+  state.close()
+}
+
+function marks(): string {
+  const f = join(dir, 'marks')
+  const v = existsSync(f) ? readFileSync(f, 'utf8').split('\n').filter(Boolean) : []
+  rmSync(f, { force: true })
+  return v.sort().join(',')
+}
+
+before(() => {
+  dir = scratch('xenstack-cli-deploy-')
+  dataDir = join(dir, 'data')
+  seed()
+})
+
+test('deploy --tasks runs only the named tasks; --nodes only those nodes; plain progress lines off a terminal', async () => {
+  const t = await cli(['deploy', 'd1', '--tasks', 'two', '--json'])
+  assert.equal(t.code, 0, t.stderr)
+  assert.equal(marks(), 'two,two')
+  const s = JSON.parse(t.stdout)
+  assert.deepEqual(Object.keys(s).slice(0, 6), ['environment', 'deployment', 'status', 'nodes', 'tasks', 'changes'])
+  assert.equal(s.status, 'ready')
+
+  const n = await cli(['deploy', 'd1', '--nodes', 'cmp1', '--force'])
+  assert.equal(n.code, 0, n.stderr)
+  assert.equal(marks(), 'one,two')
+  assert.match(n.stderr, /^\[cmp1\] one: succeeded$/m)
+  assert.doesNotMatch(n.stderr, /\[cmp2\]/)
+  assert.match(n.stdout, /deployment \d+ of d1: ready/)
+
+  const unknown = await cli(['deploy', 'd1', '--nodes', 'cmp9'])
+  assert.equal(unknown.code, 3)
+  assert.equal(unknown.stderr, 'xenstack: --nodes: no node cmp9 in the environment\nhint: nodes: cmp1, cmp2\n')
+  const badTask = await cli(['deploy', 'd1', '--tasks', 'nope'])
+  assert.equal(badTask.code, 3)
+  assert.match(badTask.stderr, /--tasks: no task nope in the graph/)
+})
+
+test('deploy of a failing task: exit 1, then deploy logs and history tell which node, task, exit code and output', async () => {
+  const state = StateStore.open({ dataDir })
+  state.environments.saveSettings('d1', { common: { flavor: { type: 'text', value: 'broken' } } })
+  state.close()
+  const r = await cli(['deploy', 'd1', '--force', '--json'])
+  assert.equal(r.code, 1)
+  const s = JSON.parse(r.stdout)
+  assert.equal(s.status, 'error')
+  assert.equal(s.errors[0].task, 'breaks')
+  marks()
+
+  const logs = await cli(['deploy', 'logs', 'd1', '--failed', '--json'])
+  assert.equal(logs.code, 0, logs.stderr)
+  const l = JSON.parse(logs.stdout)
+  assert.equal(l.deployment, s.deployment)
+  const failed = l.tasks.filter((t: any) => t.status === 'failed')
+  assert.deepEqual(failed.map((t: any) => [t.node, t.task, t.error.exitCode]).sort(), [
+    ['cmp1', 'breaks', 3],
+    ['cmp2', 'breaks', 3],
+  ])
+  // What could not run because of it is listed with the reason.
+  for (const t of l.tasks.filter((x: any) => x.status === 'dep_failed')) assert.match(t.reason, /failed/)
+  assert.ok(failed[0].error.tail.includes('about to fail'))
+  const one = await cli(['deploy', 'logs', 'd1', '--node', 'cmp2', '--task', 'one'])
+  assert.equal(one.code, 0, one.stderr)
+  assert.match(one.stdout, /^== \[cmp2\] one: succeeded\n {3}output of one\n$/)
+  const none = await cli(['deploy', 'logs', 'd1', '--node', 'cmp7'])
+  assert.equal(none.code, 3)
+
+  const h = await cli(['deploy', 'history', 'd1', '--json'])
+  assert.equal(h.code, 0, h.stderr)
+  const hist = JSON.parse(h.stdout) as any[]
+  assert.deepEqual(
+    hist.map((x) => [x.status, x.force]),
+    [
+      ['ready', false],
+      ['ready', true],
+      ['error', true],
+    ],
+  )
+  assert.equal(hist[2].tasks.failed, l.tasks.length)
+  assert.equal(hist[2].deployment, s.deployment)
+  const table = await cli(['deploy', 'history', 'd1'])
+  assert.match(table.stdout, /^DEPLOYMENT\s+MODE\s+STATUS/)
+  const noEnv = await cli(['deploy', 'history', 'nope'])
+  assert.equal(noEnv.code, 3)
+  assert.equal(noEnv.stderr, 'xenstack: environment nope has no deployment\nhint: xenstack deploy nope\n')
+})
