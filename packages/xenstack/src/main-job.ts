@@ -2,7 +2,9 @@
  * The main job (`npm start`): starts xenstack's parts with embedded defaults and keeps them running
  * until SIGINT/SIGTERM, then stops each one in reverse order and exits 0.
  *
- * Parts register here as they land (simulator, lab, server + UI); each is a `Service`.
+ * Parts register here (the pool: main-pool.ts, the server: main-server.ts); each is a `Service`, started in
+ * registration order. A service's `start` sees what the ones before it reported (the server reads the pool's).
+ * How long each start took is measured and printed: start-up must stay fast.
  */
 import { stringify } from 'yaml'
 import { emit } from './cli/output.js'
@@ -10,7 +12,7 @@ import { emit } from './cli/output.js'
 export interface Service {
   name: string
   /** Starts the service; resolves with what to print about it (URLs, credentials). */
-  start(): Promise<Record<string, unknown>>
+  start(previous: Record<string, unknown>): Promise<Record<string, unknown>>
   stop(): Promise<void>
 }
 
@@ -24,15 +26,17 @@ export function registerMainJobServices(factory: ServiceFactory): void {
 }
 
 export async function runMainJob(opts: { json?: boolean }): Promise<void> {
+  const t0 = performance.now()
   const services: Service[] = []
   for (const f of factories) services.push(...(await f()))
   const started: Service[] = []
   const info: Record<string, unknown> = {}
+  const startupMs: Record<string, number> = {}
   let stopping = false
-  const stop = async (signal: string) => {
+  const stop = async (signal: string, code = 0) => {
     if (stopping) return
     stopping = true
-    if (!opts.json) console.log(`\nxenstack: ${signal} received, stopping`)
+    if (!opts.json) console.log(`\nxenstack: ${signal}, stopping`)
     for (const s of started.reverse()) {
       try {
         await s.stop()
@@ -40,19 +44,33 @@ export async function runMainJob(opts: { json?: boolean }): Promise<void> {
         console.error(`xenstack: stopping ${s.name} failed: ${(e as Error).message}`)
       }
     }
-    process.exit(0)
+    process.exit(code)
   }
-  process.once('SIGINT', () => void stop('SIGINT'))
-  process.once('SIGTERM', () => void stop('SIGTERM'))
+  process.once('SIGINT', () => void stop('SIGINT received'))
+  process.once('SIGTERM', () => void stop('SIGTERM received'))
   for (const s of services) {
-    info[s.name] = await s.start()
+    const t = performance.now()
+    try {
+      info[s.name] = await s.start(info)
+    } catch (e) {
+      console.error(`xenstack: starting ${s.name} failed: ${(e as Error).message}`)
+      await stop(`${s.name} did not start`, 1)
+      return
+    }
+    startupMs[s.name] = Math.round(performance.now() - t)
     started.push(s)
   }
-  emit(opts, { running: info }, () => {
+  const total = Math.round(performance.now() - t0)
+  emit(opts, { running: info, startupMs: { ...startupMs, total } }, () => {
     console.log('xenstack is running:')
     if (services.length === 0) console.log('  (no services are built yet)')
     const details = stringify(info, { indent: 2 }).trimEnd()
     if (services.length > 0) console.log(details.replace(/^/gm, '  '))
+    console.log(
+      `started in ${total} ms (${Object.entries(startupMs)
+        .map(([n, ms]) => `${n} ${ms} ms`)
+        .join(', ')})`,
+    )
     console.log('Press Ctrl-C to stop.')
   })
   // Keep the event loop alive until a signal arrives.

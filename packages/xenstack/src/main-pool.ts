@@ -7,6 +7,9 @@ import { generatePassword, startSimServer, type SimServer } from '@xenstack/xapi
 import { Lab, preflight } from './lab/lab.js'
 import { registerMainJobServices } from './main-job.js'
 
+/** The running pool, for the services started after it (the server makes the demo environment on it). */
+export const mainPool: { lab?: Lab; sim?: SimServer; simPassword?: string } = {}
+
 registerMainJobServices(async () => {
   let lab: Lab | undefined
   let sim: SimServer | undefined
@@ -21,7 +24,8 @@ registerMainJobServices(async () => {
           labUnavailable = (e as Error).message
         }
         if (labUnavailable === undefined) {
-          lab = await Lab.up({ name: process.env.XENSTACK_LAB_NAME ?? 'start', hosts: 2, simulator: true })
+          lab = await Lab.up({ name: process.env.XENSTACK_LAB_NAME ?? 'demo', hosts: 2, simulator: true })
+          mainPool.lab = lab
           return {
             mode: 'lab',
             simulator: {
@@ -40,6 +44,8 @@ registerMainJobServices(async () => {
           state: process.env.XENSTACK_SIM_STATE ?? '.state/sim',
           password,
         })
+        mainPool.sim = sim
+        mainPool.simPassword = password
         return {
           mode: 'simulator only',
           simulator: { url: sim.url, username: 'root', password, state: sim.stateDir },

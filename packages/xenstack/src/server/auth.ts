@@ -101,6 +101,15 @@ export class TokenStore {
     return timingSafeEqual(expected, actual) && !!entry && !!m
   }
 
+  /** Replaces every token of this name by a new one (the main job's token: one valid at a time). */
+  rotate(name: string): string {
+    return this.store.transaction(() => {
+      for (const r of this.store.db.prepare('SELECT id FROM api_tokens WHERE name = ?').all(name) as { id: string }[])
+        this.revoke(r.id)
+      return this.create(name)
+    })
+  }
+
   revoke(id: string): boolean {
     this.cache.delete(id)
     return this.store.db.prepare('DELETE FROM api_tokens WHERE id = ?').run(id).changes > 0

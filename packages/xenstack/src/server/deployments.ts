@@ -88,18 +88,20 @@ export class DeploymentManager {
     const abort = new AbortController()
     const channel = channelOf(env)
     let id = opts.resume ? before!.id : 0
+    // The first events fire while the engine starts, before it returns to us: the deployment is recorded by then.
+    const current = () => (id ||= this.engine.latestDeployment(env)?.id ?? 0)
     const deployOpts = {
       force: opts.force,
       signal: abort.signal,
       onEvent: (e: unknown) =>
-        this.hub.publish(channel, (e as { type: string }).type, { deployment: id, ...(e as object) }),
+        this.hub.publish(channel, (e as { type: string }).type, { deployment: current(), ...(e as object) }),
       onLog: (node: string, task: string, line: string) => {
-        const key = `${id}/${node}/${task}`
+        const key = `${current()}/${node}/${task}`
         const lines = this.logs.get(key) ?? []
         lines.push(line)
         if (lines.length > LOG_LINES) lines.splice(0, lines.length - LOG_LINES)
         this.logs.set(key, lines)
-        this.hub.publish(channel, 'log', { deployment: id, node, task, line })
+        this.hub.publish(channel, 'log', { deployment: current(), node, task, line })
       },
     }
     this.state.environments.setStatus(env, 'deployment')

@@ -33,11 +33,16 @@ export interface ServerOptions {
   /** The health API's dependencies, built on the opened store. */
   health?: (state: StateStore) => HealthRoutesDeps | undefined
   webDir?: string
+  /**
+   * Token policy: `first-start` (default) makes one only when none exists; `rotate:<name>` replaces the tokens of
+   * that name by a new one on every start (the main job, which must print a working token each time).
+   */
+  token?: 'first-start' | `rotate:${string}`
 }
 
 export interface RunningServer {
   url: string
-  /** The API token when this start created it (first start): print it once; it is stored only hashed. */
+  /** The API token when this start created it: print it once; it is stored only hashed. */
   newToken?: string
   app: FastifyInstance
   context: ServerContext
@@ -65,7 +70,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   const state = StateStore.open({ dataDir: opts.dataDir, databaseUrl: opts.databaseUrl })
   try {
     const { context, tokens } = serverContext(state, opts)
-    const newToken = tokens.ensure()
+    const newToken = opts.token?.startsWith('rotate:') ? tokens.rotate(opts.token.slice(7)) : tokens.ensure()
     const app = await buildApp(context, { tokens, health: opts.health?.(state), webDir: opts.webDir })
     const host = opts.host ?? '127.0.0.1'
     await app.listen({ host, port: opts.port ?? DEFAULT_PORT })

@@ -37,6 +37,13 @@ interface PQ {
 
 const require = createRequire(import.meta.url)
 
+/**
+ * Finished connections kept reachable for a moment: libpq's finish() closes its libuv poll handle, whose memory
+ * lives in the connection object; if the object were garbage-collected before libuv runs the close (in the loop's
+ * close phase), libuv would touch freed memory and abort the process.
+ */
+const closing = new Set<unknown>()
+
 /** Any one constant: the lock every immediate transaction holds until it ends. */
 const WRITER_LOCK = 74_032_611
 
@@ -204,7 +211,10 @@ export class PostgresDatabase implements Database {
   close(): this {
     if (!this.closed) {
       this.closed = true
-      this.pq.finish()
+      const pq = this.pq
+      pq.finish()
+      closing.add(pq)
+      setTimeout(() => closing.delete(pq), 100).unref()
     }
     return this
   }

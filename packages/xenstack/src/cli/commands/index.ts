@@ -9,6 +9,7 @@ import * as himn from './himn.js'
 import * as lab from './lab.js'
 import * as plugins from './plugins.js'
 import * as pool from './pool.js'
+import * as server from './server.js'
 import * as sim from './sim.js'
 import * as start from './start.js'
 import * as version from './version.js'
@@ -16,6 +17,7 @@ import * as xapi from './xapi.js'
 
 export const commandModules: { register(program: Command): void }[] = [
   start,
+  server,
   sim,
   lab,
   pool,

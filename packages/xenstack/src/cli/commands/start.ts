@@ -1,6 +1,7 @@
 import type { Command } from 'commander'
 import { runMainJob } from '../../main-job.js'
 import '../../main-pool.js'
+import '../../main-server.js'
 
 export function register(program: Command): void {
   program
