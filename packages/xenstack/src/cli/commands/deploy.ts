@@ -20,6 +20,8 @@ import { EnvironmentNotDeployableError, loadDeployableEnvironment } from '../../
 import { GraphBuildError } from '../../engine/graph.js'
 import { formatTaskError, type DeploymentStatus } from '../../engine/types.js'
 import type { SchedulerEvent } from '../../engine/scheduler.js'
+import { createDeployProgress, progressMode } from '../deploy-progress.js'
+import { register as registerRecords } from './deploy-records.js'
 
 interface Opts {
   json?: boolean
@@ -27,6 +29,8 @@ interface Opts {
   dryRun?: boolean
   force?: boolean
   maxBusyNodes?: string
+  nodes?: string
+  tasks?: string
 }
 
 /** What the environment's status becomes after a deployment (nailgun's cluster statuses). */
@@ -90,13 +94,53 @@ function printDryRun(p: DryRunPlan, notes: string[]): void {
   for (const n of notes) process.stdout.write(`note: ${n}\n`)
 }
 
-function progressPrinter(json: boolean): (e: SchedulerEvent) => void {
-  return (e) => {
-    if (json) return
-    if (e.type === 'task' && e.status !== 'running' && e.status !== 'pending' && !e.key.startsWith('_sync/'))
-      process.stderr.write(`[${e.node}] ${e.task}: ${e.status}${e.reason ? ` (${e.reason})` : ''}\n`)
-    else if (e.type === 'brake') process.stderr.write(`deployment braking: ${e.reason}\n`)
+const list = (v?: string) =>
+  (v ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean)
+
+/**
+ * `--nodes a,b`: the graph is expanded on those nodes only (Fuel's "deploy selected nodes").
+ * `--tasks x,y`: every other task stays in the graph as `skipped` (stages and groups keep the order), so only the
+ * named tasks run — and, since their definitions changed, the next full deploy runs the others again.
+ */
+function selectNodesAndTasks<E extends { nodes: { name: string }[]; tasks: { task: { id: string; type?: string } }[] }>(
+  env: E,
+  o: Opts,
+): E {
+  const nodes = list(o.nodes)
+  const tasks = list(o.tasks)
+  let out = env
+  if (nodes.length) {
+    const unknown = nodes.filter((n) => !env.nodes.some((x) => x.name === n))
+    if (unknown.length)
+      throw new CliError(
+        `--nodes: no node ${unknown.join(', ')} in the environment`,
+        ExitCode.notFound,
+        `nodes: ${env.nodes.map((n) => n.name).join(', ')}`,
+      )
+    out = { ...out, nodes: env.nodes.filter((n) => nodes.includes(n.name)) }
   }
+  if (tasks.length) {
+    const unknown = tasks.filter((t) => !env.tasks.some((x) => x.task.id === t))
+    if (unknown.length)
+      throw new CliError(
+        `--tasks: no task ${unknown.join(', ')} in the graph`,
+        ExitCode.notFound,
+        'see the plan: xenstack deploy ENV --dry-run',
+      )
+    const structural = new Set(['stage', 'group'])
+    out = {
+      ...out,
+      tasks: env.tasks.map((t) =>
+        tasks.includes(t.task.id) || structural.has(t.task.type ?? '')
+          ? t
+          : { ...t, task: { ...t.task, type: 'skipped' } },
+      ),
+    }
+  }
+  return out
 }
 
 function refuseIfRunning(engine: EngineStore, env: string): void {
@@ -151,14 +195,24 @@ async function runDeploy(envName: string, o: Opts, mode: 'deploy' | 'resume'): P
     const maxBusyNodes = o.maxBusyNodes ? Number(o.maxBusyNodes) : undefined
     if (maxBusyNodes !== undefined && !(Number.isInteger(maxBusyNodes) && maxBusyNodes > 0))
       throw new CliError(`--max-busy-nodes ${o.maxBusyNodes}: expected a positive integer`, ExitCode.usage)
-    const onEvent = progressPrinter(!!o.json)
+    if (mode === 'resume' && (o.nodes || o.tasks))
+      throw new CliError(
+        'resume runs what did not succeed in the last deployment: --nodes and --tasks do not apply',
+        ExitCode.usage,
+      )
+    const selected = selectNodesAndTasks(env, o)
     if (o.dryRun) {
-      const r = await deployEnvironment(engine, env, { dryRun: true, force: o.force })
+      const r = await deployEnvironment(engine, selected, { dryRun: true, force: o.force })
       if (r.kind === 'dry-run') emit(o, { ...r.plan, dryRun: true, notes: r.notes }, (p) => printDryRun(p, r.notes))
       return
     }
     const intr = interrupts(engine, envName)
     state.environments.setStatus(envName, 'deployment')
+    const progress = createDeployProgress(
+      progressMode(o),
+      selected.nodes.map((n) => n.name),
+    )
+    const onEvent = (e: SchedulerEvent) => progress.onEvent(e)
     let summary: DeploymentSummary
     try {
       if (mode === 'resume') {
@@ -170,12 +224,18 @@ async function runDeploy(envName: string, o: Opts, mode: 'deploy' | 'resume'): P
           )
         summary = await resumeEnvironment(engine, env, { maxBusyNodes, onEvent, signal: intr.signal })
       } else {
-        const r = await deployEnvironment(engine, env, { force: o.force, maxBusyNodes, onEvent, signal: intr.signal })
+        const r = await deployEnvironment(engine, selected, {
+          force: o.force,
+          maxBusyNodes,
+          onEvent,
+          signal: intr.signal,
+        })
         if (r.kind !== 'deployment') return
         summary = r.summary
-        if (!o.json) for (const n of r.notes) process.stderr.write(`note: ${n}\n`)
+        if (!o.json) for (const n of r.notes) progress.note(`note: ${n}`)
       }
     } finally {
+      progress.stop()
       intr.dispose()
     }
     state.environments.setStatus(envName, ENV_STATUS[summary.status])
@@ -195,11 +255,13 @@ async function runDeploy(envName: string, o: Opts, mode: 'deploy' | 'resume'): P
 export function register(program: Command): void {
   const deploy = program
     .command('deploy')
-    .description('deploy an environment (ENV), or stop|resume|status ENV')
+    .description('deploy an environment (ENV), or stop|resume|status|history|logs ENV')
     .argument('[env]', 'environment name')
     .option('--dry-run', 'print the full plan per node and every change, change nothing')
     .option('--force', 'run every task again (redeploy otherwise runs only tasks whose inputs changed)')
     .option('--max-busy-nodes <n>', 'at most this many nodes busy at once (default 50)')
+    .option('--nodes <a,b>', 'deploy these nodes only')
+    .option('--tasks <x,y>', 'run these tasks only (the others are kept in the graph as skipped)')
     .option('--json', 'print one JSON object at the end')
     .option('--data-dir <dir>', 'state directory (default: $XENSTACK_HOME or ~/.xenstack)')
     .action(async (env: string | undefined, o: Opts) => {
@@ -264,4 +326,5 @@ export function register(program: Command): void {
       state.close()
     }
   })
+  registerRecords(deploy)
 }
