@@ -40,7 +40,7 @@ export interface NodeData {
   xapiHost?: string | null
   pool?: string
   addresses?: Record<string, string>
-  dom0?: { name?: string; xapiHost?: string | null; host?: string; hostKeyFingerprints?: string[] }
+  dom0?: { name?: string; xapiHost?: string | null; host?: string; hostKeyFingerprints?: string[]; ssh?: unknown }
   [key: string]: unknown
 }
 

@@ -4,7 +4,9 @@
  * Each runs only in `run` (XAPI calls and guest checks that decide what to change), so a dry run changes nothing;
  * each is idempotent, and reports `unchanged` on a second run.
  */
+import { readFile } from 'node:fs/promises'
 import type { NativeTask, NativeTaskContext } from '../../engine/tasks.js'
+import { FileKnownHostsStore, SshExecutor } from '../../node/index.js'
 import type { ResourceChange } from '../../engine/types.js'
 import { computeVmOf, execOf, nodeDataOf, xapiOf, xenserverSettings } from '../context.js'
 import { HimnAttacher, HIMN_MAC_KEY } from './attach.js'
@@ -69,21 +71,46 @@ const preTestTask: NativeTask = {
   },
 }
 
+/**
+ * The deployer's own SSH access to dom0 when the node's record has one (`dom0.ssh`: host, identityFile and a
+ * knownHostsFile — the host key is verified, never trusted on first use), else undefined.
+ */
+async function directDom0(ctx: NativeTaskContext): Promise<SshExecutor | undefined> {
+  const ssh = nodeDataOf(ctx).dom0?.ssh as
+    { host?: string; port?: number; user?: string; identityFile?: string; knownHostsFile?: string } | undefined
+  if (!ssh?.host || !ssh.identityFile || !ssh.knownHostsFile) return undefined
+  return new SshExecutor({
+    host: ssh.host,
+    port: ssh.port,
+    username: ssh.user ?? 'root',
+    privateKey: await readFile(ssh.identityFile),
+    knownHosts: new FileKnownHostsStore(ssh.knownHostsFile),
+    name: `${nodeDataOf(ctx).dom0?.name ?? 'dom0'} (direct)`,
+    persistentShell: false,
+  })
+}
+
 const sshTrust: NativeTask = {
   async run(ctx: NativeTaskContext) {
     const s = xenserverSettings(ctx)
     const data = nodeDataOf(ctx)
-    const r = await establishSshTrust(execOf(ctx), {
-      computeName: ctx.node,
-      dom0Name: data.dom0?.name ?? data.dom0?.xapiHost ?? data.xapiHost ?? undefined,
-      username: s.username,
-      password: s.password,
-      expectedFingerprints: Array.isArray(data.dom0?.hostKeyFingerprints)
-        ? (data.dom0.hostKeyFingerprints as string[])
-        : undefined,
-      log: ctx.log,
-    })
-    return r.changes
+    const direct = await directDom0(ctx)
+    try {
+      const r = await establishSshTrust(execOf(ctx), {
+        computeName: ctx.node,
+        dom0Name: data.dom0?.name ?? data.dom0?.xapiHost ?? data.xapiHost ?? undefined,
+        username: s.username,
+        password: s.password,
+        direct,
+        expectedFingerprints: Array.isArray(data.dom0?.hostKeyFingerprints)
+          ? (data.dom0.hostKeyFingerprints as string[])
+          : undefined,
+        log: ctx.log,
+      })
+      return r.changes
+    } finally {
+      await direct?.close()
+    }
   },
 }
 

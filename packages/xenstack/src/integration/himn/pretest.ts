@@ -167,7 +167,14 @@ export async function checkXapiOverHimn(
     ]
   }
   const login = xmlCall('session.login_with_password', [username, password.reveal(), '1.0', 'xenstack-pre-test'])
-  const r = await send(login, password)
+  let r = await send(login, password)
+  // A pool member's XAPI answers HOST_IS_SLAVE (logins go to the master): check the credentials on this host itself
+  // with the slave-local login instead, which XAPI members accept.
+  let logout = 'session.logout'
+  if (r.code === 0 && /<value>(?:<string>)?HOST_IS_SLAVE</.test(r.stdout)) {
+    r = await send(xmlCall('session.slave_local_login_with_password', [username, password.reveal()]), password)
+    logout = 'session.local_logout'
+  }
   if (r.code !== 0 || !r.stdout.includes('<methodResponse>'))
     return [
       `${exec.host}: XAPI does not answer at ${url} over the host internal management network ` +
@@ -177,14 +184,15 @@ export async function checkXapiOverHimn(
   const ok = /<name>Status<\/name>\s*<value>(?:<string>)?Success/.test(r.stdout)
   if (!ok) {
     const code =
-      /<name>ErrorDescription<\/name>[\s\S]*?<string>([^<]*)<\/string>/.exec(r.stdout)?.[1] ?? 'unknown error'
+      /<name>ErrorDescription<\/name>[\s\S]*?<data>\s*<value>(?:<string>)?([^<]*)</.exec(r.stdout)?.[1] ??
+      'unknown error'
     return [
       `${exec.host}: XAPI at ${url} refused the login of "${username}" with the configured password (${code}); ` +
         `check xenserver.username and xenserver.password`,
     ]
   }
   const session = /<name>Value<\/name>\s*<value>(?:<string>)?([^<]+)/.exec(r.stdout)?.[1]
-  if (session) await send(xmlCall('session.logout', [session]))
+  if (session) await send(xmlCall(logout, [session]))
   return []
 }
 

@@ -6,14 +6,15 @@
  * How the first trust is established. XAPI has no call that installs an authorized key or tells dom0's SSH host key
  * (a dom0 plugin could, but installing dom0 plugins is what this trust is for). So there are two honest ways:
  *  1. the deployer's own verified root SSH to dom0 (its management address, host key checked against xenstack's
- *     known_hosts): the key is installed through it as an `AuthorizedKey` resource (`direct`);
+ *     known_hosts): the key is installed through it as an `AuthorizedKey` resource (`direct`), and dom0 scans its
+ *     own HIMN address through it, so the key the compute VM sees must be dom0's own;
  *  2. otherwise root's password over the HIMN, as XenServer's stock sshd allows and as the original plugin and
  *     os-xenapi's xenapi_bootstrap did — it is the XAPI login's password (`xenserver.password`). It reaches ssh on
  *     the compute VM through SSH_ASKPASS reading it from the environment of that one process (stdin in, never a
  *     command line or a file), and only after dom0's host key is pinned, so ssh checks the host before sending it.
  * Dom0's host key is fetched with ssh-keyscan over the HIMN: a host-internal bridge without a physical port (only
- * dom0 and this host's VMs are on it). When the operator gives fingerprints (`expectedFingerprints`), the scanned key
- * must match one. Once pinned, a different key is refused and never re-pinned: a reinstalled dom0 needs the pin
+ * dom0 and this host's VMs are on it). When the operator gives fingerprints (`expectedFingerprints`), or dom0's own
+ * scan is known (1.), the scanned key must match one; with neither, the first key seen on the HIMN is pinned. Once pinned, a different key is refused and never re-pinned: a reinstalled dom0 needs the pin
  * removed by hand.
  */
 import { AuthorizedKey, Secret, apply, fingerprint, shellQuote, type Executor } from '../../node/index.js'
@@ -108,8 +109,22 @@ export async function establishSshTrust(compute: Executor, opts: SshTrustOptions
     log(`generated ${o.keyFile} on ${o.compute}`)
   } else changes.push({ resource: `ssh key ${o.keyFile}`, result: 'unchanged' })
 
-  // 2. dom0's host key, pinned before anything is sent to it
-  const pinned = await pinHostKey(compute, o, opts.expectedFingerprints, changes, log)
+  // 2. dom0's host key, pinned before anything is sent to it. With the deployer's verified channel to dom0, dom0
+  // scans its own address: whatever answers there inside dom0 is dom0's sshd, so the compute VM's scan must match it
+  let expected = opts.expectedFingerprints
+  if (!expected?.length && opts.direct) {
+    const self = await opts.direct.run(['ssh-keyscan', '-T', '15', o.address], {
+      allowedExitCodes: ANY_EXIT,
+      timeoutMs: 60_000,
+    })
+    expected = parseScannedKeys(self.stdout, o.address).map((k) => k.fingerprint)
+    if (!expected.length)
+      throw new SshTrustError(
+        `${o.dom0}: its sshd does not answer on its own HIMN address ${o.address} (ssh-keyscan on dom0 through ` +
+          `${opts.direct.host}: ${self.stderr.trim().split('\n').slice(-2).join(' | ') || `exit ${self.code}`})`,
+      )
+  }
+  const pinned = await pinHostKey(compute, o, expected, changes, log)
 
   // 3. key login: already working → nothing to install
   const dom0 = new Dom0Executor(compute, {

@@ -302,6 +302,28 @@ test('HIMN: attach, guest interface, pre-test, SSH trust and the dom0 executor o
         })
 
         await t.test(
+          "SSH trust through the deployer's own access to dom0: dom0's self-scan checks the pin, no password",
+          async () => {
+            const ctx2 = context('compute-2', c2, xapi, settingsOf('not-used-here', false), log, {
+              dom0: { name: 'dom0-2', xapiHost: 'xs2', ssh: lab.host('dom0-2').ssh },
+            })
+            await natives['xenserver.himn-guest'].run!(ctx2)
+            const out = await natives['xenserver.ssh-trust'].run!(ctx2)
+            assert.deepEqual(
+              out?.map((c) => c.result),
+              ['changed', 'changed', 'changed'],
+            )
+            assert.match(out?.[2].diff ?? '', /through dom0-2 \(direct\)/)
+            assert.equal((await (await dom0Of(ctx2)).run('hostname')).stdout.trim(), 'dom0-2')
+            const again = await natives['xenserver.ssh-trust'].run!(ctx2)
+            assert.deepEqual(
+              again?.map((c) => c.result),
+              ['unchanged', 'unchanged', 'unchanged'],
+            )
+          },
+        )
+
+        await t.test(
           'remove undoes attach (hot-unplug, xenstore key gone); a second remove changes nothing',
           async () => {
             const attacher = new HimnAttacher(xapi)
