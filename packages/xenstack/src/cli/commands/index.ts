@@ -6,6 +6,7 @@ import type { Command } from 'commander'
 import * as deploy from './deploy.js'
 import * as env from './env.js'
 import * as himn from './himn.js'
+import * as image from './image.js'
 import * as lab from './lab.js'
 import * as plugins from './plugins.js'
 import * as pool from './pool.js'
@@ -23,6 +24,7 @@ export const commandModules: { register(program: Command): void }[] = [
   pool,
   xapi,
   himn,
+  image,
   plugins,
   env,
   deploy,
