@@ -155,10 +155,18 @@ function labNodes(
         ssh: h.ssh,
         addresses: h.addresses,
         dom0: dom0 ? { name: dom0.name, xapiHost: dom0.xapiHost, host: refs[dom0.name], ssh: dom0.ssh } : undefined,
+        // the controller's Glance, where xenstack (xenserver.test-image) reaches it
+        glance: glanceOf(desc, h.name),
       },
     })
   }
   return out
+}
+
+function glanceOf(desc: LabDescription, host: string): { url: string } | undefined {
+  const g = desc.services.find((s) => s.name === 'glance' && s.host === host)
+  const url = g?.adminUrl ?? g?.url
+  return url ? { url } : undefined
 }
 
 function isLabEnvironment(store: StateStore, name: string): boolean {

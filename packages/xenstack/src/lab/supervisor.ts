@@ -35,7 +35,8 @@ export interface LabDescription {
   dir: string
   sshConfigFile: string
   supervisorPid: number
-  services: { name: string; host: string; url?: string }[]
+  /** `adminUrl`: where the machine reaches a service that lab hosts use at `url` (e.g. Glance). */
+  services: { name: string; host: string; url?: string; adminUrl?: string }[]
   /** Lab host name → XAPI ref (dom0 → host, compute → VM). */
   refs: Record<string, string>
   timings: { upMs: number }
@@ -62,7 +63,12 @@ export function describeLab(lab: Lab, upMs: number): LabDescription {
         : lab.hosts
             .filter((h) => h.role === 'controller')
             .map((h) => ({ name: 'http-probe', host: h.name, url: lab.httpProbeUrl(h.name) }))),
-      ...lab.services.map((s) => ({ name: s.kind, host: s.host, url: s.url })),
+      ...lab.services.map((s) => ({
+        name: s.kind,
+        host: s.host,
+        url: s.url,
+        adminUrl: typeof s.adminUrl === 'string' ? s.adminUrl : undefined,
+      })),
     ],
     refs: Object.fromEntries(lab.simulator?.refs ?? []),
     timings: { upMs },
