@@ -16,7 +16,8 @@ import {
 } from '../../plugins/environment.js'
 import { validateEnvironmentSettings } from '../../plugins/settings.js'
 import { REDACTED } from '../../state/secrets.js'
-import { StateError, StateStore } from '../../state/store.js'
+import { StateError, type StateStore } from '../../state/store.js'
+import { openCliStateStore } from '../state.js'
 import { applyEnvironmentFile, exportEnvironment, valueAt } from '../../envfile/apply.js'
 import { EnvFileError, formatEnvFileIssue, readEnvFile } from '../../envfile/envfile.js'
 import { CliError, ExitCode } from '../errors.js'
@@ -31,7 +32,7 @@ const collect = (v: string, prev: string[] = []) => [...prev, v]
 
 /** Opens the store, runs `fn`, maps the framework's errors to one line + hint, closes the store. */
 async function withStore<T>(o: Common, fn: (s: StateStore) => T | Promise<T>): Promise<T> {
-  const s = StateStore.open({ dataDir: o.dataDir })
+  const s = openCliStateStore({ dataDir: o.dataDir })
   try {
     return await fn(s)
   } catch (e) {
