@@ -41,13 +41,14 @@ export const FILE_PATHS: { file: ConfigFile; path: string; from?: OpenStackSerie
   { file: 'neutron-rootwrap', path: '/etc/neutron/rootwrap.conf' },
 ]
 
-/** The services that read those files, per release (Ubuntu renamed the OVS agent's package in Mitaka). */
+/**
+ * The services that read those files, per release (Ubuntu renamed the OVS agent's package in Mitaka). rootwrap.conf
+ * is read through the agent, which neutron-agent restarts when either file changed.
+ */
 export const SERVICES: { file: ConfigFile; service: string; from?: OpenStackSeries; until?: OpenStackSeries }[] = [
   { file: 'nova-compute', service: 'nova-compute' },
   { file: 'ovs-agent', service: 'neutron-plugin-openvswitch-agent', until: 'mitaka' },
   { file: 'ovs-agent', service: 'neutron-openvswitch-agent', from: 'mitaka' },
-  { file: 'neutron-rootwrap', service: 'neutron-plugin-openvswitch-agent', until: 'mitaka' },
-  { file: 'neutron-rootwrap', service: 'neutron-openvswitch-agent', from: 'mitaka' },
 ]
 
 const GLANCE_STORE = 'nova.virt.xenapi.image.glance.GlanceStore'

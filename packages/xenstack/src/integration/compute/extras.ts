@@ -1,19 +1,14 @@
 /**
- * `xenserver.compute-extras` (reference §8 steps 11, 12, 14): neutron's rootwrap.conf `[xenapi]` credentials
- * (neutron-rootwrap-xen-dom0 logs in with them; the agent restarts when they changed), multipath's blacklist of
- * xvd devices (multipathd claimed the config drive, which then could not be unplugged; multipath restarts only
- * when the file changed) and the image-cache cleanup: the script and one root cron entry merged into the existing
- * crontab (never replacing it).
+ * `xenserver.compute-extras` (reference §8 steps 12 and 14): multipath's blacklist of xvd devices (multipathd
+ * claimed the config drive, which then could not be unplugged; multipath restarts only when the file changed) and
+ * the image-cache cleanup: the script and one root cron entry merged into the existing crontab (never replacing
+ * it). neutron's rootwrap.conf `[xenapi]` (step 11) is written by `xenserver.neutron-agent` with the agent's own
+ * file, so the agent restarts once when either changed, not once per task.
  */
 import type { NativeTask, NativeTaskContext } from '../../engine/tasks.js'
 import { CronEntry, FileResource, Service, type Executor, type Resource } from '../../node/index.js'
 import { execOf } from '../context.js'
-import { DOM0_HIMN_ADDRESS } from '../dom0-access.js'
-import { iniFileResources } from './ini-files.js'
-import { credentialsOf } from './inputs.js'
 import { DESTROY_CACHED_IMAGES_PATH, DESTROY_CACHED_IMAGES_SCRIPT } from './destroy-cached-images.js'
-import { openstackReleaseOf, type OpenStackRelease } from './release.js'
-import type { MaybeSecret } from '../../node/index.js'
 
 export const MULTIPATH_CONF = '/etc/multipath.conf'
 /** hd and xvd devices are never multipath devices (the original's pattern). */
@@ -43,19 +38,12 @@ async function readIfPresent(exec: Executor, path: string): Promise<string | und
 }
 
 export interface ComputeExtrasInputs {
-  username: string
-  password: MaybeSecret
   /** multipath.conf as it is on the node (undefined: absent). */
   multipathConf: string | undefined
 }
 
-export function computeExtrasResources(release: OpenStackRelease, i: ComputeExtrasInputs): Resource[] {
-  const rootwrap = iniFileResources('neutron-rootwrap', release, {
-    connection_url: `http://${DOM0_HIMN_ADDRESS}`,
-    connection_username: i.username,
-    connection_password: i.password,
-  })
-  const out: Resource[] = [...rootwrap.settings, ...rootwrap.services]
+export function computeExtrasResources(i: ComputeExtrasInputs): Resource[] {
+  const out: Resource[] = []
   const multipath = blacklistXvd(i.multipathConf)
   // Unchanged content is still declared, so the mode is checked and a plan shows the file as converged.
   const multipathFile = new FileResource({
@@ -82,12 +70,11 @@ export function computeExtrasResources(release: OpenStackRelease, i: ComputeExtr
 }
 
 export async function computeExtrasInputsOf(ctx: NativeTaskContext): Promise<ComputeExtrasInputs> {
-  const creds = credentialsOf(ctx)
-  return { ...creds, multipathConf: await readIfPresent(execOf(ctx), MULTIPATH_CONF) }
+  return { multipathConf: await readIfPresent(execOf(ctx), MULTIPATH_CONF) }
 }
 
 export const computeExtras: NativeTask = {
   async resources(ctx) {
-    return computeExtrasResources(openstackReleaseOf(ctx), await computeExtrasInputsOf(ctx))
+    return computeExtrasResources(await computeExtrasInputsOf(ctx))
   },
 }

@@ -3,8 +3,8 @@
  * §18.4). VLAN: `bridge_mappings = <physnet>:<Dom0 bridge>`, the bridge found through XAPI from the MAC of the
  * compute VM's interface on the private network (its VIF's network's bridge — what the original asked `xe` in Dom0
  * for). VxLAN: `local_ip` and `tunnel_types = vxlan`. The agent reaches Dom0's ovsdb-server at
- * tcp:169.254.0.1:6640 and listens for Dom0's OpenFlow connection on its management address. The service is
- * restarted only when its configuration changed.
+ * tcp:169.254.0.1:6640 and listens for Dom0's OpenFlow connection on its management address. rootwrap.conf's
+ * `[xenapi]` credentials are written here too; the service is restarted once, only when one of them changed.
  */
 import type { Xapi } from '@xenstack/xenapi'
 import type { NativeTask, NativeTaskContext } from '../../engine/tasks.js'
@@ -42,13 +42,19 @@ export function neutronAgentValues(i: NeutronAgentInputs): Record<string, MaybeS
   }
 }
 
+/**
+ * The agent's file and rootwrap.conf `[xenapi]` (neutron-rootwrap-xen-dom0 logs in to XAPI with it), then the
+ * agent's service, restarted once when either changed.
+ */
 export function neutronAgentResources(release: OpenStackRelease, inputs: NeutronAgentInputs): Resource[] {
   if (inputs.segmentation === 'vlan' && !inputs.bridgeMappings)
     throw new ComputeInputError('VLAN segmentation needs bridge_mappings (the Dom0 bridge of the private network)')
   if (inputs.segmentation === 'tun' && !inputs.localIp)
     throw new ComputeInputError('tunnelling segmentation needs local_ip (the tunnel endpoint address)')
-  const f = iniFileResources('ovs-agent', release, neutronAgentValues(inputs))
-  return [...f.settings, ...f.services]
+  const values = neutronAgentValues(inputs)
+  const rootwrap = iniFileResources('neutron-rootwrap', release, values)
+  const agent = iniFileResources('ovs-agent', release, values, rootwrap.settings)
+  return [...agent.settings, ...rootwrap.settings, ...agent.services]
 }
 
 /**
