@@ -7,6 +7,8 @@
  */
 import { readFile, readdir, stat } from 'node:fs/promises'
 import { join, posix, relative } from 'node:path'
+import { stringify as stringifyYaml } from 'yaml'
+import { redactPasswords } from '../state/secrets.js'
 import type { NodeAccess, NodeExecutor, ResourceReport, ResourceVerbs } from './ports.js'
 import type { RunContext, TaskRunner } from './scheduler.js'
 import { tailLines, type PlanTask, type ResourceChange, type TaskOutcome } from './types.js'
@@ -123,11 +125,13 @@ export function createTaskRunner(opts: TaskRunnerOptions): TaskRunner {
         }
         case 'upload_file': {
           const path = str(task, 'path')
-          const data = params.data
-          if (typeof data !== 'string')
-            throw new TaskStepError(`parameters.data must be a string (yaql_exp is not supported)`, `upload ${path}`)
+          const { data, mode } = uploadData(task, opts)
+          // check before acting: an equal file is left alone (a second deploy changes nothing)
+          const current = await exec.get(path).catch(() => undefined)
+          if (current?.equals(Buffer.from(data, 'utf8')))
+            return { status: 'succeeded', changes: [{ resource: `file ${path}`, result: 'unchanged' }] }
           await ensureDir(exec, posix.dirname(path))
-          await exec.put(path, data, { mode: 0o644 })
+          await exec.put(path, data, { mode })
           return { status: 'succeeded', changes: [{ resource: `file ${path}`, result: 'changed' }] }
         }
         case 'copy_files': {
@@ -161,6 +165,26 @@ export function createTaskRunner(opts: TaskRunnerOptions): TaskRunner {
       return fail(e)
     }
   }
+}
+
+/**
+ * An upload_file task's content: `data` as given, or Fuel's core `upload_configuration` expression `$.toYaml()` —
+ * the node's view of the deployment as YAML (node, release, cluster, settings). Passwords are redacted: xenstack's
+ * tasks take secrets from the engine, never from a file on the node. Other yaql expressions are not supported.
+ */
+function uploadData(task: PlanTask, opts: TaskRunnerOptions): { data: string; mode: number } {
+  const data = task.parameters.data
+  if (typeof data === 'string') return { data, mode: 0o644 }
+  const expr = data && typeof data === 'object' ? (data as { yaql_exp?: unknown }).yaql_exp : undefined
+  if (typeof expr === 'string' && expr.replace(/\s+/g, '') === '$.toYaml()') {
+    const { settings: _settings, ...models } = opts.models ?? {}
+    const view = { node: task.node, ...models, settings: redactPasswords(opts.settings ?? {}) }
+    return { data: stringifyYaml(view, { sortMapEntries: true }), mode: 0o600 }
+  }
+  throw new TaskStepError(
+    `parameters.data must be a string or the yaql expression $.toYaml() (task ${task.id}, from ${task.source}); found ${JSON.stringify(data)}`,
+    `upload ${String(task.parameters.path)}`,
+  )
 }
 
 function str(task: PlanTask, name: string): string {
