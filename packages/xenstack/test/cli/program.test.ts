@@ -2,8 +2,11 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
+import type { Command } from 'commander'
+import { buildProgram } from '../../src/cli/program.js'
+import { runCli } from './run.js'
 
-const bin = fileURLToPath(new URL('../src/cli/main.js', import.meta.url))
+const bin = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
 const run = (...args: string[]) => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' })
 
 test('--help lists the commands that exist', () => {
@@ -55,4 +58,38 @@ test('start runs until SIGINT, then stops cleanly with exit code 0', async () =>
   const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)))
   assert.equal(code, 0)
   assert.match(out, /stopping/)
+})
+
+/** Every command path of the program (`env settings get`, …). */
+function commandPaths(): { path: string[]; json: boolean }[] {
+  const out: { path: string[]; json: boolean }[] = []
+  const walk = (c: Command, path: string[]) => {
+    if (path.length) {
+      const json = [c, c.parent].some((x) => x?.options.some((o) => o.long === '--json'))
+      out.push({ path, json: c.commands.length === 0 ? json : true })
+    }
+    for (const s of c.commands) walk(s, [...path, s.name()])
+  }
+  walk(buildProgram(), [])
+  return out
+}
+
+test('--help works on every level (exit 0, a usage line, nothing on stderr)', async () => {
+  const paths = commandPaths()
+  assert.ok(paths.length > 40, `only ${paths.length} commands`)
+  for (const { path } of paths) {
+    const r = await runCli([...path, '--help'])
+    assert.equal(r.code, 0, path.join(' '))
+    assert.match(r.stdout, new RegExp(`^Usage: xenstack ${path.join(' ')}\\b`), path.join(' '))
+    assert.equal(r.stderr, '', path.join(' '))
+  }
+})
+
+test('every command that prints data has --json (the exceptions print no data or a file)', () => {
+  const without = commandPaths()
+    .filter((c) => !c.json)
+    .map((c) => c.path.join(' '))
+  // lab exec passes a command's own output through; env export writes an environment file (YAML) by design;
+  // lab down prints one line of what it removed.
+  assert.deepEqual(without.sort(), ['env export', 'lab down', 'lab exec'])
 })
