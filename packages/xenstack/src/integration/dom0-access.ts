@@ -120,7 +120,9 @@ export class Dom0Executor implements Executor {
     // a timeout is enforced on dom0 too: killing the local ssh leaves a remote command without a tty running
     const limited =
       options.timeoutMs !== undefined
-        ? `timeout -s KILL ${Math.ceil(options.timeoutMs / 1000) + 1} sh -c ${shellQuote(line)}`
+        ? // `; exit $?` keeps a shell around timeout, which kills itself with the signal: sshd would report a signal
+          // death and ssh exit 255; the shell turns it into status 137
+          `timeout -s KILL ${Math.ceil(options.timeoutMs / 1000) + 1} sh -c ${shellQuote(line)}; exit $?`
         : line
     let r: RunResult
     try {

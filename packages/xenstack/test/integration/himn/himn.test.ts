@@ -17,7 +17,7 @@ import { natives } from '../../../src/integration/himn/index.js'
 import { HimnAttacher, HIMN_MAC_KEY } from '../../../src/integration/himn/attach.js'
 import { findHimnInterface } from '../../../src/integration/himn/guest.js'
 import { Dom0AccessError, dom0Of } from '../../../src/integration/dom0-access.js'
-import type { SshExecutor } from '../../../src/node/index.js'
+import { FileResource, Secret, apply, type SshExecutor } from '../../../src/node/index.js'
 import { labPrerequisite, sshTo } from '../../node/helpers.js'
 
 const NULL_REF = 'OpaqueRef:NULL'
@@ -280,6 +280,35 @@ test('HIMN: attach, guest interface, pre-test, SSH trust and the dom0 executor o
             const keys = await run(lab, 'dom0-1', 'grep -c xenstack@compute-1 /root/.ssh/authorized_keys')
             assert.equal(keys.trim(), '1')
             assert.ok(!log.join('\n').includes(sim.password), 'the password is in no log line')
+          },
+        )
+
+        await t.test(
+          'the dom0 executor: env, cwd, stdin, secrets, timeouts, and node resources through it',
+          async () => {
+            const dom0 = await dom0Of(ctx1)
+            const r = await dom0.run('printf "%s %s " "$GREETING" "$(pwd)"; cat', {
+              env: { GREETING: 'hello dom0' },
+              cwd: '/etc',
+              stdin: 'from stdin',
+            })
+            assert.equal(r.stdout, 'hello dom0 /etc from stdin')
+            const secret = new Secret('s3cret-on-the-line')
+            await assert.rejects(dom0.run(['sh', '-c', 'echo "$0" >&2; exit 3', secret]), (e: Error) => {
+              assert.match(e.message, /exit code 3/)
+              assert.doesNotMatch(e.message, /s3cret-on-the-line/)
+              return true
+            })
+            await assert.rejects(dom0.run('sleep 31.4159', { timeoutMs: 1_000 }), /did not finish within 1000 ms/)
+            assert.equal(
+              (await run(lab, 'dom0-1', 'pgrep -fx "sleep 31.4159" || true')).trim(),
+              '',
+              'the remote command was killed too',
+            )
+            const file = new FileResource({ path: '/etc/xenstack-himn-resource.conf', content: 'a = 1\n', mode: 0o640 })
+            assert.equal((await apply(dom0, [file])).entries[0].status, 'changed')
+            assert.equal((await apply(dom0, [file])).entries[0].status, 'unchanged')
+            assert.equal(await run(lab, 'dom0-1', 'cat /etc/xenstack-himn-resource.conf'), 'a = 1\n')
           },
         )
 
