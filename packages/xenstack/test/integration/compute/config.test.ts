@@ -15,7 +15,7 @@ import {
   parseOpenStackRelease,
 } from '../../../src/integration/compute/release.js'
 import { blacklistXvd } from '../../../src/integration/compute/extras.js'
-import { authtokenMemcachedServers, consoleServices } from '../../../src/integration/controller/vnc-cache.js'
+import { consoleServices, memcachedServersIn, vncCacheKeys } from '../../../src/integration/controller/vnc-cache.js'
 
 const password = new Secret('Xs-Config-Secret-1')
 const nova: NovaComputeInputs = {
@@ -280,11 +280,37 @@ test('multipath blacklist: added, widened from hd, inserted into an existing sec
   assert.equal(blacklistXvd('defaults {\n}'), 'defaults {\n}\nblacklist {\n    devnode "^(hd|xvd)[a-z]"\n}\n')
 })
 
-test('controllers: memcached servers from [keystone_authtoken], consoleauth only before Train', () => {
+test('controllers: memcached servers found in nova.conf; the token-cache keys per release', () => {
   const conf =
     '[DEFAULT]\nmemcached_servers = wrong:1\n[keystone_authtoken]\nmemcached_servers = 10.0.0.2:11211,10.0.0.3:11211\n[cache]\n'
-  assert.equal(authtokenMemcachedServers(conf), '10.0.0.2:11211,10.0.0.3:11211')
-  assert.equal(authtokenMemcachedServers('[DEFAULT]\nmemcached_servers = a:1\n'), undefined)
+  assert.deepEqual(memcachedServersIn(conf), {
+    servers: '10.0.0.2:11211,10.0.0.3:11211',
+    from: '[keystone_authtoken] memcached_servers',
+  })
+  assert.deepEqual(memcachedServersIn('[keystone]\nmemcached_servers = 10.0.0.9:11211\n'), {
+    servers: '10.0.0.9:11211',
+    from: '[keystone] memcached_servers',
+  })
+  assert.equal(memcachedServersIn('[DEFAULT]\ndebug = True\n'), undefined)
+  const keys = (s: Parameters<typeof release>[0]) =>
+    vncCacheKeys(release(s), 'm1:11211').map(([sec, k, v]) => (v === null ? `-${sec}/${k}` : `${sec}/${k}=${v}`))
+  assert.deepEqual(keys('juno'), ['DEFAULT/memcached_servers=m1:11211', '-cache/enable', '-cache/memcached_servers'])
+  assert.deepEqual(keys('mitaka'), [
+    'cache/enabled=True',
+    'cache/backend=oslo_cache.memcache_pool',
+    'cache/memcache_servers=m1:11211',
+    'DEFAULT/memcached_servers=m1:11211',
+    '-cache/enable',
+    '-cache/memcached_servers',
+  ])
+  assert.deepEqual(keys('ussuri'), [
+    'cache/enabled=True',
+    'cache/backend=oslo_cache.memcache_pool',
+    'cache/memcache_servers=m1:11211',
+    '-DEFAULT/memcached_servers',
+    '-cache/enable',
+    '-cache/memcached_servers',
+  ])
   assert.deepEqual(consoleServices(release('mitaka')), ['nova-novncproxy', 'nova-consoleauth'])
   assert.deepEqual(consoleServices(release('ussuri')), ['nova-novncproxy'])
 })

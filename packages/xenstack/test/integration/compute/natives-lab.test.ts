@@ -143,7 +143,7 @@ test('compute and controller natives on the lab: dry run, one run, second run un
         await onHost(
           lab,
           'controller-1',
-          `mkdir -p /etc/nova && printf '[DEFAULT]\\ndebug = False\\n[keystone_authtoken]\\nmemcached_servers = 10.9.0.2:11211,10.9.0.3:11211\\n' > /etc/nova/nova.conf`,
+          `mkdir -p /etc/nova && printf '[DEFAULT]\\ndebug = False\\n[keystone_authtoken]\\nmemcached_servers = 10.9.0.2:11211,10.9.0.3:11211\\n[cache]\\nenable = True\\n' > /etc/nova/nova.conf`,
         )
         const snapshot = () =>
           onHost(
@@ -245,7 +245,11 @@ test('compute and controller natives on the lab: dry run, one run, second run un
             )
             assert.equal((await onHost(lab, 'compute-1', 'stat -c %a /usr/bin/destroy_cached_images')).trim(), '700')
             const ctl = parseIni(await onHost(lab, 'controller-1', 'cat /etc/nova/nova.conf'))
-            assert.deepEqual(ctl.get('cache'), { enable: 'True', memcached_servers: '10.9.0.2:11211,10.9.0.3:11211' })
+            assert.deepEqual(ctl.get('cache'), {
+              enabled: 'True',
+              backend: 'oslo_cache.memcache_pool',
+              memcache_servers: '10.9.0.2:11211,10.9.0.3:11211',
+            })
             assert.equal(ctl.get('DEFAULT')?.memcached_servers, '10.9.0.2:11211,10.9.0.3:11211')
             for (const s of ['nova-compute', 'neutron-openvswitch-agent', 'multipath-tools'])
               assert.equal(await restarts(lab, 'compute-1', s), 1, s)
