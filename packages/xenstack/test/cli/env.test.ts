@@ -256,3 +256,22 @@ test('env delete removes it once; then exit 3', async () => {
   assert.equal((await cli(['env', 'delete', 'e1-copy'])).code, 0)
   assert.equal((await cli(['env', 'delete', 'e1-copy'])).code, 3)
 })
+
+test('the environment file shown in docs/cli.md applies as documented, and a second apply changes nothing', async () => {
+  const doc = readFileSync(new URL('../../../../../docs/cli.md', import.meta.url), 'utf8')
+  const yaml = doc.split('```yaml\n')[1].split('```')[0]
+  const file = join(dir, 'from-docs.yaml')
+  writeFileSync(file, yaml)
+  const first = await cli(['env', 'apply', file, '--json'], { XS_PASSWORD: SECRET })
+  assert.equal(first.code, 0, first.stderr)
+  assert.deepEqual(JSON.parse(first.stdout).changes, ['pool lab1 added', 'environment prod created with 1 node'])
+  const again = await cli(['env', 'apply', file, '--json'], { XS_PASSWORD: SECRET })
+  assert.deepEqual(JSON.parse(again.stdout).changes, [])
+  const show = JSON.parse((await cli(['env', 'show', 'prod', '--json'])).stdout)
+  assert.deepEqual(
+    show.plugins.map((p: { name: string }) => p.name),
+    ['xenserver'],
+  )
+  assert.deepEqual(show.nodes, [{ name: 'compute-1', roles: ['compute'], status: 'discover', pool: 'lab1' }])
+  assert.equal(revealed('prod').settings.xenserver.password.value, SECRET)
+})
