@@ -1,0 +1,91 @@
+/**
+ * HimnAttacher's edges against the simulator: the HIMN is found by its other_config flag even when renamed (and a
+ * look-alike network named like it is ignored), device 9 taken → the first free device, and the wait for a power
+ * state is bounded (a VM that never halts fails with a deadline instead of the HIMN tool's endless poll).
+ */
+import { after, before, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { startSimServer, validateScenario, type SimServer } from '@xenstack/xapi-sim'
+import { connect, type Xapi } from '@xenstack/xenapi'
+import { HimnAttacher } from '../../../src/integration/himn/attach.js'
+
+const PASSWORD = 'himn-attach-Secr3t!'
+let sim: SimServer
+let xapi: Xapi
+
+before(async () => {
+  const scenario = validateScenario(
+    {
+      name: 'himn-attach',
+      pools: [
+        {
+          name: 'himn-attach',
+          hosts: [{ name: 'xs1' }],
+          srs: [{ name: 'Local storage', type: 'ext', size: '100GiB', default: true }],
+          templates: 'none',
+          vms: [
+            { name: 'renamed-himn', host: 'xs1', power_state: 'Running', pv_drivers: true },
+            { name: 'stuck', host: 'xs1', power_state: 'Running', pv_drivers: false },
+          ],
+        },
+      ],
+    },
+    'himn-attach',
+  )
+  sim = await startSimServer({ scenario, password: PASSWORD })
+  xapi = await connect({ url: sim.url, username: 'root', password: PASSWORD })
+})
+after(async () => {
+  await xapi?.close()
+  await sim?.close()
+})
+
+const vm = async (name: string) => ((await xapi.call('VM.get_by_name_label', name)) as string[])[0]
+
+test('the HIMN is the flagged network whatever its name; device 9 taken → the first free device', async () => {
+  const db = sim.pools[0].sim.db
+  const himn = db.find(
+    'network',
+    (n) => (n.other_config as Record<string, string>).is_host_internal_management_network === 'true',
+  )!
+  db.update(himn, { name_label: 'Réseau de gestion interne' })
+  // a look-alike carrying the old name but not the flag must not be chosen
+  const fake = (await xapi.call('network.create', {
+    name_label: 'Host internal management network',
+    name_description: '',
+    MTU: 1500,
+    other_config: {},
+    bridge: 'xapi9',
+  })) as string
+  const ref = await vm('renamed-himn')
+  await xapi.call('VIF.create', {
+    VM: ref,
+    network: fake,
+    device: '9',
+    MAC: '',
+    MTU: 1500,
+    other_config: {},
+    qos_algorithm_type: '',
+    qos_algorithm_params: {},
+  })
+  const attacher = new HimnAttacher(xapi)
+  assert.equal((await attacher.network()).ref, himn)
+  const r = await attacher.add(ref)
+  assert.equal(r.vif?.device, '1', 'device 0 is the VM’s own NIC, 9 is taken')
+  assert.equal(await xapi.call('VIF.get_network', r.vif!.ref), himn)
+})
+
+test('a VM that never halts: the shutdown wait ends at its deadline with what to check', async () => {
+  const restore = sim.pools[0].sim.messages.override('VM.clean_shutdown', async () => undefined)
+  try {
+    const attacher = new HimnAttacher(xapi, { powerTimeoutMs: 1_500, pollMs: 100 })
+    const started = Date.now()
+    await assert.rejects(attacher.add(await vm('stuck'), { allowRestart: true }), (e: Error) => {
+      assert.match(e.message, /^VM stuck is still Running 2 s after asking for Halted/)
+      return true
+    })
+    assert.ok(Date.now() - started < 15_000)
+  } finally {
+    restore()
+  }
+})
