@@ -22,6 +22,7 @@ import { builtinReleases, type Release } from '../releases/release.js'
 import { buildPlugin, installPlugin, PluginLifecycleError, updatePlugin } from '../plugins/lifecycle.js'
 import { loadPluginDir, type LoadOptions } from '../plugins/loader.js'
 import { compareVersions } from '../plugins/schemas.js'
+import { parseYaml } from '../plugins/source.js'
 import { pluginMajor, type StateStore } from '../state/store.js'
 
 /** Where the shipped plugins live: `<repo>/plugins` (dist/src/integration/shipped.js → five levels up). */
@@ -35,6 +36,15 @@ export function shippedPluginDir(name: string): string {
   if (!existsSync(join(dir, 'metadata.yaml')))
     throw new Error(`shipped plugin "${name}" not found: expected ${join(dir, 'metadata.yaml')}`)
   return dir
+}
+
+/** `name==version` from a plugin's metadata.yaml (undefined when it does not parse or says neither). */
+function declaredRef(dir: string): string | undefined {
+  const meta = parseYaml('metadata.yaml', readFileSync(join(dir, 'metadata.yaml'), 'utf8')).source?.data as
+    { name?: unknown; version?: unknown } | undefined
+  return typeof meta?.name === 'string' && typeof meta.version === 'string'
+    ? `${meta.name}==${meta.version}`
+    : undefined
 }
 
 /** The load options a shipped plugin is checked with: the shipped release it declares (core tasks, components). */
@@ -97,6 +107,10 @@ export function ensureShippedPlugins(store: StateStore, root = shippedPluginsDir
   for (const name of readdirSync(root).sort()) {
     const dir = join(root, name)
     if (!existsSync(join(dir, 'metadata.yaml'))) continue
+    // Every CLI start passes here: an offered version is recognised from metadata.yaml alone, without the full
+    // load and validation (schemas, graph) an install needs.
+    const declared = declaredRef(dir)
+    if (declared && offered.includes(declared)) continue
     const options = shippedLoadOptions(dir)
     const loaded = loadPluginDir(dir, options)
     if (!loaded.plugin || loaded.errors.length) {
