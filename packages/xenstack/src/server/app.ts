@@ -68,6 +68,8 @@ export async function buildApp(ctx: ServerContext, opts: AppOptions): Promise<Fa
     return503OnClosing: true,
   })
   app.setErrorHandler(errorHandler)
+  // Event streams never end by themselves: end them so close() does not wait for their clients.
+  app.addHook('preClose', async () => ctx.hub.endStreams())
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send({ error: 'Not Found', message: `no route ${req.method} ${req.url.split('?')[0]}` })
   })

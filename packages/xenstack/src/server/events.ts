@@ -15,6 +15,8 @@ export interface HubMessage {
 export class EventHub {
   private readonly emitter = new EventEmitter()
   private seq = 0
+  /** Open streams, ended when the server closes (an open stream would keep `close()` waiting forever). */
+  readonly streams = new Set<() => void>()
 
   constructor() {
     this.emitter.setMaxListeners(0)
@@ -31,6 +33,11 @@ export class EventHub {
 
   listeners(channel: string): number {
     return this.emitter.listenerCount(channel)
+  }
+
+  /** Ends every open stream (server shutdown). */
+  endStreams(): void {
+    for (const end of [...this.streams]) end()
   }
 }
 
@@ -65,7 +72,13 @@ export function streamChannel(
   const close = () => {
     clearInterval(keepAlive)
     unsubscribe()
+    hub.streams.delete(end)
   }
+  const end = () => {
+    close()
+    res.end()
+  }
+  hub.streams.add(end)
   req.raw.on('close', close)
   res.on('error', close)
 }
