@@ -16,6 +16,7 @@ import type { PlanTask, TaskOutcome } from '../../../src/engine/types.js'
 import type { NodeExecutor } from '../../../src/engine/ports.js'
 import { natives as compute } from '../../../src/integration/compute/index.js'
 import { natives as controller } from '../../../src/integration/controller/index.js'
+import { checkGuestTools, guestAgentIn } from '../../../src/integration/compute/guest-tools.js'
 import type { SshExecutor } from '../../../src/node/index.js'
 import { labPrerequisite, onHost, sshTo } from '../../node/helpers.js'
 
@@ -271,6 +272,40 @@ test('compute and controller natives on the lab: dry run, one run, second run un
             logs.join('\n'),
           )
         })
+
+        await t.test(
+          'guest tools: found through XAPI; without agent or XAPI a clear refusal unless restarts are allowed',
+          async () => {
+            const agent = await guestAgentIn(execs.get('compute-1')!)
+            if (agent) return t.skip(`the lab host has a guest agent (${agent}): the refusal cannot be shown here`)
+            const log: string[] = []
+            const ctx = (allow: boolean) => ({
+              node: 'compute-1',
+              task: planTask('compute-1', 'xenserver.guest-tools'),
+              exec: execs.get('compute-1')! as unknown as NodeExecutor,
+              settings: { xenserver: { allow_vm_restart: { value: allow } } },
+              facts: {},
+              log: (l: string) => log.push(l),
+              signal: new AbortController().signal,
+              dryRun: false,
+            })
+            // No pool connection: only the guest side can be checked, and it has no agent.
+            await assert.rejects(
+              () => checkGuestTools(ctx(false)),
+              (e: Error) =>
+                e.message.startsWith('node compute-1: the XenServer guest tools are missing') &&
+                e.message.includes('Linux/install.sh') &&
+                e.message.includes('allow restarting compute VMs'),
+            )
+            const allowed = await checkGuestTools(ctx(true))
+            assert.deepEqual(allowed, [{ resource: 'guest tools', result: 'unchanged', diff: 'missing (warning)' }])
+            assert.ok(log.some((l) => l.startsWith('warning: node compute-1: the XenServer guest tools are missing')))
+            // With the pool: the simulator reports PV drivers for the compute VM, which is enough.
+            const seen = await checkGuestTools({ ...ctx(false), xapi, nodeData: nodeData['compute-1'] })
+            assert.deepEqual(seen, [{ resource: 'guest tools', result: 'unchanged' }])
+            assert.match(log.at(-1)!, /XAPI reports PV drivers 7\.1\.0 for VM/)
+          },
+        )
 
         await t.test('the password is in no task output of the first run either (diffs show ***)', async () => {
           // Change the password in nova-compute.conf by hand: the diff of the repair must not show either value.
