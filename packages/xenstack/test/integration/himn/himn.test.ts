@@ -331,12 +331,18 @@ test('HIMN: attach, guest interface, pre-test, SSH trust and the dom0 executor o
         })
 
         await t.test(
-          "SSH trust through the deployer's own access to dom0: dom0's self-scan checks the pin, no password",
+          "pool member: pre-test through its XAPI (HOST_IS_SLAVE → slave-local login); SSH trust through the deployer's own access to dom0 (its sshd refuses passwords), pin checked by dom0's self-scan",
           async () => {
-            const ctx2 = context('compute-2', c2, xapi, settingsOf('not-used-here', false), log, {
+            const ctx2 = context('compute-2', c2, xapi, settingsOf(sim.password, false), log, {
               dom0: { name: 'dom0-2', xapiHost: 'xs2', ssh: lab.host('dom0-2').ssh },
             })
             await natives['xenserver.himn-guest'].run!(ctx2)
+            await natives['xenserver.pre-test'].run!(ctx2)
+            const bad = context('compute-2', c2, xapi, settingsOf('not-the-password', false), log)
+            await assert.rejects(
+              natives['xenserver.pre-test'].run!(bad),
+              /compute-2: XAPI at http:\/\/169\.254\.0\.1\/ refused the login of "root"/,
+            )
             const out = await natives['xenserver.ssh-trust'].run!(ctx2)
             assert.deepEqual(
               out?.map((c) => c.result),
