@@ -1,0 +1,89 @@
+// The main job (`npm start` = `xenstack start`) as a real process: it starts the pool (the lab when the machine
+// allows it, else the simulator alone) and the server, prints the URL and a token, and the server answers real
+// HTTP with that token (401 without it) with a demo environment on the pool; Ctrl-C stops everything, exit 0.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { scratchDirs } from '@xenstack/testkit'
+
+const tmp = scratchDirs()
+const bin = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
+
+test('npm start: the main job prints the URL and a token, and the server answers with it', async (t) => {
+  const home = tmp('xenstack-mainjob-')
+  const child = spawn(process.execPath, [bin, 'start', '--json'], {
+    env: {
+      ...process.env,
+      DATABASE_URL: '',
+      XENSTACK_HOME: join(home, 'state'),
+      XENSTACK_PORT: '0',
+      XENSTACK_SIM_STATE: join(home, 'sim'),
+      XENSTACK_LAB_NAME: `mj${process.pid % 100000}`,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (b) => (out += b))
+  child.stderr.on('data', (b) => (err += b))
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
+  t.after(async () => {
+    if (child.exitCode === null) {
+      child.kill('SIGINT')
+      await exited
+    }
+  })
+  // The JSON object is printed once everything is up (a lab takes a few seconds; generous under load).
+  const deadline = Date.now() + 180_000
+  let ready: any
+  while (!ready) {
+    try {
+      ready = JSON.parse(out)
+    } catch {
+      if (child.exitCode !== null) assert.fail(`xenstack start exited ${child.exitCode}: ${err}${out}`)
+      if (Date.now() > deadline) assert.fail(`xenstack start printed no JSON in 180 s: ${err}${out}`)
+      await new Promise((r) => setTimeout(r, 200))
+    }
+  }
+  const server = ready.running.server
+  assert.match(server.url, /^http:\/\/127\.0\.0\.1:\d+$/, 'binds to loopback by default')
+  assert.match(server.token, /^xst_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/)
+  assert.ok(ready.startupMs.server > 0 && ready.startupMs.total >= ready.startupMs.server)
+  const auth = { authorization: `Bearer ${server.token}` }
+
+  const status = await fetch(`${server.url}/api/v1/status`, { headers: auth })
+  assert.equal(status.status, 200)
+  const st = (await status.json()) as { backend: string; notes: string[] }
+  assert.equal(st.backend, 'sqlite')
+  if (ready.running.pool.mode !== 'lab') assert.match(st.notes.join(' '), /cannot run/)
+  const denied = await fetch(`${server.url}/api/v1/status`)
+  assert.equal(denied.status, 401)
+  await denied.text()
+
+  const envs = (await (await fetch(`${server.url}/api/v1/environments`, { headers: auth })).json()) as any[]
+  const demo = envs.find((e) => e.name === server.environment)
+  assert.ok(demo, `the demo environment ${server.environment} exists: ${JSON.stringify(envs.map((e) => e.name))}`)
+  if (ready.running.pool.mode === 'lab') {
+    assert.ok(
+      demo.nodes.some((n: any) => n.roles.includes('compute')),
+      'lab hosts are nodes with roles',
+    )
+    const dry = await fetch(`${server.url}/api/v1/environments/${demo.name}/deployments`, {
+      method: 'POST',
+      headers: { ...auth, 'content-type': 'application/json' },
+      body: JSON.stringify({ dryRun: true }),
+    })
+    assert.equal(dry.status, 200, await dry.clone().text())
+    assert.ok(((await dry.json()) as any).nodes.length >= 2)
+  }
+  const pools = (await (await fetch(`${server.url}/api/v1/pools`, { headers: auth })).json()) as any[]
+  assert.equal(pools.length, 1)
+  assert.equal(pools[0].password, '********')
+  const page = await fetch(`${server.url}/`)
+  assert.match(await page.text(), /api\/docs/)
+
+  child.kill('SIGINT')
+  assert.equal(await exited, 0, err)
+})
