@@ -8,6 +8,8 @@
  * - when the XenServer plugin is installed, the component `hypervisor:xenserver` replaces the release's default
  *   hypervisor (which enables the plugin) and its settings get the lab's credentials (username root, the pool's
  *   password — stored encrypted) and `allow_vm_restart: true` (the lab consents to the HIMN shutdown/start cycle);
+ * - the cluster's `public_vip` and `management_vip` are the first controller's management address (the lab has no
+ *   public network; nova's noVNC base URL needs one);
  * - nodes: the compute VMs (role compute), the controllers (primary-controller for the first, controller for the
  *   others) and the storage node (cinder), each with `data`: `lab`, `pool`, `xapiHost`, `vm` (the compute VM's XAPI
  *   ref), `ssh`, `addresses` (with their real prefixes) and, for a compute VM, `dom0: { name, xapiHost, host, ssh }`.
@@ -66,12 +68,21 @@ export function registerLabEnvironment(
         // the lab's simulator speaks plain HTTP on loopback; TLS options stay at their (verifying) default
       })
       try {
-        createEnvironment(store, {
+        const env = createEnvironment(store, {
           name,
           release: release.name,
           ...(xs ? xenserverSelection(release.components, xs, desc.simulator.username, password) : {}),
           nodes,
         })
+        // the lab has no public network: its first controller's management address is where users (noVNC) and
+        // services reach the environment, as Fuel's public and management VIPs are on a real one
+        const vip = desc.hosts.find((h) => h.role === 'controller')?.addresses.management?.split('/')[0]
+        if (vip)
+          store.environments.setCluster(env.name, {
+            ...store.environments.cluster(env.name),
+            public_vip: vip,
+            management_vip: vip,
+          })
       } catch (e) {
         // the messages name settings, never their values
         if (e instanceof EnvironmentError) throw new Error(`lab ${name}: ${e.message}`)

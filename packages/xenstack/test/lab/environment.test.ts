@@ -70,6 +70,7 @@ test('lab registration: environment through createEnvironment, pool in store.poo
       env.components.some((c) => c.startsWith('hypervisor:')),
       'the component selection is the wizard one',
     )
+    assert.equal(store.environments.cluster('le1').public_vip, '192.168.0.10')
     const settings = store.environments.settings('le1')
     assert.ok(settings.common, "the release's settings are there")
     const pool = store.pools.require('le1')
