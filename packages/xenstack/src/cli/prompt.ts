@@ -5,10 +5,11 @@ import { CliError, ExitCode } from './errors.js'
 export function readSecret(prompt: string): Promise<string> {
   const stdin = process.stdin
   return new Promise((resolve, reject) => {
-    process.stderr.write(prompt)
     let value = ''
     const wasRaw = stdin.isRaw
+    // Echo goes off before the prompt shows: whatever is typed once the prompt is visible is never echoed.
     stdin.setRawMode(true)
+    process.stderr.write(prompt)
     stdin.resume()
     stdin.setEncoding('utf8')
     const done = (err?: Error) => {

@@ -4,65 +4,13 @@ import { existsSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { scratchDirs } from '@xenstack/testkit'
 import { StateStore } from '../../src/state/store.js'
-import { builtinReleases, releaseToJSON } from '../../src/releases/release.js'
+import { seedLocalEnvironment } from './fixtures.js'
 import { runCli } from './run.js'
 
 const scratch = scratchDirs()
 let dir: string
 let dataDir: string
 const cli = (args: string[]) => runCli([...args, '--data-dir', dataDir])
-
-/** A release with a tiny graph of shell tasks that leave marks, and an environment of two local nodes. */
-function seed(): void {
-  const state = StateStore.open({ dataDir })
-  const task = (id: string, extra: Record<string, unknown> = {}) => ({
-    id,
-    type: 'shell',
-    version: '2.0.0',
-    groups: ['compute'],
-    parameters: { cmd: `echo ${id} >> ${join(dir, 'marks')}; echo "output of ${id}"`, timeout: 60, retries: 0 },
-    ...extra,
-  })
-  const base = releaseToJSON(builtinReleases()[0])
-  state.releases.upsert({
-    name: 'cli-test',
-    version: 'cli-test-1',
-    operatingSystem: 'ubuntu',
-    source: 'test',
-    data: {
-      ...base,
-      name: 'cli-test',
-      version: 'cli-test-1',
-      tasks: [
-        { id: 'deploy_start', type: 'stage' },
-        { id: 'deploy_end', type: 'stage', requires: ['deploy_start'] },
-        {
-          id: 'compute',
-          type: 'group',
-          roles: ['compute'],
-          requires: ['deploy_start'],
-          required_for: ['deploy_end'],
-          parameters: { strategy: { type: 'parallel' } },
-        },
-        task('one'),
-        task('two', { requires: ['one'] }),
-        task('breaks', {
-          requires: ['two'],
-          condition: "settings:common.flavor.value == 'broken'",
-          parameters: { cmd: 'echo "about to fail"; exit 3', retries: 0 },
-        }),
-      ],
-    },
-  })
-  state.environments.create({
-    name: 'd1',
-    release: 'cli-test',
-    settings: { common: { flavor: { type: 'text', value: 'ok' } } },
-  })
-  for (const n of ['cmp1', 'cmp2'])
-    state.environments.addNode('d1', { name: n, roles: ['compute'], data: { local: true } })
-  state.close()
-}
 
 function marks(): string {
   const f = join(dir, 'marks')
@@ -74,7 +22,7 @@ function marks(): string {
 before(() => {
   dir = scratch('xenstack-cli-deploy-')
   dataDir = join(dir, 'data')
-  seed()
+  seedLocalEnvironment(dataDir, dir)
 })
 
 test('deploy --tasks runs only the named tasks; --nodes only those nodes; plain progress lines off a terminal', async () => {
