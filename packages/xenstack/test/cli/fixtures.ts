@@ -3,15 +3,24 @@ import { join } from 'node:path'
 import { StateStore } from '../../src/state/store.js'
 import { builtinReleases, releaseToJSON } from '../../src/releases/release.js'
 
-/** A release with a tiny graph of shell tasks that leave marks, and an environment of two local nodes. */
-export function seedLocalEnvironment(dataDir: string, dir: string, name = 'd1'): void {
+/**
+ * A release with a tiny graph of shell tasks that append their id to `marks` (default `<dir>/marks`), and an
+ * environment of two local nodes (or the `nodes` given, by name → node data, e.g. a lab host's `ssh`).
+ */
+export function seedLocalEnvironment(
+  dataDir: string,
+  dir: string,
+  name = 'd1',
+  opts: { marks?: string; nodes?: Record<string, Record<string, unknown>> } = {},
+): void {
+  const marks = opts.marks ?? join(dir, 'marks')
   const state = StateStore.open({ dataDir })
   const task = (id: string, extra: Record<string, unknown> = {}) => ({
     id,
     type: 'shell',
     version: '2.0.0',
     groups: ['compute'],
-    parameters: { cmd: `echo ${id} >> ${join(dir, 'marks')}; echo "output of ${id}"`, timeout: 60, retries: 0 },
+    parameters: { cmd: `echo ${id} >> ${marks}; echo "output of ${id}"`, timeout: 60, retries: 0 },
     ...extra,
   })
   const base = releaseToJSON(builtinReleases()[0])
@@ -50,7 +59,7 @@ export function seedLocalEnvironment(dataDir: string, dir: string, name = 'd1'):
     release: 'cli-test',
     settings: { common: { flavor: { type: 'text', value: 'ok' } } },
   })
-  for (const n of ['cmp1', 'cmp2'])
-    state.environments.addNode(name, { name: n, roles: ['compute'], data: { local: true } })
+  const nodes = opts.nodes ?? { cmp1: { local: true }, cmp2: { local: true } }
+  for (const [n, data] of Object.entries(nodes)) state.environments.addNode(name, { name: n, roles: ['compute'], data })
   state.close()
 }
