@@ -12,6 +12,7 @@ import { registerMainJobServices } from './main-job.js'
 import { mainPool } from './main-pool.js'
 import { compatiblePlugins, createEnvironment, resolveRelease } from './plugins/environment.js'
 import { xenserverNatives } from './integration/index.js'
+import { ensureShippedPlugins } from './integration/shipped.js'
 import { startServer, DEFAULT_PORT, type RunningServer } from './server/index.js'
 import { resolveDataDir, StateStore } from './state/store.js'
 
@@ -21,6 +22,7 @@ export const DEMO = 'demo'
 function simulatorDemo(dataDir: string, url: string, password: string): void {
   const store = StateStore.open({ dataDir })
   try {
+    ensureShippedPlugins(store)
     store.transaction(() => {
       if (!store.pools.get(DEMO)) store.pools.add({ name: DEMO, url, username: 'root', password })
       else store.pools.update(DEMO, { url, password })

@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify'
 import { EngineStore } from '../engine/store.js'
 import type { NativeTask } from '../engine/tasks.js'
 import type { HealthRoutesDeps } from '../health/api.js'
+import { ensureShippedPlugins } from '../integration/shipped.js'
 import { StateStore } from '../state/store.js'
 import { buildApp } from './app.js'
 import { TokenStore } from './auth.js'
@@ -69,7 +70,14 @@ export function serverContext(state: StateStore, opts: { natives?: Map<string, N
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
   const state = StateStore.open({ dataDir: opts.dataDir, databaseUrl: opts.databaseUrl })
   try {
-    const { context, tokens } = serverContext(state, opts)
+    // As the CLI does: a fresh store gets xenstack's shipped plugins (the XenServer plugin) installed once.
+    const notes = [...(opts.notes ?? [])]
+    try {
+      notes.push(...ensureShippedPlugins(state).notes)
+    } catch (e) {
+      notes.push(`the shipped plugins could not be installed: ${(e as Error).message}`)
+    }
+    const { context, tokens } = serverContext(state, { ...opts, notes })
     const newToken = opts.token?.startsWith('rotate:') ? tokens.rotate(opts.token.slice(7)) : tokens.ensure()
     const app = await buildApp(context, { tokens, health: opts.health?.(state), webDir: opts.webDir })
     const host = opts.host ?? '127.0.0.1'
