@@ -25,6 +25,7 @@ PACKAGES=(
   postgresql         # the second state-store backend
   libpq-dev          # headers + pg_config: the state store's PostgreSQL driver (npm libpq) is built from source
   curl               # HTTP checks inside lab hosts
+  iputils-ping       # ping: health checks send real packets from dom0 through the compute VM's NAT
   xxd                # hexdumps in tests
 )
 

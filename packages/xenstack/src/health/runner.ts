@@ -92,6 +92,8 @@ interface ActiveRun {
 export class HealthRunner<Env> {
   private readonly limiter: Limiter
   private readonly active = new Map<string, ActiveRun>()
+  /** Environments open for runs, shared by the runs of one environment (one set of connections, one XAPI session). */
+  private readonly opened = new Map<string, { env: Promise<OpenedEnvironment<Env>>; users: number }>()
 
   constructor(readonly options: HealthRunnerOptions<Env>) {
     this.limiter = new Limiter(options.concurrency ?? 6)
@@ -194,7 +196,7 @@ export class HealthRunner<Env> {
     let opened: OpenedEnvironment<Env> | undefined
     try {
       try {
-        opened = await this.options.open(run.environment)
+        opened = await this.acquire(run.environment)
       } catch (e) {
         const message = `cannot reach environment ${run.environment}: ${(e as Error).message}`
         for (const t of tests) this.store.updateTest(run.id, t.id, { status: 'error', message, endedAt: now() })
@@ -216,8 +218,29 @@ export class HealthRunner<Env> {
       await Promise.all(tests.filter((t) => t.runLast).map(runOne))
       return this.finish(run.id, signal)
     } finally {
-      await opened?.close().catch(() => {})
+      if (opened) await this.release(run.environment)
     }
+  }
+
+  private acquire(environment: string): Promise<OpenedEnvironment<Env>> {
+    let o = this.opened.get(environment)
+    if (!o) {
+      o = { env: this.options.open(environment), users: 0 }
+      this.opened.set(environment, o)
+      const failed = o
+      o.env.catch(() => {
+        if (this.opened.get(environment) === failed) this.opened.delete(environment)
+      })
+    }
+    o.users++
+    return o.env
+  }
+
+  private async release(environment: string): Promise<void> {
+    const o = this.opened.get(environment)
+    if (!o || --o.users > 0) return
+    this.opened.delete(environment)
+    await (await o.env).close().catch(() => {})
   }
 
   private finish(runId: string, signal: AbortSignal): RunRecord {

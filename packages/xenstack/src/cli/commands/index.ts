@@ -5,6 +5,7 @@
 import type { Command } from 'commander'
 import * as deploy from './deploy.js'
 import * as env from './env.js'
+import * as health from './health.js'
 import * as himn from './himn.js'
 import * as image from './image.js'
 import * as lab from './lab.js'
@@ -28,5 +29,6 @@ export const commandModules: { register(program: Command): void }[] = [
   plugins,
   env,
   deploy,
+  health,
   version,
 ]

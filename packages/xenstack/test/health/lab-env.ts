@@ -1,0 +1,194 @@
+/**
+ * A lab registered as an environment exactly as `xenstack lab up` does (XenServer plugin installed, pool recorded,
+ * nodes with their data) and deployed through the engine with the integration's native tasks — the state the
+ * health checks are meant to verify. One per test file.
+ */
+import type { TestContext } from 'node:test'
+import { copyFileSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { scratchDirs } from '@xenstack/testkit'
+import { withLab, type Lab } from '../../src/lab/index.js'
+import { describeLab } from '../../src/lab/supervisor.js'
+import { registerLabEnvironment } from '../../src/lab/environment.js'
+import { buildPlugin, installPlugin } from '../../src/plugins/lifecycle.js'
+import { builtinReleases } from '../../src/releases/release.js'
+import { StateStore } from '../../src/state/store.js'
+import { EngineStore } from '../../src/engine/store.js'
+import { loadDeployableEnvironment } from '../../src/engine/environment.js'
+import { deployEnvironment } from '../../src/engine/deployment.js'
+import type { NativeTaskContext } from '../../src/engine/tasks.js'
+import type { PlanTask } from '../../src/engine/types.js'
+import { apply, type Executor, type Resource } from '../../src/node/index.js'
+import { xenserverNatives } from '../../src/integration/index.js'
+import type { LabSimulatorOptions } from '../../src/lab/index.js'
+import { labPrerequisite } from '../node/helpers.js'
+
+const scratch = scratchDirs()
+const XS_PLUGIN_DIR = fileURLToPath(new URL('../../../../../plugins/xenserver', import.meta.url))
+
+export interface DeployedLab {
+  lab: Lab
+  state: StateStore
+  env: string
+  /** Deploys (again) through the engine; throws with the task errors unless the deployment is ready. */
+  deploy(opts?: { force?: boolean }): Promise<void>
+  /** Runs the XenServer native tasks directly, in the plugin's order (resources applied, then run). */
+  deployXenServer(): Promise<void>
+  /** Runs some of them again on a node (a partial redeploy: what repairs one broken thing). */
+  runNatives(node: string, handlers: string[]): Promise<void>
+}
+
+/** The plugin's native tasks per role, in deployment_tasks.yaml's order. */
+export const COMPUTE_NATIVES = [
+  'xenserver.himn-attach',
+  'xenserver.himn-guest',
+  'xenserver.pre-test',
+  'xenserver.ssh-trust',
+  'xenserver.dom0-prepare',
+  'xenserver.dom0-plugins',
+  'xenserver.dom0-routes',
+  'xenserver.compute-nat',
+  'xenserver.nova-compute',
+  'xenserver.neutron-agent',
+  'xenserver.compute-extras',
+]
+
+export async function withDeployedLab(
+  t: TestContext,
+  opts: { simulator?: LabSimulatorOptions },
+  fn: (d: DeployedLab) => Promise<void>,
+): Promise<void> {
+  if (!(await labPrerequisite(t))) return
+  await withLab({ hosts: 1, simulator: opts.simulator ?? true }, async (lab) => {
+    const dataDir = scratch('xenstack-health-lab-')
+    const release = builtinReleases()[0]!
+    const options = { coreTasks: release.tasks, releaseName: release.name, releaseComponents: release.components }
+    const built = buildPlugin(XS_PLUGIN_DIR, scratch('xenstack-health-build-'), options)
+    const state = StateStore.open({ dataDir })
+    try {
+      installPlugin(state, built.file, options)
+      const desc = describeLab(lab, 0)
+      const env = registerLabEnvironment(desc, lab.simulator!.password, Object.fromEntries(lab.simulator!.refs), {
+        dataDir,
+      })
+      const engine = new EngineStore(state.db as never)
+      const deploy = async (o: { force?: boolean } = {}) => {
+        const d = loadDeployableEnvironment(state, env, { natives: xenserverNatives() })
+        try {
+          const r = await deployEnvironment(engine, d, { force: o.force })
+          if (r.kind !== 'deployment' || r.summary.status !== 'ready')
+            throw new Error(
+              `lab deployment did not succeed: ${JSON.stringify(r.kind === 'deployment' ? r.summary.errors : r, null, 1).slice(0, 4000)}`,
+            )
+        } finally {
+          await d.close()
+        }
+      }
+      const runNatives = async (only: string | undefined, list: string[]) => {
+        const d = loadDeployableEnvironment(state, env, { natives: xenserverNatives() })
+        const natives = xenserverNatives()
+        try {
+          const runOn = async (node: string, handlers: string[]) => {
+            for (const h of handlers) {
+              const task = natives.get(h)
+              if (!task) throw new Error(`no native task ${h}`)
+              const exec = await d.access.executor(node)
+              const ctx: NativeTaskContext = {
+                node,
+                task: { id: h, node, type: 'native', parameters: { handler: h } } as unknown as PlanTask,
+                exec,
+                settings: (d.models.settings as Record<string, unknown>) ?? {},
+                models: d.models as Record<string, unknown>,
+                facts: {},
+                xapi: d.xapi?.(node),
+                nodeData: d.nodeData?.(node) ?? {},
+                log: () => {},
+                signal: new AbortController().signal,
+                dryRun: false,
+              }
+              try {
+                const resources = ((await task.resources?.(ctx)) ?? []) as Resource[]
+                if (resources.length) {
+                  const r = await apply(exec as unknown as Executor, resources)
+                  if (!r.ok) throw new Error(JSON.stringify(r.entries.filter((e) => e.status === 'failed')))
+                }
+                await task.run?.(ctx)
+              } catch (e) {
+                throw new Error(`${node}: ${h}: ${(e as Error).message}`, { cause: e })
+              }
+            }
+          }
+          const nodes = state.environments.nodes(env)
+          for (const n of nodes.filter((x) => x.roles.includes('compute') && (!only || x.name === only)))
+            await runOn(n.name, list)
+          // Controller natives edit nova.conf of a real controller; the lab's controllers run no OpenStack (and the
+          // ha set, which checks them, needs two controllers).
+        } finally {
+          await d.close()
+        }
+      }
+      await allowPasswordLogin(lab, 'dom0-1', lab.simulator!.password)
+      usePluginsOfRelease(state, env, scratch('xenstack-health-plugins-'))
+      // Fuel's cluster records the public VIP the noVNC base URL names; the lab's is its controller.
+      const cluster = state.environments.cluster(env)
+      if (!cluster.public_vip)
+        state.environments.setCluster(env, {
+          ...cluster,
+          public_vip: lab.host('controller-1').addresses.management!.split('/')[0],
+        })
+      await fn({
+        lab,
+        state,
+        env,
+        deploy,
+        deployXenServer: () => runNatives(undefined, COMPUTE_NATIVES),
+        runNatives: (node, handlers) => runNatives(node, handlers),
+      })
+    } finally {
+      state.close()
+    }
+  })
+}
+
+/**
+ * XenServer's stock sshd accepts root's password (the XAPI password), which xenserver.ssh-trust uses once to install
+ * the compute VM's key; the lab's dom0 is made to do the same (as the HIMN test does), then sshd reloads.
+ */
+async function allowPasswordLogin(lab: Lab, dom0: string, password: string): Promise<void> {
+  await lab.execOk(dom0, ['chpasswd'], { stdin: `root:${password}\n` })
+  const logFile = join(lab.hostDir(dom0), 'log', 'sshd.log')
+  const listening = () => (readFileSync(logFile, 'utf8').match(/Server listening on/g) ?? []).length
+  const before = listening()
+  await lab.execOk(dom0, [
+    'sh',
+    '-c',
+    'f=$(tr "\\0" " " < /proc/$(cat /run/sshd.pid)/cmdline | sed -n "s/.* -f \\([^ ]*\\) .*/\\1/p"); ' +
+      'sed -i -e "s/^PasswordAuthentication no/PasswordAuthentication yes/" ' +
+      '-e "s/^PermitRootLogin prohibit-password/PermitRootLogin yes/" "$f"; kill -HUP $(cat /run/sshd.pid)',
+  ])
+  const deadline = Date.now() + 30_000
+  while (listening() <= before) {
+    if (Date.now() > deadline) throw new Error(`sshd on ${dom0} did not listen again after its reload`)
+    await new Promise((r) => setTimeout(r, 100))
+  }
+}
+
+/**
+ * The shipped release is Mitaka, whose nova checks `nova_plugin_version` (1.7) — xenstack's bundled set answers
+ * os-xenapi's `dom0_plugin_version.py` only. As an operator would, point `dom0_plugin_source` at a directory with
+ * the plugins of that release: the bundled files plus a `nova_plugin_version` answering 1.8.
+ */
+function usePluginsOfRelease(state: StateStore, env: string, dir: string): void {
+  const bundled = fileURLToPath(new URL('../../../../../plugins/xenserver/dom0', import.meta.url))
+  for (const f of readdirSync(bundled)) if (!/\.md$/.test(f)) copyFileSync(join(bundled, f), join(dir, f))
+  const source = readFileSync(join(bundled, 'dom0_plugin_version.py'), 'utf8').replace(
+    /PLUGIN_VERSION = "[0-9.]+"/,
+    'PLUGIN_VERSION = "1.8"',
+  )
+  writeFileSync(join(dir, 'nova_plugin_version'), source, { mode: 0o755 })
+  const settings = state.environments.settings(env, { reveal: true })
+  settings.xenserver.dom0_plugin_source.value = 'directory'
+  settings.xenserver.dom0_plugin_path.value = dir
+  state.environments.saveSettings(env, settings)
+}
