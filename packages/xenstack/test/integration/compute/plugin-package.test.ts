@@ -197,6 +197,18 @@ test('selecting hypervisor:xenserver enables the plugin; its settings are valida
       filter.some((m) => m.includes('default-sr:true or other-config:KEY=VALUE')),
       filter.join('\n'),
     )
+    // nova before Queens has no vdi_remote_stream: refused for this Mitaka release, with the reason.
+    const stream = problems(() =>
+      createEnvironment(store, {
+        name: 'xs6',
+        components: XEN,
+        settings: { 'xenserver.password.value': 'x', 'xenserver.image_handler.value': 'vdi_remote_stream' },
+      }),
+    )
+    assert.ok(
+      stream.some((m) => m.includes('"vdi_remote_stream" is not available: VDI remote stream needs OpenStack Queens')),
+      stream.join('\n'),
+    )
     // The path is checked only when a directory or tarball is the source (hidden otherwise).
     const path = problems(() =>
       createEnvironment(store, {
