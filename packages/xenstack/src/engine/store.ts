@@ -326,6 +326,17 @@ export class EngineStore {
       .get(id, key)?.value_json
   }
 
+  /**
+   * Forgets an environment's deployments and redeploy digests (its tasks, history and meta go with them): called
+   * when the environment is deleted, so a new environment of the same name starts from a first deploy.
+   */
+  forgetEnvironment(environment: string): void {
+    this.db.transaction(() => {
+      this.db.prepare('DELETE FROM engine_task_digests WHERE environment = ?').run(environment)
+      this.db.prepare('DELETE FROM engine_deployments WHERE environment = ?').run(environment)
+    })()
+  }
+
   /** Mean observed durations per task id (ms). */
   durations(): Map<string, number> {
     const rows = this.db

@@ -4,6 +4,7 @@ import { existsSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { scratchDirs } from '@xenstack/testkit'
 import { StateStore } from '../../src/state/store.js'
+import { EngineStore } from '../../src/engine/store.js'
 import { seedLocalEnvironment } from './fixtures.js'
 import { runCli } from './run.js'
 
@@ -95,4 +96,36 @@ test('deploy of a failing task: exit 1, then deploy logs and history tell which 
   const noEnv = await cli(['deploy', 'history', 'nope'])
   assert.equal(noEnv.code, 3)
   assert.equal(noEnv.stderr, 'xenstack: environment nope has no deployment\nhint: xenstack deploy nope\n')
+})
+
+test('env delete is refused while a deployment runs; afterwards it forgets the history, so a new environment of the name deploys everything', async () => {
+  const state = StateStore.open({ dataDir })
+  const engine = new EngineStore(state.db)
+  // A deployment recorded as running in this (live) process.
+  const id = engine.createDeployment('d1', 'deploy', false, {
+    nodes: [],
+    tasks: [],
+    limiters: [],
+    faultTolerance: [],
+  } as any)
+  engine.setStatus(id, 'running')
+  state.close()
+  const refused = await cli(['env', 'delete', 'd1'])
+  assert.equal(refused.code, 1)
+  assert.match(
+    refused.stderr,
+    new RegExp(
+      `environment d1 has deployment ${id} running .*not deleted\\nhint: stop it first: xenstack deploy stop d1\\n$`,
+    ),
+  )
+  const s2 = StateStore.open({ dataDir })
+  new EngineStore(s2.db).setStatus(id, 'stopped')
+  s2.close()
+
+  assert.equal((await cli(['env', 'delete', 'd1'])).code, 0)
+  assert.equal((await cli(['deploy', 'history', 'd1'])).code, 3)
+  seedLocalEnvironment(dataDir, dir)
+  const r = await cli(['deploy', 'd1', '--json'])
+  assert.equal(r.code, 0, r.stderr)
+  assert.equal(marks(), 'one,one,two,two')
 })

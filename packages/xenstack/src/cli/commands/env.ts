@@ -15,6 +15,8 @@ import {
   resolveRelease,
 } from '../../plugins/environment.js'
 import { validateEnvironmentSettings } from '../../plugins/settings.js'
+import { isOrphaned } from '../../engine/engine.js'
+import { EngineStore } from '../../engine/store.js'
 import { REDACTED } from '../../state/secrets.js'
 import { StateError, type StateStore } from '../../state/store.js'
 import { openCliStateStore } from '../state.js'
@@ -215,7 +217,20 @@ export function register(program: Command): void {
     (name: string, o: Common) =>
       withStore(o, (s) => {
         s.environments.require(name)
-        s.environments.delete(name)
+        const engine = new EngineStore(s.db)
+        const last = engine.latestDeployment(name)
+        if (last && (last.status === 'running' || last.status === 'pending') && !isOrphaned(engine, last.id))
+          throw new CliError(
+            `environment ${name} has deployment ${last.id} running (process ${last.pid}); not deleted`,
+            ExitCode.failure,
+            `stop it first: xenstack deploy stop ${name}`,
+          )
+        // One transaction: the environment and what the engine remembers of it (history, redeploy digests) go
+        // together, so a new environment of the same name starts with a first deploy.
+        s.transaction(() => {
+          engine.forgetEnvironment(name)
+          s.environments.delete(name)
+        })
         emit(o, { deleted: name }, () => process.stdout.write(`environment ${name} deleted\n`))
       }),
   )
