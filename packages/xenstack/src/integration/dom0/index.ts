@@ -15,7 +15,7 @@ import { hostOfVm, poolHosts, publishIdentity, publishedIdentity, type PoolHost 
 import { joinListedHosts } from './pool-join.js'
 import { dom0PrepareResources } from './prepare.js'
 import { dom0Identity, dom0KeyPair, trustResources } from './ssh-mesh.js'
-import { defaultSrOf } from './sr.js'
+import { srForHost } from './sr.js'
 
 export * from './converge.js'
 export * from './plugins.js'
@@ -38,26 +38,33 @@ export async function dom0HostOf(ctx: NativeTaskContext): Promise<{ self: PoolHo
 }
 
 /**
- * This dom0's part of the pool's SSH mesh: its key pair, its public identity published on its host record, and the
- * identities the other dom0s published trusted here. Every compute node runs it in `xenserver.dom0-prepare` and
+ * This dom0's part of the pool's SSH mesh: its key pair, its public identity published on its host record (not with
+ * `publish: false`), and the identities the other dom0s published trusted here. Every compute node runs it in `xenserver.dom0-prepare` and
  * again in `xenserver.dom0-plugins`, which waits for every compute node's dom0-prepare (cross-depends), so each
  * dom0 has seen all the others' identities by the end of one deploy.
  */
-export async function joinDom0Mesh(ctx: NativeTaskContext, dom0: Executor): Promise<ResourceChange[]> {
+export async function joinDom0Mesh(
+  ctx: NativeTaskContext,
+  dom0: Executor,
+  opts: { publish?: boolean } = {},
+): Promise<ResourceChange[]> {
   const xapi = xapiOf(ctx)
   const { self, hosts } = await dom0HostOf(ctx)
-  const opts = { dryRun: ctx.dryRun, log: ctx.log }
-  const changes = await converge(dom0, [dom0KeyPair()], opts)
-  const id = await dom0Identity(dom0)
-  if (!ctx.dryRun && (await publishIdentity(xapi, self, id)))
-    changes.push({ resource: `XAPI host ${self.name}: other_config:xenstack-dom0-ssh-*`, result: 'changed' })
+  const how = { dryRun: ctx.dryRun, log: ctx.log }
+  const changes: ResourceChange[] = []
+  if (opts.publish !== false) {
+    changes.push(...(await converge(dom0, [dom0KeyPair()], how)))
+    const id = await dom0Identity(dom0)
+    if (!ctx.dryRun && (await publishIdentity(xapi, self, id)))
+      changes.push({ resource: `XAPI host ${self.name}: other_config:xenstack-dom0-ssh-*`, result: 'changed' })
+  }
   const others = hosts
     .filter((h) => h.ref !== self.ref)
     .flatMap((h) => {
       const p = publishedIdentity(h)
       return p ? [{ name: h.name, address: h.address, ...p }] : []
     })
-  changes.push(...(await converge(dom0, trustResources(others), opts)))
+  changes.push(...(await converge(dom0, trustResources(others), how)))
   return changes
 }
 
@@ -68,7 +75,7 @@ export const natives: Record<string, NativeTask> = {
       const dom0 = await dom0Of(ctx)
       const xapi = xapiOf(ctx)
       const { self } = await dom0HostOf(ctx)
-      const sr = await defaultSrOf(xapi, self.ref)
+      const sr = await srForHost(xapi, self.ref, self.name)
       const resources = await dom0PrepareResources(dom0, { srUuid: sr.uuid })
       const changes = await converge(dom0, resources, { dryRun: ctx.dryRun, log: ctx.log })
       changes.push(...(await joinDom0Mesh(ctx, dom0)))
@@ -79,8 +86,8 @@ export const natives: Record<string, NativeTask> = {
   'xenserver.dom0-plugins': {
     async run(ctx) {
       const dom0 = await dom0Of(ctx)
-      // every compute node's dom0-prepare has published its dom0's identity by now (cross-depends)
-      const changes = await joinDom0Mesh(ctx, dom0)
+      // every compute node's dom0-prepare has published its dom0's identity by now (cross-depends): trust them
+      const changes = await joinDom0Mesh(ctx, dom0, { publish: false })
       const source = dom0PluginSourceOf(ctx)
       if (!source) {
         ctx.log('xenserver.install_dom0_plugins is off: dom0 plugins are neither installed nor checked')

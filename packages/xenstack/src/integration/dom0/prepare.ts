@@ -6,7 +6,7 @@
  *   /etc/sysconfig/iptables (dom0 is CentOS: `service iptables` restores that file at boot);
  * - guest console-log rotation: the script plus a cron entry MERGED into root's crontab (the original's
  *   `crontab -` replaced whatever else root had scheduled);
- * - `/boot/guest` and `/images` as symlinks into the default SR's mount (a full dom0 root file system stops XAPI);
+ * - `/boot/guest` and `/images` as symlinks into an SR's mount (`srForHost`: a full dom0 root stops XAPI);
  * - conntrackd's statistics configuration and log rotation, only where conntrack-tools is installed.
  *
  * Everything is checked before it is changed, so a second run reports nothing changed.
@@ -76,7 +76,7 @@ export async function srLinks(dom0: Executor, opts: SrLinksOptions): Promise<Res
   const r = await dom0.run(['test', '-d', mount], { allowedExitCodes: [0, 1] })
   if (r.code !== 0)
     throw new Error(
-      `${dom0.host}: the default SR ${opts.srUuid} is not mounted at ${mount}; /boot/guest and /images must live on ` +
+      `${dom0.host}: the SR ${opts.srUuid} is not mounted at ${mount}; /boot/guest and /images must live on ` +
         `a file-based SR (ext or nfs) that is plugged on this host`,
     )
   const links: Resource[] = [
@@ -133,7 +133,7 @@ export async function conntrackd(dom0: Executor, statsGlob = CONNTRACKD_STATS_GL
 }
 
 export interface Dom0PrepareOptions {
-  /** The default SR's uuid (from XAPI); without it the /boot/guest and /images links are not managed. */
+  /** The SR's uuid (`srForHost`, from XAPI); without it the /boot/guest and /images links are not managed. */
   srUuid?: string
   images?: boolean
   conntrackStatsGlob?: string

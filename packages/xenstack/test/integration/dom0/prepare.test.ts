@@ -136,7 +136,7 @@ test('dom0 preparation: dry run, one run, second run unchanged; pool dom0s trust
         await t.test('an SR that is not mounted is an error naming it', async () => {
           await assert.rejects(
             srLinks(dom0, { srUuid: '00000000-0000-4000-8000-000000000000' }),
-            /default SR 00000000-0000-4000-8000-000000000000 is not mounted at \/var\/run\/sr-mount\//,
+            /the SR 00000000-0000-4000-8000-000000000000 is not mounted at \/var\/run\/sr-mount\//,
           )
         })
 
