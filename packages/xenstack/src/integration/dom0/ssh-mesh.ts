@@ -2,7 +2,7 @@
  * Passwordless SSH among a pool's dom0s (reference §18.1): nova's resize and cold migration rsync VHDs from one
  * dom0 to another's /images over ssh (`migration.py transfer_vhd`), as root with the default identity. Each dom0
  * gets a key pair (kept if it has one), every other dom0's public key in root's authorized_keys, and every other
- * dom0's host keys pinned in root's known_hosts under the address the others use for it (XAPI's host address) —
+ * dom0's host key pinned in root's known_hosts under the address the others use for it (XAPI's host address) —
  * so no first connection is ever trusted blindly.
  *
  * Two phases over the dom0s' executors: keys first (each dom0 makes its own; private keys never leave it), then the
@@ -52,12 +52,33 @@ export async function dom0Identity(dom0: Executor, hostKeyGlob = HOST_KEY_GLOB):
   return { publicKey, hostKeys }
 }
 
-/** What one dom0 needs to trust the others: their public keys authorised, their host keys pinned. */
+const HOST_KEY_PREFERENCE = [
+  'ssh-ed25519',
+  'ecdsa-sha2-nistp256',
+  'ecdsa-sha2-nistp384',
+  'ecdsa-sha2-nistp521',
+  'ssh-rsa',
+]
+
+/**
+ * The host key to pin: one is enough, since OpenSSH prefers the algorithms it has a known key for (ed25519 first,
+ * then ECDSA, then RSA — what dom0's sshd offers).
+ */
+export function preferredHostKey(hostKeys: readonly string[]): string | undefined {
+  const rank = (k: string): number => {
+    const i = HOST_KEY_PREFERENCE.indexOf(k.split(/\s+/)[0])
+    return i < 0 ? HOST_KEY_PREFERENCE.length : i
+  }
+  return [...hostKeys].sort((a, b) => rank(a) - rank(b))[0]
+}
+
+/** What one dom0 needs to trust the others: their public keys authorised, their preferred host key pinned. */
 export function trustResources(others: readonly (Pick<PoolDom0, 'name' | 'address'> & Dom0Identity)[]): Resource[] {
   const out: Resource[] = []
   for (const o of others) {
     if (o.publicKey) out.push(new AuthorizedKey({ key: o.publicKey }))
-    for (const k of o.hostKeys) out.push(new KnownHost({ host: o.address, key: k }))
+    const hostKey = preferredHostKey(o.hostKeys)
+    if (hostKey) out.push(new KnownHost({ host: o.address, key: hostKey }))
   }
   return out
 }

@@ -1,0 +1,60 @@
+/**
+ * Dom0 pieces without a lab: the plugin source from the settings (switched off, bundled, a directory or a tarball
+ * needing its path), the release table (every series Juno→Ussuri, 2.1 from Pike on), the bundled set's files, the
+ * host key that gets pinned, and the rotation script's cron line going to /dev/null.
+ */
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { OPENSTACK_SERIES } from '../../../src/integration/compute/release.js'
+import {
+  REQUIRED_DOM0_PLUGIN_VERSION,
+  ROTATE_CRON_COMMAND,
+  dom0PluginSourceOf,
+  pluginFilesFrom,
+  preferredHostKey,
+} from '../../../src/integration/dom0/index.js'
+
+const ctx = (values: Record<string, unknown>) => ({
+  node: 'compute-1',
+  settings: { xenserver: Object.fromEntries(Object.entries(values).map(([k, v]) => [k, { value: v }])) },
+})
+
+test('plugin source from the settings', () => {
+  assert.equal(dom0PluginSourceOf(ctx({ install_dom0_plugins: false })), undefined)
+  assert.deepEqual(dom0PluginSourceOf(ctx({ install_dom0_plugins: true })), { kind: 'bundled' })
+  assert.deepEqual(
+    dom0PluginSourceOf(
+      ctx({ install_dom0_plugins: true, dom0_plugin_source: 'tarball', dom0_plugin_path: ' /srv/x.tgz ' }),
+    ),
+    { kind: 'tarball', path: '/srv/x.tgz' },
+  )
+  assert.throws(
+    () => dom0PluginSourceOf(ctx({ install_dom0_plugins: true, dom0_plugin_source: 'directory' })),
+    /node compute-1: xenserver\.dom0_plugin_source is directory but xenserver\.dom0_plugin_path is empty/,
+  )
+  assert.throws(
+    () => dom0PluginSourceOf(ctx({ dom0_plugin_source: 'rpm', dom0_plugin_path: '/x' })),
+    /expected bundled, directory or tarball/,
+  )
+})
+
+test('release table: every series has a plugin and a minimum; os-xenapi 2.1 from Pike on', async () => {
+  assert.deepEqual(Object.keys(REQUIRED_DOM0_PLUGIN_VERSION), [...OPENSTACK_SERIES])
+  for (const s of ['pike', 'queens', 'rocky', 'stein', 'train', 'ussuri'] as const)
+    assert.deepEqual(REQUIRED_DOM0_PLUGIN_VERSION[s], { plugin: 'dom0_plugin_version.py', version: '2.1' })
+  assert.equal(REQUIRED_DOM0_PLUGIN_VERSION.mitaka.plugin, 'nova_plugin_version')
+  const files = await pluginFilesFrom({ kind: 'bundled' })
+  const version = files.find((f) => f.name === 'dom0_plugin_version.py')!.content.toString('utf8')
+  assert.match(version, /^PLUGIN_VERSION = "2\.1"$/m, 'the bundled set satisfies Pike→Ussuri')
+  assert.ok(files.every((f) => /^[0-9a-f]{64}$/.test(f.sha256)))
+})
+
+test('the pinned host key is the one OpenSSH prefers; cron output goes nowhere', () => {
+  const rsa = 'ssh-rsa AAAAB3Nza rsa@dom0'
+  const ecdsa = 'ecdsa-sha2-nistp256 AAAAE2Vj ecdsa@dom0'
+  const ed = 'ssh-ed25519 AAAAC3Nz ed@dom0'
+  assert.equal(preferredHostKey([rsa, ecdsa, ed]), ed)
+  assert.equal(preferredHostKey([rsa, ecdsa]), ecdsa)
+  assert.equal(preferredHostKey([]), undefined)
+  assert.match(ROTATE_CRON_COMMAND, />\/dev\/null 2>&1$/)
+})
