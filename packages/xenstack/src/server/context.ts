@@ -3,6 +3,7 @@ import type { EngineStore } from '../engine/store.js'
 import type { StateStore } from '../state/store.js'
 import type { DeploymentManager } from './deployments.js'
 import type { EventHub } from './events.js'
+import type { HealthProgress } from './health.js'
 import type { PoolInventory } from './pools.js'
 
 export interface ServerContext {
@@ -11,6 +12,7 @@ export interface ServerContext {
   hub: EventHub
   deployments: DeploymentManager
   pools: PoolInventory
+  health: HealthProgress
   /** What this installation cannot do (e.g. node-level steps without the lab), shown by `GET /api/v1/status`. */
   notes: string[]
 }

@@ -15,6 +15,8 @@ import type { ServerContext } from './context.js'
 import { DeploymentManager } from './deployments.js'
 import { EventHub } from './events.js'
 import { PoolInventory } from './pools.js'
+import { HealthProgress } from './health.js'
+import { HealthStore } from '../health/store.js'
 
 export { buildApp } from './app.js'
 export { TokenStore } from './auth.js'
@@ -62,6 +64,7 @@ export function serverContext(state: StateStore, opts: { natives?: Map<string, N
     hub,
     deployments: new DeploymentManager(state, engine, hub, opts.natives),
     pools: new PoolInventory(state, hub),
+    health: new HealthProgress(hub, new HealthStore(state)),
     notes: opts.notes ?? [],
   }
   return { context, tokens: new TokenStore(state) }
@@ -94,6 +97,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
       async close() {
         await context.deployments.close()
         await context.pools.close()
+        context.health.close()
         await app.close()
         state.close()
       },

@@ -29,6 +29,7 @@ export async function testServer(
   t.after(async () => {
     await context.deployments.close()
     await context.pools.close()
+    context.health.close()
     await app.close()
     state.close()
   })

@@ -8,6 +8,7 @@ import type { TaskRow } from '../../engine/store.js'
 import type { ServerContext } from '../context.js'
 import { streamChannel } from '../events.js'
 import { channelOf } from '../deployments.js'
+import { healthChannel } from '../health.js'
 import { HttpError } from '../errors.js'
 import { envParams, errors, name } from './schemas.js'
 
@@ -214,6 +215,26 @@ export function deploymentRoutes(app: FastifyInstance, ctx: ServerContext): void
           },
         ]
       })
+    },
+  )
+
+  app.get<{ Params: { env: string } }>(
+    '/environments/:env/health/events',
+    {
+      schema: {
+        tags: ['health'],
+        summary: "Server-sent events of the environment's health runs: snapshot (last run of each set), then run",
+        params: envParams,
+        response: { ...errors },
+      },
+    },
+    async (req, reply) => {
+      const env = req.params.env
+      ctx.state.environments.require(env)
+      streamChannel(req, reply, ctx.hub, healthChannel(env), () => [
+        { type: 'snapshot', data: { environment: env, runs: ctx.health.snapshot(env) } },
+      ])
+      ctx.health.follow(env)
     },
   )
 }
