@@ -166,7 +166,7 @@ export class HimnAttacher {
   /** Attaches the VM to the HIMN (see the module comment); a second call changes nothing. */
   async add(vm: string, opts: HimnOptions = {}): Promise<HimnChange> {
     const network = await this.network()
-    let rec = await this.vmRecord(vm)
+    const rec = await this.vmRecord(vm)
     const name = rec.name_label
     const actions: string[] = []
     let vif = await this.himnVif(rec, network)
@@ -182,49 +182,84 @@ export class HimnAttacher {
         vif = { ...vif, attached: true }
       }
     } else {
-      const restart = rec.power_state !== 'Halted' && !hotplug
-      if (restart && !opts.allowRestart) throw this.needsRestart(name, rec, 'attach the HIMN')
       if (rec.power_state === 'Paused' || rec.power_state === 'Suspended')
         throw new HimnError(
           `VM ${name} is ${rec.power_state}: resume it (or shut it down) before attaching the HIMN; nothing was changed`,
         )
-      if (restart) {
-        await this.shutdown(vm, name, opts.signal)
-        actions.push('shut down (no PV drivers: a new NIC needs a restart)')
+      const restart = rec.power_state !== 'Halted' && !hotplug
+      if (restart && !opts.allowRestart) throw this.needsRestart(name, rec, 'attach the HIMN')
+      const create = async (): Promise<HimnVif> => {
+        const device = await this.freeDevice(vm, rec)
+        const ref = (await this.xapi.call('VIF.create', {
+          VM: vm,
+          network: network.ref,
+          device,
+          MAC: '',
+          MTU: 1500,
+          other_config: {},
+          qos_algorithm_type: '',
+          qos_algorithm_params: {},
+        })) as string
+        const mac = String(await this.xapi.call('VIF.get_MAC', ref)).toLowerCase()
+        actions.push(`created VIF ${device} (${mac}) on ${network.name}`)
+        // before the boot or the plug, so the guest finds the key as soon as it sees the NIC
+        await this.ensureXenstoreMac(vm, mac, actions)
+        return { ref, device, mac, attached: false }
       }
-      const device = await this.freeDevice(vm, rec)
-      const ref = (await this.xapi.call('VIF.create', {
-        VM: vm,
-        network: network.ref,
-        device,
-        MAC: '',
-        MTU: 1500,
-        other_config: {},
-        qos_algorithm_type: '',
-        qos_algorithm_params: {},
-      })) as string
-      const mac = String(await this.xapi.call('VIF.get_MAC', ref)).toLowerCase()
-      actions.push(`created VIF ${device} (${mac}) on ${network.name}`)
-      vif = { ref, device, mac, attached: false }
+      let created: HimnVif
       if (restart) {
-        await this.start(vm, name, opts.signal)
-        actions.push('started')
-      } else if (hotplug) {
-        await this.xapi.call('VIF.plug', ref)
-        actions.push(`hot-plugged VIF ${device}`)
+        created = await this.restartCycle(vm, name, 'a new NIC needs a restart', actions, opts.signal, create)
+      } else {
+        created = await create()
+        if (hotplug) {
+          await this.xapi.call('VIF.plug', created.ref)
+          actions.push(`hot-plugged VIF ${created.device}`)
+        }
       }
-      vif = { ...vif, attached: await this.attached(ref) }
+      vif = { ...created, attached: await this.attached(created.ref) }
     }
 
-    rec = await this.vmRecord(vm)
-    if (rec.xenstore_data?.[HIMN_MAC_KEY] !== vif.mac) {
-      if (rec.xenstore_data && HIMN_MAC_KEY in rec.xenstore_data)
-        await this.xapi.call('VM.remove_from_xenstore_data', vm, HIMN_MAC_KEY)
-      await this.xapi.call('VM.add_to_xenstore_data', vm, HIMN_MAC_KEY, vif.mac)
-      actions.push(`xenstore_data ${HIMN_MAC_KEY}=${vif.mac}`)
-    }
+    await this.ensureXenstoreMac(vm, vif.mac, actions)
     for (const a of actions) this.log(`${name}: ${a}`)
     return { vm: name, changed: actions.length > 0, actions, vif }
+  }
+
+  /** `vm-data/himn_mac` = mac in the VM's xenstore_data (nothing when it already is). */
+  private async ensureXenstoreMac(vm: string, mac: string, actions: string[]): Promise<void> {
+    const data = (await this.vmRecord(vm)).xenstore_data ?? {}
+    if (data[HIMN_MAC_KEY] === mac) return
+    if (HIMN_MAC_KEY in data) await this.xapi.call('VM.remove_from_xenstore_data', vm, HIMN_MAC_KEY)
+    await this.xapi.call('VM.add_to_xenstore_data', vm, HIMN_MAC_KEY, mac)
+    actions.push(`xenstore_data ${HIMN_MAC_KEY}=${mac}`)
+  }
+
+  /**
+   * Clean shutdown, `change`, start — and the start is attempted even when `change` fails, so a failure never leaves
+   * the compute VM down (the error then says whether it is running again).
+   */
+  private async restartCycle<T>(
+    vm: string,
+    name: string,
+    why: string,
+    actions: string[],
+    signal: AbortSignal | undefined,
+    change: () => Promise<T>,
+  ): Promise<T> {
+    await this.shutdown(vm, name, signal)
+    actions.push(`shut down (no PV drivers: ${why})`)
+    let result: T
+    try {
+      result = await change()
+    } catch (e) {
+      const restarted = await this.start(vm, name, signal).then(
+        () => 'it was started again',
+        (s: Error) => `starting it again failed too: ${s.message}`,
+      )
+      throw new HimnError(`VM ${name}: ${(e as Error).message} (after its clean shutdown; ${restarted})`)
+    }
+    await this.start(vm, name, signal)
+    actions.push('started')
+    return result
   }
 
   /** Undoes `add`: the HIMN VIF destroyed (hot-unplugged, or with a restart cycle), the xenstore key removed. */
@@ -239,18 +274,17 @@ export class HimnAttacher {
       const hotplug = running && (await this.pvDrivers(rec))
       const restart = running && vif.attached && !hotplug
       if (restart && !opts.allowRestart) throw this.needsRestart(name, rec, 'detach the HIMN')
-      if (restart) {
-        await this.shutdown(vm, name, opts.signal)
-        actions.push('shut down (no PV drivers: removing a NIC needs a restart)')
-      } else if (running && vif.attached) {
-        await this.xapi.call('VIF.unplug', vif.ref)
-        actions.push(`hot-unplugged VIF ${vif.device}`)
+      const destroy = async () => {
+        await this.xapi.call('VIF.destroy', vif.ref)
+        actions.push(`destroyed VIF ${vif.device} (${vif.mac})`)
       }
-      await this.xapi.call('VIF.destroy', vif.ref)
-      actions.push(`destroyed VIF ${vif.device} (${vif.mac})`)
-      if (restart) {
-        await this.start(vm, name, opts.signal)
-        actions.push('started')
+      if (restart) await this.restartCycle(vm, name, 'removing a NIC needs a restart', actions, opts.signal, destroy)
+      else {
+        if (running && vif.attached) {
+          await this.xapi.call('VIF.unplug', vif.ref)
+          actions.push(`hot-unplugged VIF ${vif.device}`)
+        }
+        await destroy()
       }
     }
     const data = (await this.vmRecord(vm)).xenstore_data ?? {}

@@ -26,6 +26,7 @@ before(async () => {
           vms: [
             { name: 'renamed-himn', host: 'xs1', power_state: 'Running', pv_drivers: true },
             { name: 'stuck', host: 'xs1', power_state: 'Running', pv_drivers: false },
+            { name: 'unlucky', host: 'xs1', power_state: 'Running', pv_drivers: false },
           ],
         },
       ],
@@ -88,4 +89,24 @@ test('a VM that never halts: the shutdown wait ends at its deadline with what to
   } finally {
     restore()
   }
+})
+
+test('a failure between shutdown and start still starts the VM again, and says so', async () => {
+  const msgs = sim.pools[0].sim.messages
+  const restore = msgs.override('VIF.create', async () => {
+    throw new Error('simulated VIF.create failure')
+  })
+  const ref = await vm('unlucky')
+  try {
+    await assert.rejects(new HimnAttacher(xapi).add(ref, { allowRestart: true }), (e: Error) => {
+      assert.match(
+        e.message,
+        /^VM unlucky: .*simulated VIF\.create failure.* \(after its clean shutdown; it was started again\)$/,
+      )
+      return true
+    })
+  } finally {
+    restore()
+  }
+  assert.equal(await xapi.call('VM.get_power_state', ref), 'Running')
 })
