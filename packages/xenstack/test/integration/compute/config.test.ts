@@ -7,8 +7,13 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Secret } from '../../../src/node/index.js'
 import { filePath, renderFile, servicesOf } from '../../../src/integration/compute/config-table.js'
-import { novaComputeValues, type NovaComputeInputs } from '../../../src/integration/compute/nova.js'
-import { neutronAgentValues } from '../../../src/integration/compute/neutron.js'
+import {
+  novaComputeInputsOf,
+  novaComputeValues,
+  type NovaComputeInputs,
+} from '../../../src/integration/compute/nova.js'
+import { neutronAgentInputsOf, neutronAgentValues } from '../../../src/integration/compute/neutron.js'
+import type { NativeTaskContext } from '../../../src/engine/tasks.js'
 import {
   openstackReleaseOf,
   OpenStackRelease,
@@ -313,4 +318,51 @@ test('controllers: memcached servers found in nova.conf; the token-cache keys pe
   ])
   assert.deepEqual(consoleServices(release('mitaka')), ['nova-novncproxy', 'nova-consoleauth'])
   assert.deepEqual(consoleServices(release('ussuri')), ['nova-novncproxy'])
+})
+
+test('inputs from the task context: VxLAN endpoint, public endpoint and TLS, errors naming the node', async () => {
+  const base = {
+    node: 'compute-7',
+    settings: {
+      xenserver: { username: { value: 'root' }, password: { type: 'password', value: 'Ctx-Secret-3' } },
+      public_ssl: { services: { value: true }, hostname: { value: 'cloud.example.org' } },
+    },
+    models: {
+      release: { version: 'ussuri' },
+      cluster: { net_segment_type: 'tun', public_vip: '203.0.113.9' },
+    },
+    nodeData: { addresses: { management: '10.1.0.7/22', private: '10.2.0.7/24' } },
+  }
+  const ctx = base as unknown as NativeTaskContext
+  const inputs = await neutronAgentInputsOf(ctx)
+  assert.equal(inputs.segmentation, 'tun')
+  assert.equal(inputs.localIp, '10.2.0.7')
+  assert.equal(inputs.managementAddress, '10.1.0.7')
+  assert.equal(String(inputs.password), '***')
+  assert.deepEqual(
+    lines(renderFile('ovs-agent', release('ussuri'), neutronAgentValues(inputs))).filter((l) =>
+      /tunnel_types|local_ip|bridge_mappings/.test(l),
+    ),
+    ['agent/tunnel_types=vxlan', 'ovs/local_ip=10.2.0.7', '-ovs/bridge_mappings'],
+  )
+  const nova = novaComputeInputsOf(ctx)
+  assert.deepEqual([nova.publicHost, nova.tls], ['cloud.example.org', true])
+  assert.equal(novaComputeValues(nova).novncproxy_base_url, 'https://cloud.example.org:6080/vnc_auto.html')
+  const without = (patch: Record<string, unknown>) => ({ ...base, ...patch }) as unknown as NativeTaskContext
+  assert.throws(
+    () => novaComputeInputsOf(without({ models: { cluster: {} } })),
+    /^ComputeInputError: node compute-7: the environment's public VIP is unknown/,
+  )
+  assert.throws(
+    () => novaComputeInputsOf(without({ settings: { xenserver: { password: { value: '' } } } })),
+    /node compute-7: the XenServer password setting \(xenserver\.password\) is empty/,
+  )
+  await assert.rejects(
+    () => neutronAgentInputsOf(without({ nodeData: { addresses: { management: '10.1.0.7/22' } } })),
+    /node compute-7: tunnelling needs the tunnel endpoint address: record data\.addresses\.private/,
+  )
+  assert.throws(
+    () => novaComputeInputsOf(without({ nodeData: {} })),
+    /node compute-7: its record has no management address/,
+  )
 })
