@@ -31,11 +31,20 @@ export interface ApplyOptions {
   env?: NodeJS.ProcessEnv
   /** Delete and re-create an existing environment whose release, components or plugins differ. */
   replace?: boolean
+  /** Work out every change, then roll the transaction back: nothing is written. */
+  dryRun?: boolean
+}
+
+/** Thrown inside the transaction to roll a dry run back, carrying what it would have changed. */
+class DryRunRollback {
+  constructor(readonly result: ApplyResult) {}
 }
 
 export interface ApplyResult {
   environment: string
   created: boolean
+  /** True when nothing was written (`dryRun`): `changes` is what an apply would do. */
+  dryRun: boolean
   /** One line per change made ("setting common.debug.value changed", "node compute-2 added"). */
   changes: string[]
 }
@@ -129,6 +138,10 @@ export function applyEnvironmentFile(store: StateStore, f: EnvFile, opts: ApplyO
     throw e
   }
 
+  const finish = (r: Omit<ApplyResult, 'dryRun'>): ApplyResult => {
+    if (opts.dryRun) throw new DryRunRollback({ ...r, dryRun: true })
+    return { ...r, dryRun: false }
+  }
   try {
     return store.transaction(() => {
       for (const [name, p] of f.pools) {
@@ -200,7 +213,7 @@ export function applyEnvironmentFile(store: StateStore, f: EnvFile, opts: ApplyO
           nodes,
         })
         changes.push(`environment ${f.name} created with ${nodes.length} node${nodes.length === 1 ? '' : 's'}`)
-        return { environment: f.name, created: true, changes }
+        return finish({ environment: f.name, created: true, changes })
       }
 
       const current = store.environments.settings(f.name, { reveal: true })
@@ -227,9 +240,10 @@ export function applyEnvironmentFile(store: StateStore, f: EnvFile, opts: ApplyO
           store.environments.removeNode(f.name, name)
           changes.push(`node ${name} removed`)
         }
-      return { environment: f.name, created: false, changes }
+      return finish({ environment: f.name, created: false, changes })
     })
   } catch (e) {
+    if (e instanceof DryRunRollback) return e.result
     return located(e)
   }
 }

@@ -147,6 +147,7 @@ test('env export → env apply reproduces the environment exactly; a second appl
   assert.deepEqual(JSON.parse(apply.stdout), {
     environment: 'e1-copy',
     created: true,
+    dryRun: false,
     changes: ['environment e1-copy created with 1 node'],
   })
   assert.deepEqual(revealed('e1-copy'), revealed('e1'))
@@ -157,6 +158,15 @@ test('env export → env apply reproduces the environment exactly; a second appl
     .replace(/^settings:\n/m, 'settings:\n  common:\n    debug: true\n')
     .replace(/^nodes:\n/m, 'nodes:\n  node-3:\n    roles: [cinder]\n')
   writeFileSync(file, text)
+  // A dry run reports the same changes and writes nothing.
+  const dry = await cli(['env', 'apply', file, '--dry-run', '--json'])
+  assert.equal(dry.code, 0, dry.stderr)
+  assert.equal(JSON.parse(dry.stdout).dryRun, true)
+  assert.deepEqual(JSON.parse(dry.stdout).changes.sort(), [
+    'node node-3 added (cinder)',
+    'setting common.debug.value changed',
+  ])
+  assert.deepEqual(revealed('e1-copy'), revealed('e1'))
   const edit = await cli(['env', 'apply', file, '--json'])
   assert.equal(edit.code, 0, edit.stderr)
   assert.deepEqual(JSON.parse(edit.stdout).changes.sort(), [
@@ -262,6 +272,14 @@ test('the environment file shown in docs/cli.md applies as documented, and a sec
   const yaml = doc.split('```yaml\n')[1].split('```')[0]
   const file = join(dir, 'from-docs.yaml')
   writeFileSync(file, yaml)
+  const dry = await cli(['env', 'apply', file, '--dry-run'], { XS_PASSWORD: SECRET })
+  assert.equal(dry.code, 0, dry.stderr)
+  assert.match(
+    dry.stdout,
+    /^would: pool lab1 added\nwould: environment prod created with 1 node\nenvironment prod would be created \(dry run: nothing changed\)\n$/,
+  )
+  assert.equal((await cli(['env', 'show', 'prod'])).code, 3)
+  assert.equal((await cli(['pool', 'show', 'lab1'])).code, 3)
   const first = await cli(['env', 'apply', file, '--json'], { XS_PASSWORD: SECRET })
   assert.equal(first.code, 0, first.stderr)
   assert.deepEqual(JSON.parse(first.stdout).changes, ['pool lab1 added', 'environment prod created with 1 node'])

@@ -240,17 +240,19 @@ export function register(program: Command): void {
       .command('apply')
       .description('create or update an environment from a YAML environment file (a second apply changes nothing)')
       .argument('<file>')
-      .option('--replace', 'delete and re-create the environment when its release, components or plugins differ'),
-  ).action((file: string, o: Common & { replace?: boolean }) =>
+      .option('--replace', 'delete and re-create the environment when its release, components or plugins differ')
+      .option('--dry-run', 'print what would change, change nothing'),
+  ).action((file: string, o: Common & { replace?: boolean; dryRun?: boolean }) =>
     withStore(o, (s) => {
       const f = readEnvFile(file)
       for (const w of f.warnings) process.stderr.write(`warning: ${formatEnvFileIssue(w)}\n`)
-      const r = applyEnvironmentFile(s, f, { replace: o.replace })
+      const r = applyEnvironmentFile(s, f, { replace: o.replace, dryRun: o.dryRun })
       emit(o, r, (d) => {
-        for (const c of d.changes) process.stdout.write(`${c}\n`)
+        const would = d.dryRun ? 'would be ' : ''
+        for (const c of d.changes) process.stdout.write(`${d.dryRun ? 'would: ' : ''}${c}\n`)
         process.stdout.write(
           d.changes.length
-            ? `environment ${d.environment} ${d.created ? 'created' : 'updated'}\n`
+            ? `environment ${d.environment} ${would}${d.created ? 'created' : 'updated'}${d.dryRun ? ' (dry run: nothing changed)' : ''}\n`
             : `environment ${d.environment}: no changes\n`,
         )
       })
