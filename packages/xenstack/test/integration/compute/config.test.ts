@@ -1,10 +1,15 @@
 /**
  * Release-aware rendering of the compute configuration (config-table.ts): the exact keys of nova-compute.conf,
  * the OVS agent's file and rootwrap.conf for Juno, Mitaka and Ussuri (and the releases where keys moved), the
- * stale spellings removed, the values a release cannot take refused, and the release parsed from Fuel's spellings.
+ * stale spellings removed, the values a release cannot take refused, and the release parsed from Fuel's spellings,
+ * the inputs read from a task context, and the image-cache cleanup script compiled by python3 (skipped without it).
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { hasExecutable, requirePrerequisite, scratchDirs } from '@xenstack/testkit'
 import { Secret } from '../../../src/node/index.js'
 import { filePath, renderFile, servicesOf } from '../../../src/integration/compute/config-table.js'
 import {
@@ -14,6 +19,8 @@ import {
 } from '../../../src/integration/compute/nova.js'
 import { neutronAgentInputsOf, neutronAgentValues } from '../../../src/integration/compute/neutron.js'
 import type { NativeTaskContext } from '../../../src/engine/tasks.js'
+import { DESTROY_CACHED_IMAGES_SCRIPT } from '../../../src/integration/compute/destroy-cached-images.js'
+
 import {
   openstackReleaseOf,
   OpenStackRelease,
@@ -22,6 +29,7 @@ import {
 import { blacklistXvd } from '../../../src/integration/compute/extras.js'
 import { consoleServices, memcachedServersIn, vncCacheKeys } from '../../../src/integration/controller/vnc-cache.js'
 
+const tmp = scratchDirs()
 const password = new Secret('Xs-Config-Secret-1')
 const nova: NovaComputeInputs = {
   username: 'root',
@@ -365,4 +373,15 @@ test('inputs from the task context: VxLAN endpoint, public endpoint and TLS, err
     () => novaComputeInputsOf(without({ nodeData: {} })),
     /node compute-7: its record has no management address/,
   )
+})
+
+test('the image-cache cleanup script is valid Python (it runs with nova on the compute VM)', (t) => {
+  if (!requirePrerequisite(t, 'python3', () => hasExecutable('python3'))) return
+  const dir = tmp('xenstack-dci-')
+  const file = join(dir, 'destroy_cached_images.py')
+  writeFileSync(file, DESTROY_CACHED_IMAGES_SCRIPT)
+  const r = spawnSync('python3', ['-m', 'py_compile', file], { encoding: 'utf8' })
+  assert.equal(r.status, 0, r.stderr)
+  assert.match(DESTROY_CACHED_IMAGES_SCRIPT, /^#!\/usr\/bin\/env python\n/)
+  assert.match(DESTROY_CACHED_IMAGES_SCRIPT, /vm_utils\.destroy_cached_images\(/)
 })
