@@ -1,18 +1,21 @@
 /**
  * Dom0 pieces without a lab: the plugin source from the settings (switched off, bundled, a directory or a tarball
  * needing its path), the release table (every series Juno→Ussuri, 2.1 from Pike on), the bundled set's files, the
- * host key that gets pinned, and the rotation script's cron line going to /dev/null.
+ * host key that gets pinned, the rotation script's cron line going to /dev/null, and the generated scripts parse.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
 import { OPENSTACK_SERIES } from '../../../src/integration/compute/release.js'
 import {
   REQUIRED_DOM0_PLUGIN_VERSION,
   ROTATE_CRON_COMMAND,
+  ROTATE_SCRIPT,
   dom0PluginSourceOf,
   pluginFilesFrom,
   preferredHostKey,
 } from '../../../src/integration/dom0/index.js'
+import { rerouteScript, restoreHook } from '../../../src/integration/network/index.js'
 
 const ctx = (values: Record<string, unknown>) => ({
   node: 'compute-1',
@@ -57,4 +60,11 @@ test('the pinned host key is the one OpenSSH prefers; cron output goes nowhere',
   assert.equal(preferredHostKey([rsa, ecdsa]), ecdsa)
   assert.equal(preferredHostKey([]), undefined)
   assert.match(ROTATE_CRON_COMMAND, />\/dev\/null 2>&1$/)
+})
+
+test('the generated scripts parse (bash -n / sh -n)', () => {
+  execFileSync('bash', ['-n'], { input: ROTATE_SCRIPT })
+  execFileSync('sh', ['-n'], { input: rerouteScript({ via: '169.254.0.2', networks: ['10.0.0.0/22'] }) })
+  execFileSync('sh', ['-n'], { input: restoreHook() })
+  assert.match(ROTATE_SCRIPT, /^#!\/bin\/bash\n/)
 })
