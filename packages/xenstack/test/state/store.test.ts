@@ -1,4 +1,4 @@
-import { test } from 'node:test'
+import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { scratchDirs } from '@xenstack/testkit'
 import { spawnSync } from 'node:child_process'
@@ -11,6 +11,7 @@ import { MIGRATIONS } from '../../src/state/migrations.js'
 import { writeTarGz } from '../../src/plugins/archive.js'
 import { installPlugin } from '../../src/plugins/lifecycle.js'
 import { corpusDir, XENSERVER_DEFINES } from '../plugins/corpus.js'
+import { BACKENDS, databaseUrlFor, type BackendName } from './databases.js'
 import { builtinReleases } from '../../src/releases/release.js'
 import { mergeSettings, validateEnvironmentSettings, type PluginVersionInfo } from '../../src/plugins/settings.js'
 
@@ -18,11 +19,18 @@ const bin = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
 const corpus = corpusDir()
 const tmp = scratchDirs()
 
+/** The CLI on a data dir; `DATABASE_URL` set when its store is on PostgreSQL (databaseUrls; '' = SQLite). */
+const databaseUrls = new Map<string, string>()
 function cli(home: string, ...args: string[]) {
   const r = spawnSync(process.execPath, [bin, ...args], {
     encoding: 'utf8',
     // without the shipped XenServer plugin: this file tests the lifecycle with the corpus's plugins
-    env: { ...process.env, XENSTACK_HOME: home, XENSTACK_SHIPPED_PLUGINS: 'none' },
+    env: {
+      ...process.env,
+      XENSTACK_HOME: home,
+      XENSTACK_SHIPPED_PLUGINS: 'none',
+      DATABASE_URL: databaseUrls.get(home) ?? '',
+    },
   })
   return { code: r.status, out: r.stdout, err: r.stderr }
 }
@@ -94,8 +102,12 @@ function buildArchive(home: string, out: string, dir: string, ...extra: string[]
   return JSON.parse(r.out) as { file: string; sha256: string; name: string; version: string; files: number }
 }
 
-test('plugin lifecycle through the CLI: install, list, remove refused while enabled, update within a major', () => {
+// On both state-store backends (the CLI gets DATABASE_URL for PostgreSQL).
+const pluginLifecycle = (backend: BackendName) => (t: TestContext) => {
   const home = tmp('xenstack-cli-')
+  const databaseUrl = databaseUrlFor(t, backend)
+  if (databaseUrl === undefined) return
+  databaseUrls.set(home, databaseUrl)
   const out = tmp('xenstack-archives-')
   const v200 = buildArchive(home, out, join(corpus, 'fuel-plugins-examples/fuel_plugin_example_v2'))
   assert.deepEqual([v200.name, v200.version, v200.files], ['fuel_plugin_example', '2.0.0', 3])
@@ -151,7 +163,7 @@ test('plugin lifecycle through the CLI: install, list, remove refused while enab
   assert.deepEqual(list[0].enabledIn, [])
 
   // Enable both in an environment (what `env create` / the server do through the store).
-  const s = StateStore.open({ dataDir: home })
+  const s = StateStore.open({ dataDir: home, databaseUrl })
   s.environments.create({ name: 'demo', release: 'OpenStack on Ubuntu', settings: {} })
   s.environments.setPlugin('demo', 'fuel_plugin_example', '2.0.0', true)
   s.environments.setPlugin('demo', 'fuel-plugin-xenserver', '4.90.1', true)
@@ -191,7 +203,7 @@ test('plugin lifecycle through the CLI: install, list, remove refused while enab
   const u = JSON.parse(upd.out)
   assert.deepEqual([u.from.version, u.to.version], ['2.0.0', '2.0.2'])
   assert.equal(existsSync(u.from.dir), false)
-  const s2 = StateStore.open({ dataDir: home })
+  const s2 = StateStore.open({ dataDir: home, databaseUrl })
   assert.deepEqual(s2.environments.require('demo').plugins, [
     { name: 'fuel-plugin-xenserver', version: '4.90.1', enabled: true },
     { name: 'fuel_plugin_example', version: '2.0.2', enabled: true },
@@ -220,7 +232,12 @@ test('plugin lifecycle through the CLI: install, list, remove refused while enab
   const bad = cli(home, 'plugins', 'install', damaged)
   assert.notEqual(bad.code, 0)
   assert.match(bad.err, /^xenstack: .*damaged\.tar\.gz: /)
-})
+}
+for (const backend of BACKENDS)
+  test(
+    `${backend}: plugin lifecycle through the CLI: install, list, remove refused while enabled, update within a major`,
+    pluginLifecycle(backend),
+  )
 
 test('plugins check --json and release list/show --json', () => {
   const home = tmp('xenstack-check-')
