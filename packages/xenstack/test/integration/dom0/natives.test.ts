@@ -116,7 +116,7 @@ test('NET natives after HIMN on a 2-host lab: dry run, deploy with real traffic,
         return out
       }
       const curl = (dom0: string) =>
-        lab.exec(dom0, ['curl', '-sS', '--max-time', '3', lab.httpProbeUrl('controller-1')])
+        lab.exec(dom0, ['curl', '-sS', '--max-time', '10', lab.httpProbeUrl('controller-1')])
       try {
         await allowPasswordLogin(lab, 'dom0-1', sim.password)
         for (const step of ['xenserver.himn-attach', 'xenserver.himn-guest', 'xenserver.ssh-trust'])

@@ -38,7 +38,7 @@ test('dom0 routes and compute NAT: real traffic both ways, once after two runs, 
       const addresses = lab.host('compute-1').addresses
       const computeMgmt = addresses.management!.split('/')[0]
       const probe = lab.httpProbeUrl('controller-1')
-      const curlFromDom0 = () => lab.exec('dom0-1', ['curl', '-sS', '--max-time', '3', probe])
+      const curlFromDom0 = () => lab.exec('dom0-1', ['curl', '-sS', '--max-time', '10', probe])
       try {
         // the HIMN in the guest, as xenserver.himn-guest leaves it (DHCP from dom0's dnsmasq)
         const himnEth = await lab.attachGuestInterface('compute-1', 9, '02:16:3e:aa:bb:29', 'xenapi')
@@ -82,7 +82,15 @@ test('dom0 routes and compute NAT: real traffic both ways, once after two runs, 
         })
 
         await t.test("the controller reaches dom0's port 80 through the compute VM's management address", async () => {
-          const r = await lab.exec('controller-1', ['curl', '-sS', '--max-time', '3', `http://${computeMgmt}/marker`])
+          // the console server started above may still be starting under load: wait for it in dom0 first
+          const deadline = Date.now() + 60_000
+          while (
+            (await lab.exec('dom0-1', ['curl', '-sf', '--max-time', '5', 'http://169.254.0.1/marker'])).code !== 0
+          ) {
+            assert.ok(Date.now() < deadline, "dom0's console server did not start")
+            await new Promise((r) => setTimeout(r, 250))
+          }
+          const r = await lab.exec('controller-1', ['curl', '-sS', '--max-time', '10', `http://${computeMgmt}/marker`])
           assert.equal(r.code, 0, r.stderr)
           assert.equal(r.stdout.trim(), 'console-of-dom0-1')
         })
