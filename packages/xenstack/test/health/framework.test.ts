@@ -230,3 +230,34 @@ async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
     await new Promise((r) => setTimeout(r, 10))
   }
 }
+
+test('deployment tags: comma = and, | = or (binding tighter), case-insensitive; release comparison; environment tags', async () => {
+  const { parseDeploymentTags, unmetTags, releaseAtLeast, environmentTags } = await import('../../src/health/index.js')
+  assert.deepEqual(parseDeploymentTags('HA, neutron | nova_network'), [['ha'], ['neutron', 'nova_network']])
+  assert.throws(() => parseDeploymentTags('ha, | neutron'), /group 2 \("\| neutron"\) needs tag names/)
+  const tags = new Set(['ha', 'nova_network'])
+  assert.deepEqual(unmetTags('ha, neutron | nova_network', tags), [])
+  assert.deepEqual(unmetTags('ha, neutron, ceph | cinder', tags), ['neutron', 'ceph | cinder'])
+  assert.equal(releaseAtLeast('mitaka-9.0', '2014.2-6.1'), true)
+  assert.equal(releaseAtLeast('2014.2-6.1', 'mitaka-9.0'), false)
+  assert.equal(releaseAtLeast('mitaka-9.0', 'mitaka-9.0'), true)
+  const env = environmentTags({
+    plugins: [{ name: 'xenserver', enabled: true }],
+    components: [],
+    cluster: { net_provider: 'neutron' },
+    settings: { additional_components: { metadata: {}, ceilometer: { value: true }, sahara: { value: false } } },
+    operatingSystem: 'Ubuntu',
+    nodes: [{ roles: ['primary-controller'] }, { roles: ['controller'] }, { roles: ['compute'] }],
+  })
+  assert.deepEqual([...env].sort(), [
+    'additional_components',
+    'ceilometer',
+    'compute',
+    'controller',
+    'ha',
+    'neutron',
+    'primary-controller',
+    'ubuntu',
+    'xenserver',
+  ])
+})

@@ -22,6 +22,9 @@ import type { PlanTask } from '../../src/engine/types.js'
 import { apply, type Executor, type Resource } from '../../src/node/index.js'
 import { xenserverNatives } from '../../src/integration/index.js'
 import type { LabSimulatorOptions } from '../../src/lab/index.js'
+import { glanceInstalled } from '../../src/glance/index.js'
+import '../../src/integration/lab-services.js'
+import { requirePrerequisite } from '@xenstack/testkit'
 import { labPrerequisite } from '../node/helpers.js'
 
 const scratch = scratchDirs()
@@ -53,6 +56,7 @@ export const COMPUTE_NATIVES = [
   'xenserver.neutron-agent',
   'xenserver.compute-extras',
 ]
+export const PRIMARY_CONTROLLER_NATIVES = ['xenserver.test-image']
 
 export async function withDeployedLab(
   t: TestContext,
@@ -60,8 +64,16 @@ export async function withDeployedLab(
   fn: (d: DeployedLab) => Promise<void>,
 ): Promise<void> {
   if (!(await labPrerequisite(t))) return
-  await withLab({ hosts: 1, simulator: opts.simulator ?? true }, async (lab) => {
-    const dataDir = scratch('xenstack-health-lab-')
+  if (!requirePrerequisite(t, 'python3-glance (./scripts/setup.sh)', glanceInstalled)) return
+  const dataDir = scratch('xenstack-health-lab-')
+  // The image task caches its TestVM build in xenstack's data directory.
+  const home = process.env.XENSTACK_HOME
+  process.env.XENSTACK_HOME = dataDir
+  t.after(() => {
+    if (home === undefined) delete process.env.XENSTACK_HOME
+    else process.env.XENSTACK_HOME = home
+  })
+  await withLab({ hosts: 1, simulator: opts.simulator ?? true, services: [{ kind: 'glance' }] }, async (lab) => {
     const release = builtinReleases()[0]!
     const options = { coreTasks: release.tasks, releaseName: release.name, releaseComponents: release.components }
     const built = buildPlugin(XS_PLUGIN_DIR, scratch('xenstack-health-build-'), options)
@@ -120,8 +132,12 @@ export async function withDeployedLab(
             }
           }
           const nodes = state.environments.nodes(env)
-          for (const n of nodes.filter((x) => x.roles.includes('compute') && (!only || x.name === only)))
-            await runOn(n.name, list)
+          if (only) await runOn(only, list)
+          else {
+            for (const n of nodes.filter((x) => x.roles.includes('compute'))) await runOn(n.name, list)
+            for (const n of nodes.filter((x) => x.roles.includes('primary-controller')))
+              await runOn(n.name, PRIMARY_CONTROLLER_NATIVES)
+          }
           // Controller natives edit nova.conf of a real controller; the lab's controllers run no OpenStack (and the
           // ha set, which checks them, needs two controllers).
         } finally {

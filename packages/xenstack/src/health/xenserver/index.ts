@@ -19,6 +19,8 @@ import { describeEnvironment, openXenServerEnvironment, type XenServerHealthEnv 
 import { ceilometerInspector, consoleTokensShared } from './ha.js'
 import { defaultSr, dom0Plugins, himnInterface, platformVersion, xapiOverHimn } from './sanity.js'
 import { dom0ThroughNat, novncForward } from './smoke.js'
+import { dom0SrLinks } from './sr-links.js'
+import { testVmImage } from './test-image.js'
 
 export { describeEnvironment, openXenServerEnvironment, type XenServerHealthEnv }
 
@@ -28,6 +30,7 @@ export const XENSERVER_CHECKS: readonly HealthTest<XenServerHealthEnv>[] = [
   platformVersion,
   defaultSr,
   dom0Plugins,
+  testVmImage,
   dom0ThroughNat,
   novncForward,
   consoleTokensShared,
@@ -40,6 +43,7 @@ export const XENSERVER_CHECKS: readonly HealthTest<XenServerHealthEnv>[] = [
   dom0Firewall,
   dom0ConsoleLogs,
   dom0BridgeModule,
+  dom0SrLinks,
 ]
 
 /** The runner over the state store with xenstack's checks (what the CLI and the server use). */
