@@ -7,7 +7,11 @@ import { commandModules } from './commands/index.js'
 import { CliError, ExitCode } from './errors.js'
 import { XENSTACK_VERSION } from '../version.js'
 
-export function buildProgram(): Command {
+/**
+ * The program with the command modules `argv` needs: the one registering its first word, or every module (for
+ * `--help`, `help`, no command or an unknown one — commander then suggests the nearest name). No `argv`: all.
+ */
+export async function buildProgram(argv?: string[]): Promise<Command> {
   const program = new Command('xenstack')
     .description('XenServer/XCP-ng as an OpenStack compute provider: simulator, lab, plugins, deployments')
     .version(XENSTACK_VERSION, '-V, --version', 'print the version')
@@ -17,7 +21,9 @@ export function buildProgram(): Command {
       // commander's own usage errors: keep them to one line, prefixed like ours.
       outputError: (str, write) => write(`xenstack: ${str.replace(/^error: /, '').trim()}\n`),
     })
-  for (const m of commandModules) m.register(program)
+  const first = argv?.find((a) => !a.startsWith('-'))
+  const one = first === undefined ? undefined : commandModules.find((m) => m.names.includes(first))
+  for (const m of await Promise.all((one ? [one] : commandModules).map((e) => e.load()))) m.register(program)
   program.commands.forEach(function configure(c: Command) {
     c.exitOverride().showSuggestionAfterError(true)
     c.commands.forEach(configure)
@@ -26,7 +32,7 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram()
+  const program = await buildProgram(argv)
   try {
     await program.parseAsync(argv, { from: 'user' })
     return ExitCode.ok

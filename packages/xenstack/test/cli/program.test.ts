@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { Command } from 'commander'
 import { buildProgram } from '../../src/cli/program.js'
+import { commandModules } from '../../src/cli/commands/index.js'
 import { runCli } from './run.js'
 
 const bin = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
@@ -61,7 +62,7 @@ test('start runs until SIGINT, then stops cleanly with exit code 0', async () =>
 })
 
 /** Every command path of the program (`env settings get`, …). */
-function commandPaths(): { path: string[]; json: boolean }[] {
+async function commandPaths(): Promise<{ path: string[]; json: boolean }[]> {
   const out: { path: string[]; json: boolean }[] = []
   const walk = (c: Command, path: string[]) => {
     if (path.length) {
@@ -70,12 +71,12 @@ function commandPaths(): { path: string[]; json: boolean }[] {
     }
     for (const s of c.commands) walk(s, [...path, s.name()])
   }
-  walk(buildProgram(), [])
+  walk(await buildProgram(), [])
   return out
 }
 
 test('--help works on every level (exit 0, a usage line, nothing on stderr)', async () => {
-  const paths = commandPaths()
+  const paths = await commandPaths()
   assert.ok(paths.length > 40, `only ${paths.length} commands`)
   for (const { path } of paths) {
     const r = await runCli([...path, '--help'])
@@ -85,11 +86,31 @@ test('--help works on every level (exit 0, a usage line, nothing on stderr)', as
   }
 })
 
-test('every command that prints data has --json (the exceptions print no data or a file)', () => {
-  const without = commandPaths()
-    .filter((c) => !c.json)
-    .map((c) => c.path.join(' '))
+test('every command that prints data has --json (the exceptions print no data or a file)', async () => {
+  const without = (await commandPaths()).filter((c) => !c.json).map((c) => c.path.join(' '))
   // lab exec passes a command's own output through; env export writes an environment file (YAML) by design;
   // lab down prints one line of what it removed.
   assert.deepEqual(without.sort(), ['env export', 'lab down', 'lab exec'])
+})
+
+test('each command module registers exactly the names the lazy index gives it; one command loads one module', async () => {
+  const { Command } = await import('commander')
+  for (const entry of commandModules) {
+    const p = new Command('xenstack')
+    ;(await entry.load()).register(p)
+    assert.deepEqual(
+      p.commands.map((c) => c.name()),
+      entry.names,
+    )
+  }
+  const env = await buildProgram(['env', 'list'])
+  assert.deepEqual(
+    env.commands.map((c) => c.name()),
+    ['env'],
+  )
+  const all = await buildProgram(['--help'])
+  assert.deepEqual(
+    all.commands.map((c) => c.name()),
+    commandModules.flatMap((m) => m.names),
+  )
 })

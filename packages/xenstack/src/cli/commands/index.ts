@@ -1,34 +1,36 @@
 /**
- * The CLI's command modules. Each exports `register(program)`; add a module here to add a command.
- * Order is the order `xenstack --help` lists them in.
+ * The CLI's command modules. Each exports `register(program)`; add an entry here to add a command, naming the
+ * top-level command(s) it registers. Order is the order `xenstack --help` lists them in.
+ *
+ * Modules are imported only when needed: `xenstack env …` loads the env module alone, so a command does not pay for
+ * the server's, the lab's and every other command's imports at start-up (all of them cost ~1 s of CPU together);
+ * `--help`, `help` and unknown commands load them all. test/cli/program.test.ts checks the names below against
+ * what each module registers.
  */
 import type { Command } from 'commander'
-import * as deploy from './deploy.js'
-import * as env from './env.js'
-import * as health from './health.js'
-import * as himn from './himn.js'
-import * as image from './image.js'
-import * as lab from './lab.js'
-import * as plugins from './plugins.js'
-import * as pool from './pool.js'
-import * as server from './server.js'
-import * as sim from './sim.js'
-import * as start from './start.js'
-import * as version from './version.js'
-import * as xapi from './xapi.js'
 
-export const commandModules: { register(program: Command): void }[] = [
-  start,
-  server,
-  sim,
-  lab,
-  pool,
-  xapi,
-  himn,
-  image,
-  plugins,
-  env,
-  deploy,
-  health,
-  version,
+export interface CommandModule {
+  register(program: Command): void
+}
+
+export interface CommandEntry {
+  /** The top-level commands the module registers. */
+  names: string[]
+  load(): Promise<CommandModule>
+}
+
+export const commandModules: CommandEntry[] = [
+  { names: ['start'], load: () => import('./start.js') },
+  { names: ['server'], load: () => import('./server.js') },
+  { names: ['sim'], load: () => import('./sim.js') },
+  { names: ['lab'], load: () => import('./lab.js') },
+  { names: ['pool'], load: () => import('./pool.js') },
+  { names: ['xapi'], load: () => import('./xapi.js') },
+  { names: ['himn'], load: () => import('./himn.js') },
+  { names: ['image'], load: () => import('./image.js') },
+  { names: ['plugins', 'release'], load: () => import('./plugins.js') },
+  { names: ['env'], load: () => import('./env.js') },
+  { names: ['deploy'], load: () => import('./deploy.js') },
+  { names: ['health'], load: () => import('./health.js') },
+  { names: ['version'], load: () => import('./version.js') },
 ]
