@@ -8,6 +8,7 @@
  * do on any node. Commands run as `ssh … root@169.254.0.1 <line>`; `<line>` is node access's rendering of the command
  * (env and cwd inside it), so secrets in argv/env reach dom0 as their value and show as `***` in every error.
  */
+import { dirname } from 'node:path'
 import type { Readable } from 'node:stream'
 import type { NativeTaskContext } from '../engine/tasks.js'
 import {
@@ -56,6 +57,8 @@ export class Dom0AccessError extends Error {
 }
 
 const ANY_EXIT = Array.from({ length: 256 }, (_, i) => i)
+/** Seconds the connection master stays after its last command. */
+const MASTER_IDLE_S = 120
 // what ssh itself prints when it exits 255 (a remote command exiting 255 prints none of these)
 const SSH_FAILURE =
   /^(ssh: |Host key verification failed|Permission denied \(|kex_exchange_identification|Connection (closed|reset|timed out)|@@@@@|No .* host key is known|Warning: Identity file|Load key )/m
@@ -109,9 +112,65 @@ export class Dom0Executor implements Executor {
     this.host = `${this.o.dom0Name} (${this.o.user}@${this.o.address} via ${this.o.computeName})`
   }
 
-  /** The argv run on the compute VM for a remote line. */
+  /**
+   * The argv run on the compute VM for a remote line. Commands go through the connection master when it runs
+   * (`ControlMaster=no`: without a live master ssh connects on its own, verifying the host key as always).
+   */
   sshArgv(remoteLine: string | Secret): (string | Secret)[] {
-    return ['ssh', ...dom0SshOptions(this.o), '-l', this.o.user, this.o.address, '--', remoteLine]
+    return [
+      'ssh',
+      ...dom0SshOptions(this.o),
+      '-o',
+      `ControlPath=${this.controlPath}`,
+      '-o',
+      'ControlMaster=no',
+      '-l',
+      this.o.user,
+      this.o.address,
+      '--',
+      remoteLine,
+    ]
+  }
+
+  /** Root-only (in /root/.ssh, 0700): the master's socket for this dom0. */
+  get controlPath(): string {
+    return `${dirname(this.o.keyFile)}/xs-mux-${this.o.user}@${this.o.address}`
+  }
+
+  private masterStarted = 0
+
+  /**
+   * One verified SSH connection to dom0 kept by the compute VM (OpenSSH's ControlMaster, idle timeout
+   * MASTER_IDLE_S), so a command costs a session on it instead of a handshake: measured on the lab under load,
+   * 10 commands 14.0 s → 5.9 s. Started with -f and stdio on /dev/null so nothing of ours waits on it; best effort —
+   * when it cannot start, commands connect on their own and report the reason.
+   */
+  private async ensureMaster(): Promise<void> {
+    if (Date.now() - this.masterStarted < (MASTER_IDLE_S / 2) * 1000) return
+    this.masterStarted = Date.now()
+    const argv = [
+      'ssh',
+      '-f',
+      '-N',
+      '-M',
+      ...dom0SshOptions(this.o),
+      '-o',
+      `ControlPath=${this.controlPath}`,
+      '-o',
+      `ControlPersist=${MASTER_IDLE_S}`,
+      '-l',
+      this.o.user,
+      this.o.address,
+    ]
+    // a master already there is kept: a second -M on the same socket would run on as a plain connection forever
+    const check = ['ssh', '-o', `ControlPath=${this.controlPath}`, '-O', 'check', '-l', this.o.user, this.o.address]
+    const line =
+      `${check.map(shellQuote).join(' ')} >/dev/null 2>&1 || ` +
+      `${argv.map(shellQuote).join(' ')} </dev/null >/dev/null 2>&1`
+    const r = await this.compute
+      .run(['sh', '-c', line], { allowedExitCodes: ANY_EXIT, timeoutMs: 60_000 })
+      .catch(() => ({ code: 1 }))
+    if (r.code !== 0) this.masterStarted = 0
   }
 
   async run(command: Command, options: RunOptions = {}): Promise<RunResult> {
@@ -124,6 +183,7 @@ export class Dom0Executor implements Executor {
           // death and ssh exit 255; the shell turns it into status 137
           `timeout -s KILL ${Math.ceil(options.timeoutMs / 1000) + 1} sh -c ${shellQuote(line)}; exit $?`
         : line
+    await this.ensureMaster()
     let r: RunResult
     try {
       r = await this.compute.run(this.sshArgv(secrets.length ? new Secret(limited) : limited), {
@@ -162,8 +222,17 @@ export class Dom0Executor implements Executor {
     return Buffer.from(r.stdout.replace(/\s+/g, ''), 'base64')
   }
 
-  /** The compute executor belongs to the caller (the engine's pool); nothing of ours stays open. */
-  async close(): Promise<void> {}
+  /** Ends the connection master (the compute executor belongs to the caller); a later command starts a new one. */
+  async close(): Promise<void> {
+    if (!this.masterStarted) return
+    this.masterStarted = 0
+    await this.compute
+      .run(['ssh', '-o', `ControlPath=${this.controlPath}`, '-O', 'exit', '-l', this.o.user, this.o.address], {
+        allowedExitCodes: ANY_EXIT,
+        timeoutMs: 30_000,
+      })
+      .catch(() => undefined)
+  }
 
   /** Explains why ssh failed: no key or no pinned host key yet, a changed host key, refused login, no route. */
   private async accessError(stderr: string, secrets: readonly (string | Secret)[]): Promise<Dom0AccessError> {

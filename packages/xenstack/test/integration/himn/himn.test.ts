@@ -319,6 +319,8 @@ test('HIMN: attach, guest interface, pre-test, SSH trust and the dom0 executor o
             'k=$(awk "/^HostKey/{print \\$2}" "$f"); rm -f "$k" "$k.pub"; ssh-keygen -q -t ed25519 -N "" -f "$k"',
           )
           const dom0 = await dom0Of(ctx1)
+          // the connection master was verified when it started: a new connection meets the new key
+          await dom0.close()
           await assert.rejects(dom0.run('true'), (e: Error) => {
             assert.ok(e instanceof Dom0AccessError, String(e))
             assert.match(
