@@ -27,6 +27,8 @@ PACKAGES=(
   curl               # HTTP checks inside lab hosts
   iputils-ping       # ping: health checks send real packets from dom0 through the compute VM's NAT
   xxd                # hexdumps in tests
+  openssl            # self-signed certificates for the TLS tests (xenapi client, CLI --ca/--fingerprint)
+  bsdutils           # script: the CLI's terminal tests (no-echo password prompt, progress bars) on a pty
 )
 
 missing=()
