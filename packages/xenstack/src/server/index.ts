@@ -8,6 +8,7 @@ import { EngineStore } from '../engine/store.js'
 import type { NativeTask } from '../engine/tasks.js'
 import type { HealthRoutesDeps } from '../health/api.js'
 import { ensureShippedPlugins } from '../integration/shipped.js'
+import { xenserverHealthRunner } from '../health/xenserver/index.js'
 import { StateStore } from '../state/store.js'
 import { buildApp } from './app.js'
 import { TokenStore } from './auth.js'
@@ -33,7 +34,7 @@ export interface ServerOptions {
   natives?: Map<string, NativeTask>
   /** Things this installation cannot do, shown by GET /api/v1/status. */
   notes?: string[]
-  /** The health API's dependencies, built on the opened store. */
+  /** The health API's dependencies, built on the opened store (default: xenstack's XenServer checks). */
   health?: (state: StateStore) => HealthRoutesDeps | undefined
   webDir?: string
   /**
@@ -53,6 +54,14 @@ export interface RunningServer {
 }
 
 export const DEFAULT_PORT = 8700
+
+/** The fuel-ostf health API over xenstack's XenServer checks; `{env}` is an environment's name or id. */
+export function xenserverHealthDeps(state: StateStore): HealthRoutesDeps {
+  return {
+    runner: xenserverHealthRunner(state),
+    environmentName: (key) => state.environments.list().find((e) => e.name === key || e.id === key)?.name,
+  }
+}
 
 /** Opens what the server needs on a state store (also used by tests with app.inject). */
 export function serverContext(state: StateStore, opts: { natives?: Map<string, NativeTask>; notes?: string[] } = {}) {
@@ -82,7 +91,11 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     }
     const { context, tokens } = serverContext(state, { ...opts, notes })
     const newToken = opts.token?.startsWith('rotate:') ? tokens.rotate(opts.token.slice(7)) : tokens.ensure()
-    const app = await buildApp(context, { tokens, health: opts.health?.(state), webDir: opts.webDir })
+    const app = await buildApp(context, {
+      tokens,
+      health: (opts.health ?? xenserverHealthDeps)(state),
+      webDir: opts.webDir,
+    })
     const host = opts.host ?? '127.0.0.1'
     await app.listen({ host, port: opts.port ?? DEFAULT_PORT })
     const addr = app.server.address()

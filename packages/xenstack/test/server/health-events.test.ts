@@ -25,8 +25,8 @@ const blank = (id: string): TestResult => ({
 })
 
 for (const backend of BACKENDS) {
-  test(`${backend}: health runs stream their progress (snapshot, then each change)`, async (t) => {
-    const s = await testServer(t, backend, tmp('xenstack-server-'))
+  test(`${backend}: the health API is mounted behind the token; health runs stream their progress`, async (t) => {
+    const s = await testServer(t, backend, tmp('xenstack-server-'), [], { health: true })
     if (!s) return
     recordTestRelease(s.state, 'hltest', [{ id: 'hello', cmd: 'true' }])
     const created = await s.app.inject({
@@ -36,6 +36,13 @@ for (const backend of BACKENDS) {
       payload: { name: 'h1', release: 'hltest' },
     })
     assert.equal(created.statusCode, 201, created.body)
+    // The fuel-ostf API is mounted under /api/health, behind the same token.
+    const sets = await s.app.inject({ method: 'GET', url: '/api/health/v1/testsets/h1', headers: s.auth })
+    assert.equal(sets.statusCode, 200, sets.body)
+    assert.ok(Array.isArray(sets.json()))
+    assert.equal((await s.app.inject({ method: 'GET', url: '/api/health/v1/testsets/h1' })).statusCode, 401)
+    const unknown = await s.app.inject({ method: 'GET', url: '/api/health/v1/tests/nope', headers: s.auth })
+    assert.equal(unknown.statusCode, 404, unknown.body)
     await s.app.listen({ host: '127.0.0.1', port: 0 })
     const addr = s.app.server.address()
     const url = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}/api/v1/environments/h1/health/events`

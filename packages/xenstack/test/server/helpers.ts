@@ -2,7 +2,7 @@
 // deployments on the local executor, and a reader of server-sent events over real HTTP.
 import type { TestContext } from 'node:test'
 import type { FastifyInstance } from 'fastify'
-import { buildApp, serverContext } from '../../src/server/index.js'
+import { buildApp, serverContext, xenserverHealthDeps } from '../../src/server/index.js'
 import type { ServerContext } from '../../src/server/context.js'
 import type { StateStore } from '../../src/state/store.js'
 import { openStore, type BackendName } from '../state/databases.js'
@@ -20,12 +20,13 @@ export async function testServer(
   backend: BackendName,
   dataDir: string,
   notes: string[] = [],
+  opts: { health?: boolean } = {},
 ): Promise<TestServer | undefined> {
   const state = openStore(t, backend, dataDir)
   if (!state) return undefined
   const { context, tokens } = serverContext(state, { notes })
   const token = tokens.ensure()!
-  const app = await buildApp(context, { tokens })
+  const app = await buildApp(context, { tokens, health: opts.health ? xenserverHealthDeps(state) : undefined })
   t.after(async () => {
     await context.deployments.close()
     await context.pools.close()

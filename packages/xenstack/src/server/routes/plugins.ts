@@ -24,10 +24,8 @@ export const pluginJson = (p: InstalledPlugin) => ({
   installedAt: p.installedAt,
   archiveSha256: p.archiveSha256,
   releases: p.data.metadata.releases ?? [],
-  components: (p.data.components ?? []).map((c: { name: string; label?: string }) => ({
-    name: c.name,
-    label: c.label,
-  })),
+  // Whole definitions (incompatible/requires/compatible): the UI's wizard runs the same component logic on them.
+  components: (p.data.components ?? []).map(({ source: _source, ...c }: { source?: string; name: string }) => c),
   roles: Object.keys(p.data.nodeRoles ?? {}),
   files: p.files.length,
 })
