@@ -31,6 +31,8 @@ export function rerouteScript(opts: Dom0RoutesOptions): string {
     '# Written by xenstack (xenserver.dom0-routes); rewritten on every deploy, do not edit.',
     `# dom0's routes to the OpenStack networks through the compute VM's HIMN address ${opts.via}. udev runs this`,
     `# when the ${bridge} bridge appears (${REROUTE_RULES}); running it again changes nothing.`,
+    '# udev runs programs with a minimal environment',
+    'PATH=/usr/sbin:/usr/bin:/sbin:/bin',
     `# Wait (at most 30 s) for ${bridge} to get its address: a route through it needs it.`,
     `i=0; while [ $i -lt 30 ] && ! ip -4 addr show dev ${bridge} 2>/dev/null | grep -q 'inet '; do sleep 1; i=$((i+1)); done`,
     'rc=0',

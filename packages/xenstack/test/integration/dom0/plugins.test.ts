@@ -68,7 +68,7 @@ test('dom0 plugins: installed with modes and digests, answering through host.cal
         await t.test('the bundled set: dry run changes nothing, one run installs 0755 files', async () => {
           assert.deepEqual(
             bundled.map((f) => f.name),
-            ['dom0_plugin_version.py', 'xenstack_dom0.py'],
+            ['dom0_plugin_version.py', 'nova_plugin_version', 'nova_plugin_version.py', 'xenstack_dom0.py'],
             'documentation is not installed',
           )
           const before = await listing()
@@ -110,6 +110,9 @@ test('dom0 plugins: installed with modes and digests, answering through host.cal
         await t.test('the version check through host.call_plugin, per release', async () => {
           assert.equal(await checkDom0PluginVersion(xapi!, host, 'ussuri'), '2.1')
           assert.equal(await checkDom0PluginVersion(xapi!, host, 'ocata'), '2.1')
+          assert.equal(await checkDom0PluginVersion(xapi!, host, 'mitaka'), '1.8', "pre-Ocata: nova's version file")
+          assert.equal(await checkDom0PluginVersion(xapi!, host, 'newton'), '1.8')
+          await onHost(lab, 'dom0-1', `rm ${DOM0_PLUGINS_DIR}/nova_plugin_version`)
           await assert.rejects(
             checkDom0PluginVersion(xapi!, host, 'mitaka'),
             (e: Error) =>
@@ -118,6 +121,8 @@ test('dom0 plugins: installed with modes and digests, answering through host.cal
                 e.message,
               ),
           )
+          const repaired = await installDom0Plugins(dom0, xapi!, host, { kind: 'bundled' }, 'mitaka')
+          assert.match(repaired.find((c) => c.result === 'changed')?.diff ?? '', /^\+ nova_plugin_version \(sha256/m)
         })
 
         await t.test("xenstack_dom0.py: XAPI's plain plugin contract", async () => {

@@ -49,6 +49,9 @@ test('release table: every series has a plugin and a minimum; os-xenapi 2.1 from
   const files = await pluginFilesFrom({ kind: 'bundled' })
   const version = files.find((f) => f.name === 'dom0_plugin_version.py')!.content.toString('utf8')
   assert.match(version, /^PLUGIN_VERSION = "2\.1"$/m, 'the bundled set satisfies Pike→Ussuri')
+  const nova = files.find((f) => f.name === 'nova_plugin_version')!.content.toString('utf8')
+  assert.match(nova, /^PLUGIN_VERSION = "1\.8"$/m, 'and the pre-Ocata checks, Juno 1.2 to Newton 1.8')
+  assert.equal(nova, files.find((f) => f.name === 'nova_plugin_version.py')!.content.toString('utf8'))
   assert.ok(files.every((f) => /^[0-9a-f]{64}$/.test(f.sha256)))
 })
 
