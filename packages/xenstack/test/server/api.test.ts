@@ -3,12 +3,14 @@
 // and the OpenAPI document and security headers.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { scratchDirs } from '@xenstack/testkit'
 import type { LightMyRequestResponse } from 'fastify'
 import { buildPlugin } from '../../src/plugins/lifecycle.js'
 import { builtinReleases } from '../../src/releases/release.js'
+import { buildApp, serverContext } from '../../src/server/index.js'
+import { StateStore } from '../../src/state/store.js'
 import { corpusDir } from '../plugins/corpus.js'
 import { BACKENDS } from '../state/databases.js'
 import { recordTestRelease, testServer } from './helpers.js'
@@ -338,3 +340,32 @@ for (const backend of BACKENDS) {
     assert.deepEqual((await req('GET', '/api/v1/plugins')).json(), [])
   })
 }
+
+test('the built web UI is served from its dist directory (client routes get index.html; nothing outside it)', async (t) => {
+  const web = tmp('xenstack-web-')
+  mkdirSync(join(web, 'assets'))
+  writeFileSync(join(web, 'index.html'), '<!doctype html><title>xenstack UI</title>')
+  writeFileSync(join(web, 'assets', 'app.js'), 'console.log(1)')
+  const state = StateStore.open({ dataDir: tmp('xenstack-server-'), databaseUrl: '' })
+  const { context, tokens } = serverContext(state)
+  const app = await buildApp(context, { tokens, webDir: web })
+  t.after(async () => {
+    await app.close()
+    state.close()
+  })
+  const index = await app.inject({ method: 'GET', url: '/' })
+  assert.equal(index.statusCode, 200)
+  assert.match(index.body, /xenstack UI/)
+  assert.equal(index.headers['x-frame-options'], 'DENY')
+  const js = await app.inject({ method: 'GET', url: '/assets/app.js' })
+  assert.equal(js.body, 'console.log(1)')
+  assert.match(String(js.headers['content-type']), /javascript/)
+  assert.match((await app.inject({ method: 'GET', url: '/environments/demo/settings' })).body, /xenstack UI/)
+  for (const url of ['/../../../../etc/passwd', '/%2e%2e/%2e%2e/etc/passwd', '/assets/..%2f..%2fetc/passwd']) {
+    const res = await app.inject({ method: 'GET', url })
+    assert.equal(res.body.includes('root:'), false, `${url} served a file outside the UI directory`)
+  }
+  // The API is not shadowed by the UI.
+  assert.equal((await app.inject({ method: 'GET', url: '/api/v1/status' })).statusCode, 401)
+  assert.equal((await app.inject({ method: 'GET', url: '/api/v1/nope' })).statusCode, 401)
+})
