@@ -100,6 +100,11 @@ test('XenServer checks on a deployed lab: all pass; each break fails exactly its
         assert.match(broken.get(id)!.message, message)
       }
       assert.ok(broken.get(NAT)!.evidence.some((e) => /ip route get/.test(e.label)))
+      // The nova failure's evidence is the parsed file, connection_password included: stored scrubbed.
+      const password = lab.simulator!.password
+      const stored = JSON.stringify(state.db.prepare('SELECT * FROM health_results').all())
+      assert.ok(stored.includes('connection_password'), 'the file is in the evidence')
+      assert.ok(!stored.includes(password), 'the XenServer password is in no stored result')
 
       await runNatives('compute-1', ['xenserver.dom0-routes', 'xenserver.nova-compute', 'xenserver.dom0-plugins'])
       await runNatives('controller-1', ['xenserver.test-image'])
@@ -137,6 +142,7 @@ test('XenServer checks on a deployed lab: all pass; each break fails exactly its
             /got no answer from controller-1 at [0-9.]+ \(management network\): compute-1 is missing iptables rule nat\/POSTROUTING -o eth0 -j MASQUERADE/,
           )
           assert.match(readFileSync(junit, 'utf8'), /<failure message="Step 2 failed: expected every dom0 to reach/)
+          assert.ok(!(r.stdout + r.stderr + readFileSync(junit, 'utf8')).includes(lab.simulator!.password))
         } finally {
           await runNatives('compute-1', ['xenserver.compute-nat'])
         }

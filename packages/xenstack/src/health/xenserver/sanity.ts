@@ -191,8 +191,9 @@ export const dom0Plugins: Test = {
   deploymentTags: TAGS,
   async run(ctx) {
     const env = ctx.env
+    if (!env.computes.length) ctx.skip('the environment has no compute nodes')
     await ctx.step(1, async () => {
-      const first = await env.nativeContext(env.computes[0]?.name ?? '')
+      const first = await env.nativeContext(env.computes[0]!.name)
       const source = dom0PluginSourceOf(first)
       if (!source) ctx.skip('installing dom0 plugins is switched off (xenserver.install_dom0_plugins)')
       const files = await pluginFilesFrom(source!, ctx.signal)
