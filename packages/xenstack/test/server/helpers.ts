@@ -20,13 +20,17 @@ export async function testServer(
   backend: BackendName,
   dataDir: string,
   notes: string[] = [],
-  opts: { health?: boolean } = {},
+  opts: { health?: boolean; webDir?: string } = {},
 ): Promise<TestServer | undefined> {
   const state = openStore(t, backend, dataDir)
   if (!state) return undefined
   const { context, tokens } = serverContext(state, { notes })
   const token = tokens.ensure()!
-  const app = await buildApp(context, { tokens, health: opts.health ? xenserverHealthDeps(state) : undefined })
+  const app = await buildApp(context, {
+    tokens,
+    health: opts.health ? xenserverHealthDeps(state) : undefined,
+    webDir: opts.webDir,
+  })
   t.after(async () => {
     await context.deployments.close()
     await context.pools.close()
