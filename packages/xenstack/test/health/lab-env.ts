@@ -60,11 +60,12 @@ export const PRIMARY_CONTROLLER_NATIVES = ['xenserver.test-image']
 
 export async function withDeployedLab(
   t: TestContext,
-  opts: { simulator?: LabSimulatorOptions },
+  opts: { simulator?: LabSimulatorOptions; controllers?: number; glance?: boolean },
   fn: (d: DeployedLab) => Promise<void>,
 ): Promise<void> {
   if (!(await labPrerequisite(t))) return
-  if (!requirePrerequisite(t, 'python3-glance (./scripts/setup.sh)', glanceInstalled)) return
+  const glance = opts.glance !== false
+  if (glance && !requirePrerequisite(t, 'python3-glance (./scripts/setup.sh)', glanceInstalled)) return
   const dataDir = scratch('xenstack-health-lab-')
   // The image task caches its TestVM build in xenstack's data directory.
   const home = process.env.XENSTACK_HOME
@@ -73,7 +74,14 @@ export async function withDeployedLab(
     if (home === undefined) delete process.env.XENSTACK_HOME
     else process.env.XENSTACK_HOME = home
   })
-  await withLab({ hosts: 1, simulator: opts.simulator ?? true, services: [{ kind: 'glance' }] }, async (lab) => {
+  const lab = {
+    hosts: 1,
+    controllers: opts.controllers ?? 1,
+    storageNode: glance,
+    simulator: opts.simulator ?? true,
+    services: glance ? [{ kind: 'glance' }] : [],
+  }
+  await withLab(lab, async (lab) => {
     const release = builtinReleases()[0]!
     const options = { coreTasks: release.tasks, releaseName: release.name, releaseComponents: release.components }
     const built = buildPlugin(XS_PLUGIN_DIR, scratch('xenstack-health-build-'), options)

@@ -3,6 +3,13 @@
  * LP#1576218) or with additional components (Ceilometer's XenAPI inspector on the compute nodes).
  */
 import { DOM0_HIMN_ADDRESS } from '../../integration/dom0-access.js'
+import { openstackReleaseOf } from '../../integration/compute/release.js'
+import {
+  MEMCACHED_SOURCES,
+  NOVA_CONF,
+  memcachedServersIn,
+  vncCacheKeys,
+} from '../../integration/controller/vnc-cache.js'
 import type { HealthTest } from '../types.js'
 import { perNode, throwErrors } from './common.js'
 import type { XenServerHealthEnv } from './environment.js'
@@ -16,43 +23,58 @@ export const consoleTokensShared: Test = {
   title: 'Every controller shares noVNC console tokens through memcached',
   description:
     'With several controllers a console opened through one noVNC proxy must be authorised by whichever controller ' +
-    'the request reaches: nova.conf [cache] enabled with the same memcached_servers everywhere (LP#1576218).',
-  steps: ['Read nova.conf [cache] on every controller.', 'Check that caching is on and the servers are the same.'],
+    'the request reaches (LP#1576218): nova.conf carries the token-cache keys xenstack writes for the release, ' +
+    'pointing at the same memcached servers on every controller.',
+  steps: [
+    'Read nova.conf on every controller and the memcached servers it names.',
+    'Compare its token-cache keys with what xenstack writes for the release.',
+    'Check that every controller names the same servers.',
+  ],
   duration: '2 s',
   deploymentTags: 'xenserver, ha',
   async run(ctx) {
     const env = ctx.env
     const found = await ctx.step(1, async () => {
       const r = await perNode(env.controllers, async (n) => {
-        const out = await (await env.exec(n.name)).run(['cat', '/etc/nova/nova.conf'], { allowedExitCodes: [0, 1] })
-        return out.code === 0 ? parseIni(out.stdout).sections.get('cache') : undefined
+        const out = await (await env.exec(n.name)).run(['cat', NOVA_CONF], { allowedExitCodes: [0, 1] })
+        return out.code === 0 ? out.stdout : undefined
       })
       throwErrors(r)
-      return r.map((x) => ({
-        node: x.node.name,
-        enabled: x.value?.get('enabled'),
-        servers: x.value?.get('memcached_servers'),
-      }))
-    })
-    await ctx.step(2, () => {
-      for (const f of found)
-        ctx.evidence(`${f.node}: nova.conf [cache]`, { enabled: f.enabled, memcached_servers: f.servers })
-      const off = found.filter((f) => !/^true$/i.test(f.enabled ?? '') || !f.servers)
-      if (off.length)
+      const missing = r.filter((x) => x.value === undefined).map((x) => x.node.name)
+      if (missing.length) ctx.fail(`${NOVA_CONF} on every controller`, `it is missing on ${missing.join(', ')}`)
+      const unnamed = r.filter((x) => !memcachedServersIn(x.value!)).map((x) => x.node.name)
+      if (unnamed.length)
         ctx.fail(
-          '[cache] enabled = True with memcached_servers on every controller',
-          off
-            .map(
-              (f) =>
-                `${f.node}: enabled = ${f.enabled ?? '(missing)'}, memcached_servers = ${f.servers ?? '(missing)'}`,
-            )
-            .join('; '),
+          `memcached servers named in ${NOVA_CONF} (${MEMCACHED_SOURCES.map(([s, k]) => `[${s}] ${k}`).join(', ')})`,
+          `none on ${unnamed.join(', ')}`,
         )
-      const distinct = new Set(found.map((f) => f.servers))
-      if (distinct.size > 1)
+      return r.map((x) => ({ node: x.node.name, text: x.value!, servers: memcachedServersIn(x.value!)! }))
+    })
+    await ctx.step(2, async () => {
+      const release = openstackReleaseOf(await env.nativeContext(found[0]!.node))
+      const problems: string[] = []
+      for (const f of found) {
+        const parsed = parseIni(f.text).sections
+        for (const [section, key, value] of vncCacheKeys(release, f.servers.servers)) {
+          const have = parsed.get(section)?.get(key)
+          if (value === null && have !== undefined)
+            problems.push(
+              `${f.node}: [${section}] ${key} is set (${have}) but is not read in OpenStack ${release.series}`,
+            )
+          else if (value !== null && have !== value)
+            problems.push(`${f.node}: [${section}] ${key} = ${have ?? '(missing)'}, expected ${value}`)
+        }
+      }
+      if (problems.length)
+        ctx.fail(`the console token cache keys of OpenStack ${release.series} in ${NOVA_CONF}`, problems.join('; '))
+    })
+    await ctx.step(3, () => {
+      for (const f of found)
+        ctx.evidence(`${f.node}: memcached servers`, `${f.servers.servers} (from ${f.servers.from})`)
+      if (new Set(found.map((f) => f.servers.servers)).size > 1)
         ctx.fail(
-          'the same memcached_servers on every controller',
-          found.map((f) => `${f.node}: ${f.servers}`).join('; '),
+          'the same memcached servers on every controller',
+          found.map((f) => `${f.node}: ${f.servers.servers} (${f.servers.from})`).join('; '),
         )
     })
   },
