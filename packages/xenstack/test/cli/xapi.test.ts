@@ -175,3 +175,20 @@ test('no password and no terminal: a usage error naming the ways to give one', a
   assert.match(r.stderr, /no password: stdin is not a terminal/)
   assert.match(r.stderr, /hint: set XENSTACK_XAPI_PASSWORD or pipe it with --password-stdin/)
 })
+
+test('xapi list CLASS: any listable class with the same filters; unknown classes name the known ones', async () => {
+  const pbds = await runCli(
+    ['xapi', 'list', 'PBD', ...conn, '--where', 'currently_attached=true', '--params', 'host,SR', '--json'],
+    env,
+  )
+  assert.equal(pbds.code, 0, pbds.stderr)
+  const rows = JSON.parse(pbds.stdout) as Record<string, unknown>[]
+  assert.ok(rows.length > 0, 'the hosts have plugged SRs')
+  for (const r of rows) assert.deepEqual(Object.keys(r), ['host', 'SR'])
+  const pool = await runCli(['xapi', 'list', 'pool', ...conn], env)
+  assert.equal(pool.code, 0, pool.stderr)
+  assert.match(pool.stdout, /^UUID\s+NAME_LABEL\n\S+/)
+  const bad = await runCli(['xapi', 'list', 'Frobnicator', ...conn], env)
+  assert.equal(bad.code, 2)
+  assert.match(bad.stderr, /no XAPI class "Frobnicator"\nhint: classes: .*\bPBD\b/)
+})

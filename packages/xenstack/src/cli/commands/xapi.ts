@@ -8,6 +8,7 @@
  */
 import type { Command } from 'commander'
 import type { Xapi } from '@xenstack/xenapi'
+import { classes, getClass } from '@xenstack/xapi-wire'
 import { addConnectionOptions, withXapi, type ConnectionFlags } from '../connection.js'
 import { CliError, ExitCode } from '../errors.js'
 import { emit, table } from '../output.js'
@@ -125,62 +126,88 @@ export async function queryRecords(
   return { rows, refs }
 }
 
+const listOptions = (c: Command, columns: string) =>
+  addConnectionOptions(
+    c
+      .option('--where <field=value>', 'filter, repeatable (=, !=, <, <=, >, >=, ~; MAP:KEY=value for maps)', collect)
+      .option('--params <a,b,c>', `columns (default ${columns}; "all" for every field)`)
+      .option('--json', 'print a JSON array (the --params columns, else whole records with their ref)'),
+  )
+
 function listCommand(parent: Command, spec: ListSpec): void {
-  const c = parent
-    .command(spec.command)
-    .description(spec.description)
-    .option('--where <field=value>', 'filter, repeatable (=, !=, <, <=, >, >=, ~; MAP:KEY=value for maps)', collect)
-    .option('--params <a,b,c>', `columns (default ${spec.columns.join(',')}; "all" for every field)`)
-    .option('--json', 'print a JSON array (the --params columns, else whole records with their ref)')
-  addConnectionOptions(c).action(async (o: ListOpts) => {
-    const cls = classSpec(spec.cls)
-    let filters: Filter[]
-    let columns: ReturnType<typeof parseColumns>
-    try {
-      filters = (o.where ?? []).map((w) => parseFilter(cls, w))
-      const given = new Set(filters.map((f) => f.field.name))
-      for (const d of spec.defaultWhere ?? []) {
-        const f = parseFilter(cls, d)
-        if (!given.has(f.field.name)) filters.push(f)
-      }
-      columns = parseColumns(cls, o.params, spec.columns)
-    } catch (e) {
-      if (e instanceof QueryError)
-        throw new CliError(
-          e.message,
-          ExitCode.usage,
-          `fields of ${spec.cls}: xenstack xapi ${spec.command} --params all`,
-        )
-      throw e
-    }
-    await withXapi(o, async (xapi) => {
-      const { rows, refs } = await queryRecords(xapi, spec, filters, columns)
-      if (o.json) {
-        const out = rows.map(([ref, r]) =>
-          o.params
-            ? Object.fromEntries(
-                columns.map((c) => [
-                  c.name,
-                  jsonValue(
-                    c.key !== undefined ? (r[c.field.name] as Record<string, unknown>)?.[c.key] : r[c.field.name],
-                  ),
-                ]),
-              )
-            : { ref, ...(jsonValue(r) as object) },
-        )
-        emit(o, out, () => undefined)
-        return
-      }
-      const data = rows.map(([, r]) => Object.fromEntries(columns.map((c) => [c.name, cell(r, c, refs)])))
-      process.stdout.write(
-        (data.length
-          ? table(
-              data,
-              columns.map((c) => c.name),
-            )
-          : `no ${spec.cls} matches`) + '\n',
+  listOptions(parent.command(spec.command).description(spec.description), spec.columns.join(',')).action(
+    (o: ListOpts) => runList(spec, o),
+  )
+}
+
+/** `xapi list CLASS`: any class XAPI lists (VBD, PBD, pool, task, message, …) with the same filters and columns. */
+function genericListCommand(parent: Command): void {
+  listOptions(
+    parent
+      .command('list')
+      .description('objects of any class XAPI lists (VBD, PBD, pool, task, …), with the same --where/--params')
+      .argument('<class>', 'XAPI class name (VBD, PBD, pool, host_cpu, …)'),
+    'uuid and name_label when the class has them',
+  ).action((clsName: string, o: ListOpts) => {
+    const cls = getClass(clsName) ?? classes.find((c) => c.name.toLowerCase() === clsName.toLowerCase())
+    if (!cls?.hasGetAllRecords)
+      throw new CliError(
+        cls ? `XAPI class ${cls.name} has no get_all_records` : `no XAPI class "${clsName}"`,
+        ExitCode.usage,
+        `classes: ${classes
+          .filter((c) => c.hasGetAllRecords)
+          .map((c) => c.name)
+          .join(', ')}`,
       )
-    })
+    const columns = ['uuid', 'name_label'].filter((f) => cls.fields.some((x) => x.name === f))
+    return runList({ command: `list ${cls.name}`, cls: cls.name, description: '', columns }, o)
+  })
+}
+
+async function runList(spec: ListSpec, o: ListOpts): Promise<void> {
+  const cls = classSpec(spec.cls)
+  let filters: Filter[]
+  let columns: ReturnType<typeof parseColumns>
+  try {
+    filters = (o.where ?? []).map((w) => parseFilter(cls, w))
+    const given = new Set(filters.map((f) => f.field.name))
+    for (const d of spec.defaultWhere ?? []) {
+      const f = parseFilter(cls, d)
+      if (!given.has(f.field.name)) filters.push(f)
+    }
+    columns = parseColumns(cls, o.params, spec.columns)
+  } catch (e) {
+    if (e instanceof QueryError)
+      throw new CliError(e.message, ExitCode.usage, `fields of ${spec.cls}: xenstack xapi ${spec.command} --params all`)
+    throw e
+  }
+  await withXapi(o, async (xapi) => {
+    const { rows, refs } = await queryRecords(xapi, spec, filters, columns)
+    if (o.json) {
+      const out = rows.map(([ref, r]) =>
+        o.params
+          ? Object.fromEntries(
+              columns.map((c) => [
+                c.name,
+                jsonValue(
+                  c.key !== undefined ? (r[c.field.name] as Record<string, unknown>)?.[c.key] : r[c.field.name],
+                ),
+              ]),
+            )
+          : { ref, ...(jsonValue(r) as object) },
+      )
+      emit(o, out, () => undefined)
+      return
+    }
+    const data = rows.map(([, r]) => Object.fromEntries(columns.map((c) => [c.name, cell(r, c, refs)])))
+    process.stdout.write(
+      (data.length
+        ? table(
+            data,
+            columns.map((c) => c.name),
+          )
+        : `no ${spec.cls} matches`) + '\n',
+    )
   })
 }
 
@@ -189,6 +216,7 @@ export function register(program: Command): void {
     .command('xapi')
     .description('an xe-like view of any pool (--pool NAME, $XENSTACK_POOL, or --url/--username)')
   for (const spec of LISTS) listCommand(xapi, spec)
+  genericListCommand(xapi)
   const call = xapi
     .command('plugin-call')
     .description('call a dom0 plugin function on a host (host.call_plugin): HOST by name, uuid or ref')
