@@ -22,6 +22,7 @@ PACKAGES=(
   procps             # sysctl, ps
   cron               # crontab in lab hosts
   python3-glance     # a real Glance v2 image API on the lab controller
+  python3-keystone   # a real Keystone v3 for the Glance client's password auth and catalog tests
   postgresql         # the second state-store backend
   libpq-dev          # headers + pg_config: the state store's PostgreSQL driver (npm libpq) is built from source
   curl               # HTTP checks inside lab hosts

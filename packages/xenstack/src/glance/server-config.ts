@@ -25,6 +25,11 @@ export interface GlanceServerLayout {
   bindHost: string
   port: number
   debug?: boolean
+  /**
+   * Validate tokens with Keystone (keystonemiddleware's authtoken; paste flavor `keystone`) instead of the anonymous
+   * context. The service credentials land in glance-api.conf, as in any Glance deployment: write it 0600.
+   */
+  keystone?: { authUrl: string; username: string; password: string; projectName: string }
 }
 
 export function glanceApiConf(l: GlanceServerLayout): string {
@@ -58,9 +63,9 @@ filesystem_store_datadir = ${d}/staging/
 filesystem_store_datadir = ${d}/tasks/
 
 [paste_deploy]
-flavor =
+flavor = ${l.keystone ? 'keystone' : ''}
 config_file = ${l.confDir}/glance-api-paste.ini
-
+${l.keystone ? keystoneAuthtoken(l.keystone) : ''}
 [oslo_policy]
 policy_file = ${l.confDir}/policy.yaml
 
@@ -69,10 +74,27 @@ lock_path = ${d}/lock
 `
 }
 
+function keystoneAuthtoken(k: NonNullable<GlanceServerLayout['keystone']>): string {
+  return `
+[keystone_authtoken]
+www_authenticate_uri = ${k.authUrl}
+auth_url = ${k.authUrl}
+auth_type = password
+username = ${k.username}
+password = ${k.password}
+project_name = ${k.projectName}
+user_domain_name = Default
+project_domain_name = Default
+`
+}
+
 /** A cut-down copy of Debian's glance-api-paste.ini (python3-glance ships none). */
 export function glancePasteIni(l: GlanceServerLayout): string {
   return `[pipeline:glance-api]
 pipeline = cors healthcheck http_proxy_to_wsgi versionnegotiation osprofiler unauthenticated-context rootapp
+
+[pipeline:glance-api-keystone]
+pipeline = cors healthcheck http_proxy_to_wsgi versionnegotiation osprofiler authtoken context rootapp
 
 [composite:rootapp]
 paste.composite_factory = glance.api:root_app_factory
@@ -92,6 +114,12 @@ disable_by_file_path = ${l.dataDir}/healthcheck_disable
 
 [filter:versionnegotiation]
 paste.filter_factory = glance.api.middleware.version_negotiation:VersionNegotiationFilter.factory
+
+[filter:context]
+paste.filter_factory = glance.api.middleware.context:ContextMiddleware.factory
+
+[filter:authtoken]
+paste.filter_factory = keystonemiddleware.auth_token:filter_factory
 
 [filter:unauthenticated-context]
 paste.filter_factory = glance.api.middleware.context:UnauthenticatedContextMiddleware.factory

@@ -67,14 +67,20 @@ function tail(file: string): string {
 
 export async function startStandaloneGlance(
   dir: string,
-  opts: { readyTimeoutMs?: number } = {},
+  opts: { readyTimeoutMs?: number; keystone?: GlanceServerLayout['keystone'] } = {},
 ): Promise<StandaloneGlance> {
   if (!glanceInstalled()) throw new Error(`python3-glance is not installed for ${GLANCE_PYTHON}; run scripts/setup.sh`)
   const timeout = opts.readyTimeoutMs ?? 90_000
   // bind_port is ignored (the launcher's socket is used); bindHost only documents it
-  const layout: GlanceServerLayout = { confDir: dir, dataDir: dir, bindHost: '127.0.0.1', port: 9292 }
+  const layout: GlanceServerLayout = {
+    confDir: dir,
+    dataDir: dir,
+    bindHost: '127.0.0.1',
+    port: 9292,
+    keystone: opts.keystone,
+  }
   for (const d of glanceDataSubdirs(layout)) mkdirSync(d, { recursive: true })
-  writeFileSync(join(dir, 'glance-api.conf'), glanceApiConf(layout))
+  writeFileSync(join(dir, 'glance-api.conf'), glanceApiConf(layout), { mode: 0o600 })
   writeFileSync(join(dir, 'glance-api-paste.ini'), glancePasteIni(layout))
   writeFileSync(join(dir, 'policy.yaml'), GLANCE_POLICY)
   const logFile = join(dir, 'glance-api.log')
