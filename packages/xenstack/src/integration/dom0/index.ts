@@ -7,10 +7,17 @@ import type { NativeTask, NativeTaskContext } from '../../engine/tasks.js'
 import type { ResourceChange } from '../../engine/types.js'
 import type { Executor } from '../../node/index.js'
 import { openstackReleaseOf } from '../compute/release.js'
-import { computeVmOf, xapiOf } from '../context.js'
+import { computeVmOf, nodeDataOf, xapiOf } from '../context.js'
 import { dom0Of } from '../dom0-access.js'
 import { converge } from './converge.js'
-import { dom0PluginSourceOf, installDom0Plugins } from './plugins.js'
+import { onExecutor } from './on-dom0.js'
+import {
+  REQUIRED_DOM0_PLUGIN_VERSION,
+  checkDom0PluginVersion,
+  dom0PluginResources,
+  dom0PluginSourceOf,
+  pluginFilesFrom,
+} from './plugins.js'
 import { hostOfVm, poolHosts, publishIdentity, publishedIdentity, type PoolHost } from './pool-hosts.js'
 import { joinListedHosts } from './pool-join.js'
 import { dom0PrepareResources } from './prepare.js'
@@ -18,6 +25,7 @@ import { dom0Identity, dom0KeyPair, trustResources } from './ssh-mesh.js'
 import { srForHost } from './sr.js'
 
 export * from './converge.js'
+export * from './on-dom0.js'
 export * from './plugins.js'
 export * from './pool-hosts.js'
 export * from './pool-join.js'
@@ -68,40 +76,53 @@ export async function joinDom0Mesh(
   return changes
 }
 
-/** This area's native tasks, by handler name (`xenserver.<step>`). */
+/** Dom0's name in reports: the node record's dom0 name, else its XenServer host. */
+function dom0Label(ctx: NativeTaskContext): string {
+  const d = nodeDataOf(ctx)
+  return d.dom0?.name ?? d.dom0?.xapiHost ?? `dom0 of ${ctx.node}`
+}
+
+/**
+ * This area's native tasks, by handler name (`xenserver.<step>`). Their dom0 resources are returned from
+ * `resources` bound to dom0 (`onExecutor`), so the engine plans them on a dry run and reports them on deploy; what
+ * is not a resource (the mesh's exchange through XAPI, pool.join, the version check through host.call_plugin) is in
+ * `run`, which a dry run skips.
+ */
 export const natives: Record<string, NativeTask> = {
   'xenserver.dom0-prepare': {
+    async resources(ctx) {
+      const dom0 = await dom0Of(ctx)
+      const { self } = await dom0HostOf(ctx)
+      const sr = await srForHost(xapiOf(ctx), self.ref, self.name)
+      return onExecutor(dom0, await dom0PrepareResources(dom0, { srUuid: sr.uuid }), dom0Label(ctx))
+    },
     async run(ctx) {
       const dom0 = await dom0Of(ctx)
-      const xapi = xapiOf(ctx)
-      const { self } = await dom0HostOf(ctx)
-      const sr = await srForHost(xapi, self.ref, self.name)
-      const resources = await dom0PrepareResources(dom0, { srUuid: sr.uuid })
-      const changes = await converge(dom0, resources, { dryRun: ctx.dryRun, log: ctx.log })
-      changes.push(...(await joinDom0Mesh(ctx, dom0)))
-      changes.push(...(await joinListedHosts(ctx, xapi)))
+      const changes = await joinDom0Mesh(ctx, dom0)
+      changes.push(...(await joinListedHosts(ctx, xapiOf(ctx))))
       return changes
     },
   },
   'xenserver.dom0-plugins': {
+    async resources(ctx) {
+      const source = dom0PluginSourceOf(ctx)
+      if (!source) return []
+      const files = await pluginFilesFrom(source, ctx.signal)
+      return onExecutor(await dom0Of(ctx), dom0PluginResources(files), dom0Label(ctx))
+    },
     async run(ctx) {
       const dom0 = await dom0Of(ctx)
       // every compute node's dom0-prepare has published its dom0's identity by now (cross-depends): trust them
       const changes = await joinDom0Mesh(ctx, dom0, { publish: false })
-      const source = dom0PluginSourceOf(ctx)
-      if (!source) {
+      if (!dom0PluginSourceOf(ctx)) {
         ctx.log('xenserver.install_dom0_plugins is off: dom0 plugins are neither installed nor checked')
         return changes
       }
+      // the plugin files are in place (resources come first): ask the release's version plugin through XAPI
       const { self } = await dom0HostOf(ctx)
       const series = openstackReleaseOf(ctx).series
-      changes.push(
-        ...(await installDom0Plugins(dom0, xapiOf(ctx), self, source, series, {
-          dryRun: ctx.dryRun,
-          log: ctx.log,
-          signal: ctx.signal,
-        })),
-      )
+      const found = await checkDom0PluginVersion(xapiOf(ctx), self, series)
+      ctx.log(`${self.name}: ${REQUIRED_DOM0_PLUGIN_VERSION[series].plugin} reports ${found} (OpenStack ${series})`)
       return changes
     },
   },

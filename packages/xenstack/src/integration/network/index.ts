@@ -5,9 +5,9 @@
  */
 import type { NativeTask } from '../../engine/tasks.js'
 import type { Executor, Resource } from '../../node/index.js'
-import { execOf } from '../context.js'
+import { execOf, nodeDataOf } from '../context.js'
 import { dom0Of } from '../dom0-access.js'
-import { converge } from '../dom0/converge.js'
+import { onExecutor } from '../dom0/on-dom0.js'
 import { computeNetworks, himnOf, ipv4Interfaces, nodeAddressesOf } from './addresses.js'
 import { computeNatResources } from './nat.js'
 import { dom0RouteResources } from './routes.js'
@@ -42,10 +42,11 @@ export async function computeNatFor(
 /** This area's native tasks, by handler name (`xenserver.<step>`). */
 export const natives: Record<string, NativeTask> = {
   'xenserver.dom0-routes': {
-    // dom0 is not the task's node: its resources are converged here (planned only on a dry run).
-    async run(ctx) {
+    // dom0's resources, bound to dom0 (the engine plans them on a dry run and reports them on deploy)
+    async resources(ctx) {
       const resources = await dom0RoutesFor(execOf(ctx), ctx.node, nodeAddressesOf(ctx))
-      return converge(await dom0Of(ctx), resources, { dryRun: ctx.dryRun, log: ctx.log })
+      const d = nodeDataOf(ctx).dom0
+      return onExecutor(await dom0Of(ctx), resources, d?.name ?? d?.xapiHost ?? `dom0 of ${ctx.node}`)
     },
   },
   'xenserver.compute-nat': {

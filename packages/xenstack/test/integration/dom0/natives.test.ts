@@ -14,7 +14,7 @@ import { join } from 'node:path'
 import { hasExecutable, requirePrerequisite } from '@xenstack/testkit'
 import { connect, type Xapi } from '@xenstack/xenapi'
 import { withLab, type Lab } from '../../../src/lab/index.js'
-import type { NativeTaskContext } from '../../../src/engine/tasks.js'
+import type { NativeTask, NativeTaskContext } from '../../../src/engine/tasks.js'
 import type { PlanTask, ResourceChange } from '../../../src/engine/types.js'
 import { natives as himn } from '../../../src/integration/himn/index.js'
 import { natives as network } from '../../../src/integration/network/index.js'
@@ -102,17 +102,29 @@ test('NET natives after HIMN on a 2-host lab: dry run, deploy with real traffic,
           dryRun,
         }
       }
-      /** One deploy of NET's tasks in the graph's order; compute-nat's resources applied as the engine does. */
+      /**
+       * A native as the engine runs it (engine/tasks.ts): its resources converged on the task's node (planned on a
+       * dry run), then `run`, which a dry run skips.
+       */
+      const runNative = async (task: NativeTask, node: string, dryRun: boolean): Promise<ResourceChange[]> => {
+        const c = ctx(node, dryRun)
+        const out: ResourceChange[] = []
+        if (task.resources)
+          out.push(...(await converge(execs.get(node)!, (await task.resources(c)) as Resource[], { dryRun })))
+        if (task.run && !dryRun) out.push(...((await task.run(c)) ?? []))
+        return out
+      }
+      /** One deploy of NET's tasks in the graph's order. */
       const deploy = async (dryRun: boolean): Promise<ResourceChange[]> => {
         const out: ResourceChange[] = []
+        for (const c of COMPUTES) out.push(...(await runNative(dom0Natives['xenserver.dom0-prepare'], c, dryRun)))
         for (const c of COMPUTES)
-          out.push(...((await dom0Natives['xenserver.dom0-prepare'].run!(ctx(c, dryRun))) ?? []))
-        for (const c of COMPUTES) {
-          out.push(...((await dom0Natives['xenserver.dom0-plugins'].run!(ctx(c, dryRun))) ?? []))
-          out.push(...((await network['xenserver.dom0-routes'].run!(ctx(c, dryRun))) ?? []))
-          const nat = (await network['xenserver.compute-nat'].resources!(ctx(c, dryRun))) as Resource[]
-          out.push(...(await converge(execs.get(c)!, nat, { dryRun })))
-        }
+          for (const task of [
+            dom0Natives['xenserver.dom0-plugins'],
+            network['xenserver.dom0-routes'],
+            network['xenserver.compute-nat'],
+          ])
+            out.push(...(await runNative(task, c, dryRun)))
         return out
       }
       const curl = (dom0: string) =>
@@ -135,8 +147,12 @@ test('NET natives after HIMN on a 2-host lab: dry run, deploy with real traffic,
         await t.test('dry run of every NET task: planned, nothing changed', async () => {
           const planned = await deploy(true)
           assert.ok(planned.some((c) => c.result === 'changed'))
-          assert.ok(planned.some((c) => /dom0 plugins .* in \/etc\/xapi\.d\/plugins/.test(c.resource)))
-          assert.ok(planned.some((c) => c.resource.includes(`route ${MANAGEMENT} via 169.254.`)))
+          // dom0's resources appear in the plan under dom0's name, as in the engine's dry run
+          assert.ok(
+            planned.some((c) => /^compute-1: dom0-1: dom0 plugins .* in \/etc\/xapi\.d\/plugins/.test(c.resource)),
+          )
+          assert.ok(planned.some((c) => c.resource.includes(`dom0-1: route ${MANAGEMENT} via 169.254.`)))
+          assert.ok(planned.some((c) => c.resource.includes(`dom0-1: iptables chain filter/${NEUTRON_CHAIN}`)))
           assert.equal(await onHost(lab, 'dom0-1', `iptables -S | grep -c ${NEUTRON_CHAIN} || true`), '0\n')
           assert.equal(await onHost(lab, 'dom0-1', 'ls /etc/xapi.d/plugins | wc -l'), '0\n')
           assert.notEqual((await curl('dom0-1')).code, 0)

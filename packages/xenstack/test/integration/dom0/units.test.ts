@@ -6,16 +6,21 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { OPENSTACK_SERIES } from '../../../src/integration/compute/release.js'
 import {
   REQUIRED_DOM0_PLUGIN_VERSION,
   ROTATE_CRON_COMMAND,
   ROTATE_SCRIPT,
   dom0PluginSourceOf,
+  onExecutor,
   pluginFilesFrom,
   preferredHostKey,
 } from '../../../src/integration/dom0/index.js'
 import { rerouteScript, restoreHook } from '../../../src/integration/network/index.js'
+import { FileResource, LocalExecutor, Service, apply, plan } from '../../../src/node/index.js'
 
 const ctx = (values: Record<string, unknown>) => ({
   node: 'compute-1',
@@ -70,4 +75,33 @@ test('the generated scripts parse (bash -n / sh -n)', () => {
   execFileSync('sh', ['-n'], { input: rerouteScript({ via: '169.254.0.2', networks: ['10.0.0.0/22'] }) })
   execFileSync('sh', ['-n'], { input: restoreHook() })
   assert.match(ROTATE_SCRIPT, /^#!\/bin\/bash\n/)
+})
+
+test("onExecutor: resources run on the bound executor whatever the task's node; ids name it", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'xenstack-on-exec-'))
+  const broken = new LocalExecutor({ name: 'compute-x', prefix: ['/bin/false'] }) // every command fails here
+  const dom0 = new LocalExecutor({ name: 'dom0-x' })
+  try {
+    const file = new FileResource({ path: join(dir, 'conf'), content: 'a = 1\n' })
+    const svc = new Service({ name: 'xenstack-no-such-service', restartOn: [file] })
+    const bound = onExecutor(dom0, [file, svc], 'dom0-x')
+    assert.ok(bound[0] instanceof FileResource)
+    assert.equal(bound[0].id, `dom0-x: file ${join(dir, 'conf')}`)
+    const planned = await plan(broken, bound)
+    assert.deepEqual(
+      planned.map((e) => [e.inSync, e.error]),
+      [
+        [false, undefined],
+        [true, undefined],
+      ],
+    )
+    const report = await apply(broken, bound)
+    assert.ok(report.ok, JSON.stringify(report.entries))
+    assert.equal(readFileSync(join(dir, 'conf'), 'utf8'), 'a = 1\n')
+    assert.equal((await apply(broken, bound)).unchanged, 2)
+  } finally {
+    await broken.close()
+    await dom0.close()
+    rmSync(dir, { recursive: true, force: true })
+  }
 })
