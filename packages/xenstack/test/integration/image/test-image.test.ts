@@ -11,6 +11,7 @@ import {
   type StandaloneGlance,
 } from '../../../src/glance/index.js'
 import { natives } from '../../../src/integration/image/index.js'
+import { replaceTestImage, testImagePayload } from '../../../src/integration/image/test-image.js'
 import { parseOpenrc, targetFromOpenrc } from '../../../src/integration/image/glance-target.js'
 import { buildTestVm } from '../../../src/integration/image/testvm.js'
 import { LocalExecutor } from '../../../src/node/index.js'
@@ -157,5 +158,30 @@ test('Glance target from /root/openrc: Keystone v3 credentials (password kept se
       Promise.reject(new Error('ENOENT')),
     ),
     /rc: cannot read OS_CACERT \/etc\/ssl\/ca\.pem: ENOENT/,
+  )
+})
+
+test('replaceTestImage: a failed upload removes the half-made image and leaves the old TestVM in place', async (t) => {
+  if (!ready(t)) return
+  await clear()
+  const c = client()
+  const old = await c.createImage({ name: 'TestVM', container_format: 'ovf', disk_format: 'vhd', vm_mode: 'hvm' })
+  await c.uploadImage(old.id, Buffer.from('an old cirros'))
+  const img = await buildTestVm(process.env.XENSTACK_HOME!)
+  const payload = await testImagePayload(img)
+  // the file vanishes under the upload: the stream fails mid-request
+  await assert.rejects(
+    replaceTestImage(c, { ...payload, path: `${img.tgzPath}.gone` }),
+    /ENOENT|socket hang up|aborted/,
+  )
+  // the bytes are not the ones announced: Glance's checksum differs, the image is refused
+  await assert.rejects(
+    replaceTestImage(c, { ...payload, checksum: '0'.repeat(32) }),
+    /uploaded .*testvm\.vhd\.tgz with md5 [0-9a-f]{32}, expected 0{32}: the file changed/,
+  )
+  assert.deepEqual(
+    (await c.listImages({ name: 'TestVM' })).map((i) => i.id),
+    [old.id],
+    'only the old TestVM: both new images were deleted',
   )
 })
