@@ -9,10 +9,10 @@ import { scratchDirs } from '@xenstack/testkit'
 import type { LightMyRequestResponse } from 'fastify'
 import { buildPlugin } from '../../src/plugins/lifecycle.js'
 import { builtinReleases } from '../../src/releases/release.js'
-import { buildApp, serverContext } from '../../src/server/index.js'
+import { buildApp, serverContext, TokenStore } from '../../src/server/index.js'
 import { StateStore } from '../../src/state/store.js'
 import { corpusDir } from '../plugins/corpus.js'
-import { BACKENDS } from '../state/databases.js'
+import { BACKENDS, openStore } from '../state/databases.js'
 import { recordTestRelease, testServer } from './helpers.js'
 
 const tmp = scratchDirs()
@@ -370,3 +370,27 @@ test('the built web UI is served from its dist directory (client routes get inde
   assert.equal((await app.inject({ method: 'GET', url: '/api/v1/status' })).statusCode, 401)
   assert.equal((await app.inject({ method: 'GET', url: '/api/v1/nope' })).statusCode, 401)
 })
+
+for (const backend of BACKENDS) {
+  test(`${backend}: tokens — made once at first start, rotated by name (the old one stops working), revoked`, (t) => {
+    const state = openStore(t, backend, tmp('xenstack-server-'))
+    if (!state) return
+    t.after(() => state.close())
+    const tokens = new TokenStore(state)
+    const first = tokens.ensure()
+    assert.ok(first && tokens.verify(first))
+    assert.equal(tokens.ensure(), undefined, 'a second start makes none')
+    const a = tokens.rotate('npm start')
+    const b = tokens.rotate('npm start')
+    assert.equal(tokens.verify(a), false, 'the rotated-out token is refused')
+    assert.ok(tokens.verify(b) && tokens.verify(first))
+    for (const bad of [undefined, '', 'xst_', b + 'x', b.replace(/.$/, (c) => (c === 'A' ? 'B' : 'A'))])
+      assert.equal(tokens.verify(bad), false, String(bad))
+    assert.deepEqual(
+      tokens.list().map((x) => x.name),
+      ['first start', 'npm start'],
+    )
+    assert.ok(tokens.revoke(tokens.list()[0].id))
+    assert.equal(tokens.verify(first), false)
+  })
+}

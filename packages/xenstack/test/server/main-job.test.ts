@@ -91,3 +91,56 @@ test('npm start: the main job prints the URL and a token, and the server answers
   child.kill('SIGINT')
   assert.equal(await exited, 0, err)
 })
+
+test('xenstack server: listens on loopback, prints the token at the first start only, stops on SIGTERM', async (t) => {
+  const home = tmp('xenstack-servercmd-')
+  const run = async () => {
+    const child = spawn(process.execPath, [bin, 'server', '--port', '0', '--data-dir', home, '--json'], {
+      env: { ...process.env, DATABASE_URL: '', XENSTACK_SHIPPED_PLUGINS: 'none' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (b) => (out += b))
+    child.stderr.on('data', (b) => (err += b))
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
+    t.after(() => {
+      if (child.exitCode === null) child.kill('SIGKILL')
+    })
+    const deadline = Date.now() + 120_000
+    let ready: { url: string; token: string | null; docs: string } | undefined
+    while (!ready) {
+      try {
+        ready = JSON.parse(out)
+      } catch {
+        if (child.exitCode !== null) assert.fail(`xenstack server exited ${child.exitCode}: ${err}`)
+        if (Date.now() > deadline) assert.fail(`xenstack server printed nothing in 120 s: ${err}`)
+        await new Promise((r) => setTimeout(r, 100))
+      }
+    }
+    return { child, exited, ready: ready!, err: () => err }
+  }
+  const first = await run()
+  assert.match(first.ready.url, /^http:\/\/127\.0\.0\.1:\d+$/)
+  assert.ok(first.ready.token, 'the first start prints a token')
+  const res = await fetch(`${first.ready.url}/api/v1/status`, {
+    headers: { authorization: `Bearer ${first.ready.token}` },
+  })
+  assert.equal(res.status, 200)
+  await res.text()
+  const docs = await fetch(first.ready.docs)
+  assert.equal(((await docs.json()) as { openapi: string }).openapi, '3.0.3')
+  first.child.kill('SIGTERM')
+  assert.equal(await first.exited, 0, first.err())
+
+  // Second start on the same data dir: no new token printed, the first one still works.
+  const second = await run()
+  assert.equal(second.ready.token, null)
+  const again = await fetch(`${second.ready.url}/api/v1/status`, {
+    headers: { authorization: `Bearer ${first.ready.token}` },
+  })
+  assert.equal(again.status, 200)
+  await again.text()
+  second.child.kill('SIGTERM')
+  assert.equal(await second.exited, 0, second.err())
+})
