@@ -1,6 +1,6 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -8,7 +8,7 @@ import { startSimServer, type SimServer } from '@xenstack/xapi-sim'
 import { connect, type Xapi } from '@xenstack/xenapi'
 import { hasExecutable, requirePrerequisite, scratchDirs } from '@xenstack/testkit'
 import { buildTestVm, bootSector, TESTVM_DISK_SIZE } from '../../../src/integration/image/testvm.js'
-import { runCli } from '../../cli/run.js'
+import { cliBin, runCli } from '../../cli/run.js'
 
 const PASSWORD = 'image-cli-Secr3t!'
 const tmp = scratchDirs()
@@ -176,4 +176,29 @@ test('image errors: unknown SR (exit 3), not a VHD (exit 5), bad --format (exit 
   // nothing was created by the failed calls
   const vdis = (await xapi.call('VDI.get_all_records')) as Record<string, { name_label: string }>
   assert.ok(!Object.values(vdis).some((v) => v.name_label === 'disk.raw'))
+})
+
+test("image upload on a terminal draws a progress bar with throughput (through script(1)'s pseudo-terminal)", async (t) => {
+  if (!requirePrerequisite(t, 'script (util-linux)', () => hasExecutable('script'))) return
+  const dir = tmp('xs-image-cli-tty-')
+  writeFileSync(join(dir, 'tty.raw'), randomBytes(2 * 1024 * 1024))
+  const cmd = [process.execPath, cliBin, 'image', 'upload', join(dir, 'tty.raw'), '--sr', sr.uuid, ...conn]
+    .map((a) => `'${a}'`)
+    .join(' ')
+  const out = await new Promise<{ code: number | null; text: string }>((resolve, reject) => {
+    const p = spawn('script', ['-qec', cmd, '/dev/null'], {
+      env: { ...process.env, ...env, XENSTACK_POOL: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let text = ''
+    p.stdout.on('data', (b: Buffer) => (text += b.toString()))
+    p.stderr.on('data', (b: Buffer) => (text += b.toString()))
+    p.on('error', reject)
+    p.on('exit', (code) => resolve({ code, text }))
+  })
+  assert.equal(out.code, 0, out.text)
+  const plain = out.text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '')
+  assert.match(plain, /uploading tty\.raw \[[█░]+\] 100% 2\.0 MiB\/2\.0 MiB [\d.]+ MiB\/s/)
+  assert.match(plain, /imported .*tty\.raw \(raw, 2\.0 MiB\) into VDI/)
+  assert.ok(!plain.includes(PASSWORD))
 })
