@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
+import { redactSettings } from '@xenstack/restrictions'
 import { installPlugin, removePlugin } from '../../plugins/lifecycle.js'
 import { resolveRelease } from '../../plugins/environment.js'
 import type { InstalledPlugin } from '../../state/store.js'
@@ -27,6 +28,8 @@ export const pluginJson = (p: InstalledPlugin) => ({
   // Whole definitions (incompatible/requires/compatible): the UI's wizard runs the same component logic on them.
   components: (p.data.components ?? []).map(({ source: _source, ...c }: { source?: string; name: string }) => c),
   roles: Object.keys(p.data.nodeRoles ?? {}),
+  // Its settings (environment_config attributes): the wizard asks for the ones a new environment needs.
+  attributes: redactSettings({ [p.name]: p.data.attributes ?? {} })[p.name],
   files: p.files.length,
 })
 

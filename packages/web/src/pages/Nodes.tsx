@@ -1,0 +1,284 @@
+/**
+ * Nodes: the environment's nodes with their roles, and nodes added from what the pools' XAPI reports (a VM of a
+ * pool, recorded as `data.pool` + `data.vm`, how the integration finds the compute VM) or reached over SSH or on
+ * this machine. Roles are checkboxes; a role that conflicts with one the node has (either side's `conflicts`), or
+ * whose restriction holds, is disabled with the reason — the shared checkRoleAssignment, which the server runs
+ * again on every change.
+ */
+import { useEffect, useState, type FormEvent } from 'react'
+import { checkRoleAssignment, type RoleMeta } from '@xenstack/restrictions'
+import { api, errorText } from '../api.js'
+import { clientModels } from '../models.js'
+
+interface NodeRow {
+  name: string
+  roles: string[]
+  status?: string
+  data?: Record<string, any>
+}
+interface PoolRow {
+  name: string
+  status: string
+  error?: string
+  inventory?: {
+    hosts: { name: string; address: string }[]
+    vms: { uuid: string; name: string; powerState: string; host?: string }[]
+  } | null
+}
+
+export function Nodes({ env }: { env: string }) {
+  const [nodes, setNodes] = useState<NodeRow[]>([])
+  const [roles, setRoles] = useState<Record<string, RoleMeta>>({})
+  const [models, setModels] = useState<any>({})
+  const [pools, setPools] = useState<PoolRow[]>([])
+  const [error, setError] = useState('')
+  const [status, setStatus] = useState('')
+  const e = encodeURIComponent(env)
+
+  const load = async () => {
+    const info = await api('GET', `/environments/${e}`)
+    const [release, plugins, settings, poolList] = await Promise.all([
+      api('GET', `/releases/${encodeURIComponent(info.release)}`),
+      api<{ name: string; roles: string[] }[]>('GET', '/plugins'),
+      api('GET', `/environments/${e}/settings`),
+      api<PoolRow[]>('GET', '/pools'),
+    ])
+    // Plugins' roles are listed by name only; the server checks their own conflicts when one is assigned.
+    const enabled = (info.plugins ?? []).filter((p: any) => p.enabled).map((p: any) => p.name)
+    const pluginRoles = plugins.filter((p) => enabled.includes(p.name)).flatMap((p) => p.roles)
+    setRoles({ ...Object.fromEntries(pluginRoles.map((r) => [r, {}])), ...release.roles })
+    setModels(clientModels(settings, info, release))
+    setNodes(info.nodes)
+    setPools(await Promise.all(poolList.map((p) => api<PoolRow>('GET', `/pools/${encodeURIComponent(p.name)}`))))
+  }
+  useEffect(() => {
+    load().catch((x) => setError(errorText(x)))
+  }, [env])
+
+  const setNodeRoles = async (node: string, next: string[]) => {
+    setError('')
+    setStatus('')
+    try {
+      await api('PUT', `/environments/${e}/nodes/${encodeURIComponent(node)}`, { roles: next })
+      setNodes((ns) => ns.map((n) => (n.name === node ? { ...n, roles: next } : n)))
+      setStatus(`Roles of ${node}: ${next.join(', ') || 'none'}`)
+    } catch (x) {
+      setError(errorText(x))
+    }
+  }
+  const remove = async (node: string) => {
+    try {
+      await api('DELETE', `/environments/${e}/nodes/${encodeURIComponent(node)}`)
+      setNodes((ns) => ns.filter((n) => n.name !== node))
+    } catch (x) {
+      setError(errorText(x))
+    }
+  }
+
+  /** Why `role` cannot be added to the node (conflict, restriction), or '' when it can. */
+  const blockedWhy = (n: NodeRow, role: string): string => {
+    try {
+      const problems = checkRoleAssignment(roles, [{ name: n.name, roles: [...n.roles, role] }], models)
+      return problems
+        .filter((p) => p.severity === 'error' && ['conflict', 'restriction', 'unknown'].includes(p.kind))
+        .map((p) => p.message)
+        .join(' ')
+    } catch {
+      return ''
+    }
+  }
+
+  return (
+    <div className="nodes">
+      <h2>Nodes</h2>
+      {nodes.length === 0 && <p>No nodes yet: add one below.</p>}
+      {nodes.length > 0 && (
+        <table aria-label="Nodes and roles">
+          <thead>
+            <tr>
+              <th scope="col">Node</th>
+              <th scope="col">Access</th>
+              <th scope="col">Roles</th>
+              <th scope="col">
+                <span className="sr-only">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {nodes.map((n) => (
+              <tr key={n.name}>
+                <th scope="row">{n.name}</th>
+                <td>{access(n)}</td>
+                <td>
+                  <fieldset className="roles">
+                    <legend className="sr-only">Roles of {n.name}</legend>
+                    {Object.entries(roles).map(([r, meta]) => {
+                      const on = n.roles.includes(r)
+                      const why = on ? '' : blockedWhy(n, r)
+                      const id = `role-${n.name}-${r}`
+                      return (
+                        <span key={r} className={why ? 'role blocked' : 'role'}>
+                          <input
+                            type="checkbox"
+                            id={id}
+                            checked={on}
+                            disabled={!!why}
+                            aria-describedby={why ? `${id}-why` : undefined}
+                            onChange={(ev) =>
+                              setNodeRoles(n.name, ev.target.checked ? [...n.roles, r] : n.roles.filter((x) => x !== r))
+                            }
+                          />
+                          <label htmlFor={id} aria-label={`${meta.name ?? r} on ${n.name}`}>
+                            {meta.name ?? r}
+                          </label>
+                          {why && (
+                            <span id={`${id}-why`} className="why" title={why}>
+                              {why}
+                            </span>
+                          )}
+                        </span>
+                      )
+                    })}
+                  </fieldset>
+                </td>
+                <td>
+                  <button type="button" onClick={() => remove(n.name)} aria-label={`Remove node ${n.name}`}>
+                    Remove
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {status && <p role="status">{status}</p>}
+      {error && (
+        <p role="alert" className="error">
+          {error}
+        </p>
+      )}
+      <AddNode env={env} pools={pools} onAdded={() => load().catch((x) => setError(errorText(x)))} />
+      <h2>Discovered through XAPI</h2>
+      {pools.length === 0 && (
+        <p>
+          No pool yet: <a href="#/pools">add one</a> by its master's XAPI URL.
+        </p>
+      )}
+      {pools.map((p) => (
+        <section key={p.name} aria-label={`Pool ${p.name}`}>
+          <h3>
+            Pool {p.name} <small>({p.status})</small>
+          </h3>
+          {p.error && <p className="error">{p.error}</p>}
+          <p>Hosts: {p.inventory?.hosts.map((h) => `${h.name} (${h.address})`).join(', ') || 'none'}</p>
+          <ul aria-label={`VMs of ${p.name}`}>
+            {p.inventory?.vms.map((v) => (
+              <li key={v.uuid}>
+                {v.name} — {v.powerState}
+                {v.host ? ` on ${v.host}` : ''}
+              </li>
+            ))}
+          </ul>
+        </section>
+      ))}
+    </div>
+  )
+}
+
+function access(n: NodeRow): string {
+  const d = n.data ?? {}
+  const parts = []
+  if (d.local) parts.push('this machine')
+  if (d.ssh?.host) parts.push(`ssh ${d.ssh.user ?? 'root'}@${d.ssh.host}`)
+  if (d.pool) parts.push(`pool ${d.pool}${d.vm ? `, VM ${d.vm}` : ''}`)
+  return parts.join('; ') || 'no access recorded'
+}
+
+function AddNode({ env, pools, onAdded }: { env: string; pools: PoolRow[]; onAdded: () => void }) {
+  const [name, setName] = useState('')
+  const [how, setHow] = useState<'vm' | 'ssh' | 'local'>('vm')
+  const [pool, setPool] = useState('')
+  const [vm, setVm] = useState('')
+  const [host, setHost] = useState('')
+  const [identity, setIdentity] = useState('')
+  const [error, setError] = useState('')
+  const vms = pools.find((p) => p.name === pool)?.inventory?.vms ?? []
+  const submit = async (ev: FormEvent) => {
+    ev.preventDefault()
+    setError('')
+    const data: Record<string, unknown> =
+      how === 'local'
+        ? { local: true }
+        : how === 'ssh'
+          ? { ssh: { host, identityFile: identity } }
+          : { pool, vm, ...(host ? { ssh: { host, identityFile: identity } } : {}) }
+    try {
+      await api('POST', `/environments/${encodeURIComponent(env)}/nodes`, { name, roles: [], data })
+      setName('')
+      onAdded()
+    } catch (x) {
+      setError(errorText(x))
+    }
+  }
+  return (
+    <form onSubmit={submit} aria-label="Add a node" className="form">
+      <h2>Add a node</h2>
+      <label htmlFor="node-name">Node name</label>
+      <input id="node-name" value={name} onChange={(e) => setName(e.target.value)} required />
+      <fieldset>
+        <legend>Reached</legend>
+        {(
+          [
+            ['vm', 'A VM of a pool (found through XAPI)'],
+            ['ssh', 'Over SSH'],
+            ['local', 'On this machine'],
+          ] as const
+        ).map(([v, l]) => (
+          <span key={v}>
+            <input type="radio" name="how" id={`how-${v}`} checked={how === v} onChange={() => setHow(v)} />
+            <label htmlFor={`how-${v}`}>{l}</label>
+          </span>
+        ))}
+      </fieldset>
+      {how === 'vm' && (
+        <>
+          <label htmlFor="node-pool">Pool</label>
+          <select id="node-pool" value={pool} onChange={(e) => setPool(e.target.value)}>
+            <option value="">—</option>
+            {pools.map((p) => (
+              <option key={p.name}>{p.name}</option>
+            ))}
+          </select>
+          <label htmlFor="node-vm">VM</label>
+          <select id="node-vm" value={vm} onChange={(e) => setVm(e.target.value)}>
+            <option value="">—</option>
+            {vms.map((v) => (
+              <option key={v.uuid} value={v.uuid}>
+                {v.name} ({v.powerState})
+              </option>
+            ))}
+          </select>
+        </>
+      )}
+      {how !== 'local' && (
+        <>
+          <label htmlFor="node-host">SSH address{how === 'vm' ? ' (optional)' : ''}</label>
+          <input id="node-host" value={host} onChange={(e) => setHost(e.target.value)} required={how === 'ssh'} />
+          <label htmlFor="node-identity">SSH private key file on the server</label>
+          <input
+            id="node-identity"
+            value={identity}
+            onChange={(e) => setIdentity(e.target.value)}
+            required={how === 'ssh' || !!host}
+          />
+        </>
+      )}
+      {error && (
+        <p role="alert" className="error">
+          {error}
+        </p>
+      )}
+      <button type="submit">Add node</button>
+    </form>
+  )
+}

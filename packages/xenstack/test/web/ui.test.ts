@@ -1,0 +1,218 @@
+// The web UI in real Chromium (Debian's, driven by playwright-core) against the real server on a fresh data
+// directory: log in with the token, create a XenServer environment through the wizard (QEMU-KVM refused next to
+// XenServer with its message; the XAPI password the new environment needs asked for), settings (a bad value
+// refused on its field, a good one saved), and on a release of shell tasks run by the local executor: a node
+// with roles (a conflicting role refused with its reason), a dry run, a deploy to success with live progress and
+// a task's log, a health run followed live; the plugins and pools pages. A screenshot of every page is saved
+// under test-artifacts/web/.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { hasExecutable, requirePrerequisite, scratchDirs } from '@xenstack/testkit'
+import type { Page } from 'playwright-core'
+import { startServer } from '../../src/server/index.js'
+import { DEFAULT_WEB_DIR } from '../../src/server/app.js'
+import { recordTestRelease } from '../server/helpers.js'
+
+const CHROMIUM = '/usr/bin/chromium'
+const ROOT = resolve(fileURLToPath(import.meta.url), '../../../../../..')
+const ARTIFACTS = join(ROOT, 'test-artifacts', 'web')
+const tmp = scratchDirs()
+
+test('web UI: login, wizard, settings, nodes and roles, dry run, deploy, health, plugins, pools', async (t) => {
+  if (!requirePrerequisite(t, `chromium (${CHROMIUM})`, () => hasExecutable(CHROMIUM))) return
+  // The UI is built by `npm run build` (Vite); without it the server serves a placeholder and nothing here works.
+  assert.ok(
+    existsSync(join(DEFAULT_WEB_DIR, 'index.html')),
+    `${DEFAULT_WEB_DIR}/index.html is missing: build the UI with "npm run build"`,
+  )
+  mkdirSync(ARTIFACTS, { recursive: true })
+  const work = tmp('xenstack-web-work-')
+  const server = await startServer({ dataDir: tmp('xenstack-web-data-'), databaseUrl: '', port: 0 })
+  t.after(() => server.close())
+  const token = server.newToken!
+  assert.ok(token, 'a fresh data directory makes a token')
+  recordTestRelease(server.context.state, 'uitest', [
+    { id: 'hello', cmd: `for i in 1 2 3; do echo hello line $i; sleep 0.3; done; echo hello >> ${work}/hello.out` },
+    { id: 'world', cmd: `echo world line; echo world >> ${work}/world.out`, requires: ['hello'] },
+  ])
+
+  const { chromium } = await import('playwright-core')
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'], headless: true })
+  t.after(() => browser.close())
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
+  page.setDefaultTimeout(30_000)
+  const pageErrors: string[] = []
+  page.on('pageerror', (e) => pageErrors.push(e.message))
+  const shot = (name: string) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true })
+
+  await t.test('login: a wrong token is refused, the printed one is accepted', async () => {
+    await page.goto(server.url)
+    await page.getByLabel('API token').fill('xst_wrong_token')
+    await page.getByRole('button', { name: 'Log in' }).click()
+    await page.getByRole('alert').getByText('the API token is not valid').waitFor()
+    await shot('01-login-refused')
+    await page.getByLabel('API token').fill(token)
+    await page.getByRole('button', { name: 'Log in' }).click()
+    await page.getByRole('heading', { name: 'Environments' }).waitFor()
+    assert.equal(await page.evaluate(() => (globalThis as any).sessionStorage.getItem('xenstack.token')), token)
+    await shot('02-environments-empty')
+  })
+
+  await t.test(
+    'wizard: XenServer next to QEMU-KVM is refused with its message; the environment is created',
+    async () => {
+      await page.getByRole('link', { name: 'New environment' }).click()
+      await page.getByLabel('Name', { exact: true }).fill('xen1')
+      await page.getByLabel('Release').selectOption('mitaka-9.0')
+      await page.getByRole('button', { name: 'Next' }).click()
+      const xen = page.getByRole('checkbox', { name: 'XenServer' })
+      const qemu = page.getByRole('checkbox', { name: 'QEMU-KVM' })
+      // QEMU-KVM is the release's default: XenServer cannot be chosen beside it, and says why.
+      assert.equal(await qemu.isChecked(), true)
+      assert.equal(await xen.isDisabled(), true)
+      assert.match(await describedBy(page, xen), /XenServer and QEMU-KVM cannot be used together/)
+      await shot('03-wizard-compute-refused')
+      await qemu.uncheck()
+      await xen.check()
+      assert.equal(await qemu.isDisabled(), true)
+      assert.match(await describedBy(page, qemu), /XenServer and QEMU-KVM cannot be used together/)
+      for (let i = 0; i < 4; i++) await page.getByRole('button', { name: 'Next' }).click()
+      // The plugin's XAPI password has no default: the wizard asks for it, masked, before it can create.
+      const create = page.getByRole('button', { name: 'Create environment' })
+      assert.equal(await create.isDisabled(), true)
+      const password = page.getByLabel('Password')
+      assert.equal(await password.getAttribute('type'), 'password')
+      await password.fill('xapi-Secret-1')
+      await shot('04-wizard-create')
+      await create.click()
+      await page.getByRole('heading', { name: 'Environment xen1' }).waitFor()
+      const env = server.context.state.environments.require('xen1')
+      assert.ok(env.components.includes('hypervisor:xenserver'))
+      assert.ok(!env.components.includes('hypervisor:qemu'))
+      assert.ok(
+        env.plugins.some((p) => p.name === 'xenserver' && p.enabled),
+        'the XenServer plugin is enabled',
+      )
+    },
+  )
+
+  await t.test('settings: a bad value is refused on its field; a good one is saved', async () => {
+    await page.getByRole('tab', { name: 'Compute' }).click()
+    const username = page.getByLabel('Username')
+    await username.fill('bad user')
+    await page.getByRole('button', { name: 'Save settings' }).click()
+    await page.getByRole('alert').getByText('Settings not saved').waitFor()
+    assert.equal(await username.getAttribute('aria-invalid'), 'true')
+    assert.match(await describedBy(page, username), /The username cannot be empty or contain spaces or ":"/)
+    assert.equal(server.context.state.environments.settings('xen1').xenserver.username.value, 'root')
+    // The stored password is never sent to the browser.
+    assert.equal(await page.getByLabel('Password').inputValue(), '********')
+    await shot('05-settings-refused')
+    await username.fill('xapiadmin')
+    await page.getByRole('button', { name: 'Save settings' }).click()
+    await page.getByRole('status').getByText('Settings saved.').waitFor()
+    assert.equal(server.context.state.environments.settings('xen1').xenserver.username.value, 'xapiadmin')
+    await shot('06-settings-saved')
+  })
+
+  await t.test('nodes: a node on this machine, a role, a conflicting role refused with its reason', async () => {
+    await createPlainEnvironment(page, 'ui1', 'uitest-1')
+    await page.getByRole('link', { name: 'Nodes' }).click()
+    await page.getByLabel('Node name').fill('local1')
+    await page.getByLabel('On this machine').check()
+    await page.getByRole('button', { name: 'Add node' }).click()
+    const compute = page.getByRole('checkbox', { name: 'Compute on local1' })
+    await compute.check()
+    await page.getByRole('status').getByText('Roles of local1: compute').waitFor()
+    const controller = page.getByRole('checkbox', { name: 'Controller on local1' })
+    assert.equal(await controller.isDisabled(), true)
+    assert.match(await describedBy(page, controller), /Controller/)
+    assert.deepEqual(server.context.state.environments.nodes('ui1')[0].roles, ['compute'])
+    await shot('07-nodes')
+  })
+
+  await t.test('deploy: a dry run changes nothing; a deploy ends ready with live progress and task logs', async () => {
+    await page.getByRole('link', { name: 'Deploy' }).click()
+    await page.getByRole('button', { name: 'Dry run' }).click()
+    const dry = page.getByRole('region', { name: 'Dry run' })
+    await dry.getByText('hello', { exact: true }).waitFor()
+    assert.match(await dry.innerText(), /2 tasks would run/)
+    assert.equal(existsSync(join(work, 'hello.out')), false, 'the dry run ran nothing')
+    await shot('08-dry-run')
+    await page.getByRole('button', { name: 'Deploy', exact: true }).click()
+    // Live: the task table fills from the event stream while the deployment runs.
+    await page.getByRole('table', { name: 'Tasks of local1' }).waitFor()
+    await page.getByTestId('deployment-status').getByText('running').waitFor()
+    await shot('09-deploying')
+    await page.getByTestId('deployment-status').getByText('ready').waitFor({ timeout: 120_000 })
+    assert.equal(await page.getByLabel('Overall progress').getAttribute('value'), '100')
+    assert.equal(await page.getByLabel('Progress of local1').getAttribute('value'), '100')
+    assert.equal(readFileSync(join(work, 'hello.out'), 'utf8'), 'hello\n')
+    await page.getByRole('button', { name: 'Log of hello on local1' }).click()
+    const log = page.getByRole('dialog', { name: 'Log of hello on local1' })
+    await log.getByText('hello line 3').waitFor()
+    await shot('10-deployed-log')
+  })
+
+  await t.test('health: the sets of the environment, a run followed live to its end', async () => {
+    await page.getByRole('link', { name: 'Health' }).click()
+    const sets = page.getByRole('group', { name: 'Test sets' }).getByRole('checkbox')
+    await sets.first().waitFor()
+    await sets.first().check()
+    await page.getByRole('button', { name: 'Run tests' }).click()
+    const id = (await sets.first().getAttribute('id'))!.replace(/^set-/, '')
+    const status = page.getByTestId(`run-status-${id}`)
+    await status.getByText(/finished|stopped/).waitFor({ timeout: 120_000 })
+    const res = await fetch(`${server.url}/api/health/v1/testruns/last/ui1`, {
+      headers: { authorization: `Bearer ${token}` },
+    })
+    const runs = (await res.json()) as { testset: string; tests: { name: string; status: string }[] }[]
+    const run = runs.find((r) => r.testset === id)
+    assert.ok(run, 'the run is recorded')
+    const table = await page
+      .getByRole('table', { name: /^Tests of / })
+      .first()
+      .innerText()
+    for (const test of run.tests) assert.ok(table.includes(test.status), `${test.name}: ${test.status} shown`)
+    await shot('11-health')
+  })
+
+  await t.test('plugins and pools pages', async () => {
+    await page.getByRole('link', { name: 'Plugins' }).click()
+    const row = page.getByRole('row', { name: /XenServer Plugin/ })
+    await row.waitFor()
+    assert.match(await row.innerText(), /1\.0\.0/)
+    // Removal is refused while an environment has it enabled, with the server's reason.
+    await page.getByRole('button', { name: 'Remove xenserver 1.0.0' }).click()
+    await page
+      .getByRole('alert')
+      .getByText(/Not removed: .*xen1/)
+      .waitFor()
+    await shot('12-plugins')
+    await page.getByRole('link', { name: 'Pools' }).click()
+    await page.getByRole('form', { name: 'Add a pool' }).waitFor()
+    await shot('13-pools')
+  })
+
+  assert.deepEqual(pageErrors, [], 'no script error in the page')
+})
+
+/** The text of the elements an element's aria-describedby names (its hint, reason or field errors). */
+async function describedBy(page: Page, locator: ReturnType<Page['getByRole']>): Promise<string> {
+  const ids = ((await locator.getAttribute('aria-describedby')) ?? '').split(/\s+/).filter(Boolean)
+  const texts = await Promise.all(ids.map((id) => page.locator(`[id="${id}"]`).innerText()))
+  return texts.join(' ')
+}
+
+/** Through the wizard, an environment of a release without components (the shell-task release). */
+async function createPlainEnvironment(page: Page, name: string, release: string) {
+  await page.getByRole('link', { name: 'New environment' }).click()
+  await page.getByLabel('Name', { exact: true }).fill(name)
+  await page.getByLabel('Release').selectOption(release)
+  for (let i = 0; i < 5; i++) await page.getByRole('button', { name: 'Next' }).click()
+  await page.getByRole('button', { name: 'Create environment' }).click()
+  await page.getByRole('heading', { name: `Environment ${name}` }).waitFor()
+}
