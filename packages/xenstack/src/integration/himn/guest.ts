@@ -2,11 +2,12 @@
  * The HIMN inside the compute VM (the original plugin's `init_eth`): find the interface, persist its configuration
  * for the guest's OS family with no default route through it, bring it up and verify its address.
  *
- * Finding it, in the original's order:
- *  1. an interface with an IPv4 address in 169.254.0.0/16 (XAPI's HIMN DHCP range; the original only looked at
- *     169.254.0.x). Several such interfaces (IPv4 link-local autoconfiguration) are told apart by the MAC below;
- *  2. the MAC in xenstore `vm-data/himn_mac` (written by the HIMN attach): read in the guest with xenstore-read,
- *     else from the VM's xenstore_data through XAPI;
+ * Finding it (the original's three ways; the first two in the other order):
+ *  1. the MAC in xenstore `vm-data/himn_mac` (written by the HIMN attach) when it names an interface: read in the
+ *     guest with xenstore-read, else from the VM's xenstore_data through XAPI — asked first because an IPv4
+ *     link-local address (zeroconf) on another NIC looks like a HIMN address;
+ *  2. else an interface with an IPv4 address in 169.254.0.0/16 (XAPI's HIMN DHCP range; the original only looked at
+ *     169.254.0.x), when exactly one has one;
  *  3. a short DHCP probe on each interface without IPv4 (a HIMN VIF added by hand has no MAC in xenstore), released
  *     afterwards.
  * Persisting: ifupdown (`/etc/network/interfaces.d/ifcfg-<eth>`), netplan (`/etc/netplan/90-xenstack-himn.yaml`,
@@ -171,16 +172,19 @@ export async function findHimnInterface(exec: Executor, opts: FindOptions = {}):
   }
 
   const addressed = ifs.filter((i) => i.ipv4.some(isHimnAddress))
-  if (addressed.length === 1) return { ...withMac(addressed[0]), how: 'address' }
+  // the xenstore MAC is read even when one interface is addressed: an IPv4 link-local address (avahi, systemd's
+  // LinkLocalAddressing) on another NIC must not pass for the HIMN while the real one is still unaddressed
   const mac = await xenstoreMac()
   if (mac) {
     const byMac = ifs.filter((i) => (i.mac ?? '').toLowerCase() === mac)
-    if (byMac.length === 1) return { ...withMac(byMac[0]), how: addressed.length ? 'address' : 'xenstore' }
+    if (byMac.length === 1)
+      return { ...withMac(byMac[0]), how: byMac[0].ipv4.some(isHimnAddress) ? 'address' : 'xenstore' }
     if (byMac.length > 1)
       throw new HimnGuestError(
         `${exec.host}: ${byMac.length} interfaces have the HIMN MAC ${mac} (${byMac.map((i) => i.name).join(', ')})`,
       )
   }
+  if (addressed.length === 1) return { ...withMac(addressed[0]), how: 'address' }
   if (addressed.length > 1)
     throw new HimnGuestError(
       `${exec.host}: ${addressed.map((i) => i.name).join(', ')} all have 169.254.x.x addresses and xenstore names no ` +
@@ -279,7 +283,7 @@ export async function configureHimnGuest(exec: Executor, opts: ConfigureOptions 
   const current = (await interfaces(exec)).find((i) => i.name === iface.name)
   const hasAddress = current?.ipv4.some(isHimnAddress) ?? false
   if (fileChanged || !hasAddress) {
-    await bringUp(exec, style, iface.name, hasAddress)
+    await bringUp(exec, style, iface.name)
     changes.push({
       resource: `interface ${iface.name}`,
       result: 'changed',
@@ -297,14 +301,15 @@ export async function configureHimnGuest(exec: Executor, opts: ConfigureOptions 
   return { iface, style, path, address, changes }
 }
 
-async function bringUp(exec: Executor, style: NetworkConfigStyle, eth: string, wasUp: boolean): Promise<void> {
+async function bringUp(exec: Executor, style: NetworkConfigStyle, eth: string): Promise<void> {
   const cmd =
     style === 'netplan'
       ? 'netplan apply'
       : style === 'ifcfg'
         ? `{ ifdown ${eth} || true; } >/dev/null 2>&1; ifup ${eth}`
-        : // ifupdown keeps its state under /run/network; `ifdown` first when the file changed under a running one
-          `mkdir -p /run/network; ${wasUp ? `ifdown --force ${eth} >/dev/null 2>&1 || true; ` : ''}ifup ${eth}`
+        : // ifupdown keeps its state under /run/network and ignores `ifup` of an interface it thinks is up (its
+          // address lost, or its file changed): `ifdown --force` first, always
+          `mkdir -p /run/network; ifdown --force ${eth} >/dev/null 2>&1 || true; ifup ${eth}`
   await exec.run(['sh', '-c', cmd], { timeoutMs: 120_000 })
 }
 

@@ -361,6 +361,27 @@ test('HIMN: attach, guest interface, pre-test, SSH trust and the dom0 executor o
         )
 
         await t.test(
+          'a link-local address on another NIC does not pass for the HIMN (the xenstore MAC decides)',
+          async () => {
+            // the HIMN lost its address and another NIC has a zeroconf one; compute-2's guest-side key was removed
+            // above, so the MAC comes from XAPI's xenstore_data
+            await run(lab, 'compute-2', 'ip addr flush dev eth9; ip addr add 169.254.77.7/16 dev eth1')
+            try {
+              const ctx2 = context('compute-2', c2, xapi, settingsOf(sim.password, false), log)
+              const out = (await natives['xenserver.himn-guest'].run!(ctx2)) ?? []
+              assert.deepEqual(
+                out.filter((c) => c.result !== 'unchanged').map((c) => c.resource),
+                ['interface eth9'],
+              )
+              assert.ok(log.some((l) => /^HIMN interface eth9 \(.*\), found by xenstore$/.test(l)))
+              assert.match(await run(lab, 'compute-2', 'ip -o -4 addr show dev eth9'), /inet 169\.254\.\d+\.\d+\/16/)
+            } finally {
+              await run(lab, 'compute-2', 'ip addr del 169.254.77.7/16 dev eth1')
+            }
+          },
+        )
+
+        await t.test(
           'remove undoes attach (hot-unplug, xenstore key gone); a second remove changes nothing',
           async () => {
             const attacher = new HimnAttacher(xapi)
