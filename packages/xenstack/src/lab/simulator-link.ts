@@ -12,11 +12,13 @@
  * - A VIF of a compute VM that becomes attached (VIF.plug, or VM start with the VIF) makes the lab attach a NIC
  *   `eth<device>` with the VIF's MAC to the compute host, its dom0 end `vif1.<device>` in the network's bridge in dom0;
  *   unplug or destroy detaches it. VIF.plug/unplug/destroy return only once the lab has done so (as XAPI's hotplug).
- * - VM.xenstore_data is what the compute host's xenstore-read sees (kept in sync on every change).
+ * - VM.xenstore_data is what the compute host's xenstore-read sees (kept in sync on every change); what the guest
+ *   writes as a guest agent does (attr/vif/…/ipv4/…, data/…) shows in the VM's guest metrics (reflectGuestWrite).
  * - XAPI is reachable from the guests over the HIMN, as on XenServer: http://169.254.0.1/ in dom0-<i> is xs<i>'s
  *   XAPI (a relay in dom0 → a unix socket served here → the simulator's address for that host).
  */
 import {
+  nowXapi,
   PYTHON_SUPPORT_DIR,
   PluginError,
   XapiError,
@@ -123,6 +125,7 @@ export async function linkSimulator(
     const xs = lab.xenstore(c.name)
     xs.vmUuid = String(db.get(ref)!.uuid)
     xs.setXapiData((db.get(ref)!.xenstore_data as Record<string, string>) ?? {})
+    xs.onGuestChange = (key, value) => reflectGuestWrite(sim, ref, key, value)
   }
 
   // dom0's /etc/xensource-inventory, as XenServer writes it (dom0 tools read the host uuid and version there);
@@ -289,6 +292,34 @@ export async function linkSimulator(
       await server.close()
     },
   }
+}
+
+/**
+ * What XAPI makes of a guest agent's xenstore writes (xapi_guest_agent): `attr/vif/<dev>/ipv4|ipv6/<n>` become the
+ * VM's guest metrics `networks` (`<dev>/ipv4/<n>`, and `<dev>/ip` for the first IPv4 address), `data/<key>` becomes
+ * `other[<key>]`; `last_updated` moves. Other keys stay in the guest's xenstore only, as on XenServer.
+ */
+export function reflectGuestWrite(sim: Simulator, vm: string, key: string, value: string | undefined): void {
+  const db = sim.db
+  const gm = String(db.get(vm)?.guest_metrics ?? '')
+  if (!db.has('VM_guest_metrics', gm)) return
+  const rec = db.get(gm)!
+  const vif = /^attr\/vif\/(\d+)\/(ipv4|ipv6)\/(\d+)$/.exec(key)
+  const data = /^data\/([^/]+)$/.exec(key)
+  const set = (field: 'networks' | 'other', entries: [string, string | undefined][]) => {
+    const next = { ...((rec[field] as Record<string, string>) ?? {}) }
+    for (const [k, v] of entries) {
+      if (v === undefined) delete next[k]
+      else next[k] = v
+    }
+    db.update(gm, { [field]: next, last_updated: nowXapi() })
+  }
+  if (vif) {
+    const [, dev, family, n] = vif
+    const keys: [string, string | undefined][] = [[`${dev}/${family}/${n}`, value]]
+    if (family === 'ipv4' && n === '0') keys.push([`${dev}/ip`, value])
+    set('networks', keys)
+  } else if (data) set('other', [[data[1], value]])
 }
 
 /** UUIDs of the host's local storage SRs: not shared, not ISO, with a PBD on that host. */

@@ -6,7 +6,8 @@
  * Keys are relative to the domain's home (/local/domain/<domid>), as a guest uses them (`vm-data/himn_mac`);
  * absolute paths under the home are accepted too. The content is the VM's `xenstore_data` as the simulator holds
  * it (kept in sync by the lab's simulator link) plus what the guest wrote itself; `domid`, `name` and `vm` are
- * present as in a real guest.
+ * present as in a real guest. What the guest writes is reported through `onGuestChange`, so XAPI can see what a
+ * guest agent publishes (see simulator-link.ts).
  *
  * Protocol: one JSON request line per connection — {"op":"read"|"write"|"rm"|"ls","key","value"} — answered by one
  * JSON line {"ok":true,"value"|"entries"} or {"ok":false,"error"}.
@@ -21,6 +22,8 @@ export class XenstoreDomain {
   private fromGuest = new Map<string, string>()
   private removed = new Set<string>()
   private server?: Server
+  /** Told of every key the guest writes (value) or removes (undefined): the simulator link reflects them to XAPI. */
+  onGuestChange?: (key: string, value: string | undefined) => void
 
   constructor(
     readonly domid: number,
@@ -82,6 +85,7 @@ export class XenstoreDomain {
     if (!k) throw new Error(`cannot write ${key}`)
     this.removed.delete(k)
     this.fromGuest.set(k, value)
+    this.onGuestChange?.(k, value)
   }
 
   rm(key: string): void {
@@ -90,6 +94,7 @@ export class XenstoreDomain {
       if (e === k || e.startsWith(k + '/')) {
         this.fromGuest.delete(e)
         this.removed.add(e)
+        this.onGuestChange?.(e, undefined)
       }
   }
 

@@ -159,6 +159,13 @@ test('the lab is one with the simulator: VIF hotplug on the HIMN, DHCP, plugins 
     assert.equal((await ssh(lab, 'compute-1', 'xenstore-read vm-data/himn_mac')).trim(), mac)
     await lab.execOk('compute-1', ['xenstore-write', 'data/updated', '1'])
     assert.equal((await lab.execOk('compute-1', ['xenstore-read', 'data/updated'])).stdout.trim(), '1')
+    // what the guest agent publishes reaches XAPI's guest metrics, as XenServer reflects it
+    await lab.execOk('compute-1', ['xenstore-write', 'attr/vif/0/ipv4/0', '192.168.0.3'])
+    const gm = await call('VM.get_guest_metrics', session, vm)
+    assert.equal((await call('VM_guest_metrics.get_networks', session, gm))['0/ip'], '192.168.0.3')
+    assert.equal((await call('VM_guest_metrics.get_other', session, gm)).updated, '1')
+    await lab.execOk('compute-1', ['xenstore-rm', 'data/updated'])
+    assert.equal((await call('VM_guest_metrics.get_other', session, gm)).updated, undefined)
 
     // unplug and destroy detach it
     await call('VIF.unplug', session, vif)
