@@ -197,6 +197,8 @@ test("image upload on a terminal draws a progress bar with throughput (through s
     p.on('exit', (code) => resolve({ code, text }))
   })
   assert.equal(out.code, 0, out.text)
+  // the terminal's cursor/colour escapes (ESC [ … letter) removed to read the text
+  // eslint-disable-next-line no-control-regex
   const plain = out.text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '')
   assert.match(plain, /uploading tty\.raw \[[█░]+\] 100% 2\.0 MiB\/2\.0 MiB [\d.]+ MiB\/s/)
   assert.match(plain, /imported .*tty\.raw \(raw, 2\.0 MiB\) into VDI/)
