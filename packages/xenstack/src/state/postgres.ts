@@ -118,10 +118,15 @@ export class PostgresDatabase implements Database {
   }
 
   /** Runs one already-translated statement; rows as objects keyed by column name. */
-  query(sql: string, params: unknown[]): { rows: Record<string, unknown>[]; changes: number } {
+  query(sql: string, params: unknown[] | 'script'): { rows: Record<string, unknown>[]; changes: number } {
     if (this.closed) throw new PostgresError('the PostgreSQL connection is closed')
-    const values = params.map((v, i) => param(v, sql, i))
-    this.pq.execParams(sql, values)
+    // A script (exec) goes through the simple protocol, which runs several statements; the last result is read.
+    if (params === 'script') this.pq.exec(sql)
+    else
+      this.pq.execParams(
+        sql,
+        params.map((v, i) => param(v, sql, i)),
+      )
     const status = this.pq.resultStatus()
     if (status !== 'PGRES_TUPLES_OK' && status !== 'PGRES_COMMAND_OK' && status !== 'PGRES_EMPTY_QUERY') {
       const fields = this.pq.resultErrorFields() ?? {}
@@ -169,8 +174,7 @@ export class PostgresDatabase implements Database {
   }
 
   exec(source: string): this {
-    if (this.closed) throw new PostgresError('the PostgreSQL connection is closed')
-    this.query(translateSql(source), [])
+    this.query(translateSql(source), 'script')
     return this
   }
 

@@ -158,6 +158,11 @@ for (const backend of BACKENDS) {
       s.environments.list().map((e) => e.name),
       ['b', 'd'],
     )
+    // exec runs a script of several statements, as better-sqlite3's does.
+    s.db.exec(`CREATE TABLE script_a (id TEXT PRIMARY KEY); INSERT INTO script_a (id) VALUES ('x; y');
+      CREATE TABLE script_b (id TEXT)`)
+    assert.deepEqual(s.db.prepare('SELECT id FROM script_a').all(), [{ id: 'x; y' }])
+    assert.deepEqual(s.db.prepare('SELECT id FROM script_b').all(), [])
     const immediate = s.db.transaction((n: string) => add(n))
     immediate.immediate('e')
     assert.ok(s.environments.get('e'))
