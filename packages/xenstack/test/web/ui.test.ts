@@ -7,7 +7,7 @@
 // under test-artifacts/web/.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { hasExecutable, requirePrerequisite, scratchDirs } from '@xenstack/testkit'
@@ -34,6 +34,20 @@ test('web UI: login, wizard, settings, nodes and roles, dry run, deploy, health,
   t.after(() => server.close())
   const token = server.newToken!
   assert.ok(token, 'a fresh data directory makes a token')
+  const gate = join(work, 'gate')
+  // A release whose first task fails until the test makes ${work}/ok, and whose second waits for the gate.
+  recordTestRelease(server.context.state, 'uiflow', [
+    {
+      id: 'check',
+      cmd: `echo checking ${work}/ok; if [ ! -e ${work}/ok ]; then echo "missing ${work}/ok"; exit 3; fi`,
+    },
+    {
+      id: 'slow',
+      cmd: `i=0; while [ ! -e ${gate} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; echo slow >> ${work}/slow.out`,
+      requires: ['check'],
+    },
+    { id: 'after', cmd: `echo after >> ${work}/after.out`, requires: ['slow'] },
+  ])
   recordTestRelease(server.context.state, 'uitest', [
     { id: 'hello', cmd: `for i in 1 2 3; do echo hello line $i; sleep 0.3; done; echo hello >> ${work}/hello.out` },
     { id: 'world', cmd: `echo world line; echo world >> ${work}/world.out`, requires: ['hello'] },
@@ -180,6 +194,47 @@ test('web UI: login, wizard, settings, nodes and roles, dry run, deploy, health,
     await shot('11-health')
   })
 
+  await t.test('deploy: a failure shows its task, exit code and output tail; Stop and Resume', async () => {
+    await createPlainEnvironment(page, 'ui2', 'uiflow-1')
+    await page.getByRole('link', { name: 'Nodes' }).click()
+    await page.getByLabel('Node name').fill('local2')
+    await page.getByLabel('On this machine').check()
+    await page.getByRole('button', { name: 'Add node' }).click()
+    await page.getByRole('checkbox', { name: 'Compute on local2' }).check()
+    await page.getByRole('status').getByText('Roles of local2: compute').waitFor()
+    await page.getByRole('link', { name: 'Deploy' }).click()
+    const status = page.getByTestId('deployment-status')
+    await page.getByRole('button', { name: 'Deploy', exact: true }).click()
+    await status.getByText('error').waitFor({ timeout: 120_000 })
+    const failure = page.getByRole('group', { name: 'Error of check on local2' })
+    await failure.waitFor()
+    const text = await failure.innerText()
+    assert.match(text, /exit code 3/)
+    assert.match(await failure.getByLabel('Output tail').innerText(), /missing .*\/ok/)
+    await shot('12-deploy-error')
+
+    // Fixed, resumed: check runs again, slow waits for the gate; Stop lets it finish and runs nothing after it.
+    writeFileSync(join(work, 'ok'), '')
+    await page.getByRole('button', { name: 'Resume' }).click()
+    await status.getByText('running').waitFor()
+    await page
+      .getByRole('table', { name: 'Tasks of local2' })
+      .getByRole('row', { name: /\bslow\b.*\brunning\b/ })
+      .waitFor({ timeout: 60_000 })
+    await page.getByRole('button', { name: 'Stop' }).click()
+    writeFileSync(gate, '')
+    await status.getByText('stopped').waitFor({ timeout: 120_000 })
+    assert.equal(readFileSync(join(work, 'slow.out'), 'utf8'), 'slow\n', 'the running task finished')
+    assert.equal(existsSync(join(work, 'after.out')), false, 'nothing started after the stop')
+    await shot('13-deploy-stopped')
+
+    await page.getByRole('button', { name: 'Resume' }).click()
+    await status.getByText('ready').waitFor({ timeout: 120_000 })
+    assert.equal(readFileSync(join(work, 'slow.out'), 'utf8'), 'slow\n', 'resume did not run slow again')
+    assert.equal(readFileSync(join(work, 'after.out'), 'utf8'), 'after\n')
+    await shot('14-deploy-resumed')
+  })
+
   await t.test('plugins and pools pages', async () => {
     await page.getByRole('link', { name: 'Plugins' }).click()
     const row = page.getByRole('row', { name: /XenServer Plugin/ })
@@ -191,10 +246,10 @@ test('web UI: login, wizard, settings, nodes and roles, dry run, deploy, health,
       .getByRole('alert')
       .getByText(/Not removed: .*xen1/)
       .waitFor()
-    await shot('12-plugins')
+    await shot('15-plugins')
     await page.getByRole('link', { name: 'Pools' }).click()
     await page.getByRole('form', { name: 'Add a pool' }).waitFor()
-    await shot('13-pools')
+    await shot('16-pools')
   })
 
   assert.deepEqual(pageErrors, [], 'no script error in the page')
