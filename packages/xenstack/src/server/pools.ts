@@ -79,6 +79,16 @@ export class PoolInventory {
     }
   }
 
+  /**
+   * Starts watching a pool recorded after the server started (by `lab up` or the CLI in another process);
+   * resolves once its first snapshot is in or the attempt failed, at most after `waitMs`.
+   */
+  async ensure(name: string, waitMs = 0): Promise<void> {
+    if (this.pools.has(name)) return
+    const first = this.watch(name)
+    if (waitMs > 0) await Promise.race([first, new Promise((r) => setTimeout(r, waitMs).unref())])
+  }
+
   unwatch(name: string): void {
     const w = this.pools.get(name)
     if (!w) return

@@ -73,6 +73,13 @@ for (const backend of BACKENDS) {
       'the renamed VM in the inventory',
     )
 
+    // A pool recorded by another process (lab up, the CLI) after the server started is discovered on first read.
+    s.state.pools.add({ name: 'later', url: sim.url, username: 'root', password: PASSWORD })
+    const later = await api('GET', '/pools/later')
+    assert.equal(later.body.status, 'ready', later.raw)
+    assert.equal(later.body.inventory.hosts.length, hosts.length)
+    assert.equal((await api('DELETE', '/pools/later')).status, 204)
+
     const list = await api('GET', '/pools')
     assert.deepEqual(
       list.body.map((p: any) => [p.name, p.status]),

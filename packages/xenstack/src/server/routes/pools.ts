@@ -28,9 +28,12 @@ export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
     ...ctx.pools.status(p.name),
   })
 
-  app.get('/pools', { schema: { tags: ['pools'], summary: 'Pools', response: { ...errors } } }, async () =>
-    ctx.state.pools.list().map(json),
-  )
+  app.get('/pools', { schema: { tags: ['pools'], summary: 'Pools', response: { ...errors } } }, async () => {
+    const pools = ctx.state.pools.list()
+    // Pools recorded by another process since the server started are watched from now on.
+    await Promise.all(pools.map((p) => ctx.pools.ensure(p.name, 3000)))
+    return pools.map(json)
+  })
 
   app.post<{
     Body: {
@@ -87,10 +90,11 @@ export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
         response: { ...errors },
       },
     },
-    async (req) => ({
-      ...json(ctx.state.pools.require(req.params.pool)),
-      inventory: ctx.pools.inventory(req.params.pool) ?? null,
-    }),
+    async (req) => {
+      const p = ctx.state.pools.require(req.params.pool)
+      await ctx.pools.ensure(p.name, 5000)
+      return { ...json(p), inventory: ctx.pools.inventory(p.name) ?? null }
+    },
   )
 
   app.delete<{ Params: { pool: string } }>(
