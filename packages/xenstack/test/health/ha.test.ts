@@ -1,7 +1,8 @@
 /**
- * The ha set on a lab with two controllers: it applies (deployment tag `ha`), passes once the integration's
- * controller task has configured the console token cache on both controllers, fails naming the controller and key
- * when one of them points elsewhere, and passes again after the task runs again.
+ * Checks whose break needs a lab of its own shape: the ha set on two controllers — it applies (deployment tag
+ * `ha`), passes once the integration's controller task has configured the console token cache on both, fails naming
+ * the controller and key when one points elsewhere, and passes again after the task runs again; and the session
+ * leak check of cloudvalidation, which passes on a clean run and catches a test that logs in and never logs out.
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -46,5 +47,54 @@ test('ha: console tokens shared by two controllers; one pointing elsewhere fails
     await runNatives('controller-2', ['xenserver.controller-vnc-cache'])
     const repaired = await runHa()
     assert.equal(repaired.status, 'success', repaired.message)
+  })
+})
+
+test('cloudvalidation: a test that logs in to the pool and never logs out is caught as a leaked session', async (t) => {
+  await withDeployedLab(t, { glance: false }, async ({ lab, state, env }) => {
+    const { HealthRunner, HealthStore } = await import('../../src/health/index.js')
+    const { xapiSessionsStable } = await import('../../src/health/xenserver/cloudvalidation.js')
+    const { describeEnvironment, openXenServerEnvironment } = await import('../../src/health/xenserver/index.js')
+    const { connect } = await import('@xenstack/xenapi')
+    const sim = lab.simulator!
+    const leaked: { close(): Promise<void> }[] = []
+    const leaky = {
+      id: 'synthetic.cloudvalidation.leaks_a_session',
+      testset: 'cloudvalidation',
+      title: 'Logs in and forgets to log out',
+      description: 'synthetic',
+      steps: ['log in'],
+      duration: '1 s',
+      run: async () => {
+        const x = await connect({ url: sim.url, username: sim.username, password: sim.password })
+        leaked.push(x)
+      },
+    }
+    const runner = (catalog: unknown[]) =>
+      new HealthRunner({
+        store: new HealthStore(state),
+        catalog: catalog as never,
+        describe: (e) => describeEnvironment(state, e),
+        open: (e) => openXenServerEnvironment(state, e),
+      })
+    const result = async (catalog: unknown[]) => {
+      const r = runner(catalog)
+      const run = await r.wait(r.start(env, 'cloudvalidation', { tests: [xapiSessionsStable.id] }).id)
+      return run.tests.find((x) => x.id === xapiSessionsStable.id)!
+    }
+    try {
+      const clean = await result([xapiSessionsStable])
+      assert.equal(clean.status, 'success', clean.message)
+      const r = runner([xapiSessionsStable, leaky])
+      const run = await r.wait(r.start(env, 'cloudvalidation').id)
+      const caught = run.tests.find((x) => x.id === xapiSessionsStable.id)!
+      assert.equal(caught.status, 'failure')
+      assert.match(
+        caught.message,
+        /^Step 1 failed: expected the same number of XAPI sessions after the run as before it; found pool \S+ holds (\d+) sessions after the run, \d+ before \(1 leaked\)$/,
+      )
+    } finally {
+      await Promise.all(leaked.map((x) => x.close()))
+    }
   })
 })
