@@ -24,6 +24,7 @@ import { mergeSettings } from '../plugins/settings.js'
 import { normaliseFingerprint } from '@xenstack/xenapi'
 import { REDACTED } from '../state/secrets.js'
 import { StateError, type StateStore } from '../state/store.js'
+import { roleProblems } from './roles.js'
 import { EnvFileError, locateSetting, type EnvFile, type EnvFileIssue, type SecretRef } from './envfile.js'
 
 export interface ApplyOptions {
@@ -139,6 +140,25 @@ export function applyEnvironmentFile(store: StateStore, f: EnvFile, opts: ApplyO
   }
 
   const finish = (r: Omit<ApplyResult, 'dryRun'>): ApplyResult => {
+    // The nodes as they now are, checked like the server's nodes page (conflicting roles, disabled roles).
+    const problems = roleProblems(
+      store,
+      f.name,
+      store.environments.nodes(f.name).map((n) => ({ name: n.name, roles: n.roles })),
+    )
+    if (problems.length)
+      throw new EnvFileError(
+        problems.map((p) => {
+          const at = f.locate(p.node ? ['nodes', p.node, 'roles'] : ['nodes'])
+          return {
+            file: at.file,
+            line: at.line,
+            column: at.column,
+            path: p.node ? `nodes.${p.node}.roles` : 'nodes',
+            message: p.message,
+          }
+        }),
+      )
     if (opts.dryRun) throw new DryRunRollback({ ...r, dryRun: true })
     return { ...r, dryRun: false }
   }

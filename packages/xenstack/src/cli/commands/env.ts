@@ -21,6 +21,7 @@ import { REDACTED } from '../../state/secrets.js'
 import { StateError, type StateStore } from '../../state/store.js'
 import { openCliStateStore } from '../state.js'
 import { applyEnvironmentFile, exportEnvironment, valueAt } from '../../envfile/apply.js'
+import { environmentRoles, roleProblems } from '../../envfile/roles.js'
 import { EnvFileError, formatEnvFileIssue, readEnvFile } from '../../envfile/envfile.js'
 import { CliError, ExitCode } from '../errors.js'
 import { emit, table } from '../output.js'
@@ -97,12 +98,6 @@ function typedValue(tree: Record<string, any>, path: string, raw: string): unkno
   }
   if (Array.isArray(setting.value)) return raw === '' ? [] : raw.split(',').map((s) => s.trim())
   return raw
-}
-
-function nodeRoles(s: StateStore, release: string): string[] {
-  const roles = new Set(Object.keys(resolveRelease(s, release).roles))
-  for (const p of s.plugins.list()) for (const r of Object.keys(p.data.nodeRoles ?? {})) roles.add(r)
-  return [...roles].sort()
 }
 
 function summary(s: StateStore, name: string) {
@@ -410,7 +405,7 @@ export function register(program: Command): void {
         .split(',')
         .map((r) => r.trim())
         .filter(Boolean)
-      const known = nodeRoles(s, env.release)
+      const known = Object.keys(environmentRoles(s, name)).sort()
       const unknown = roles.filter((r) => !known.includes(r))
       if (unknown.length)
         throw new CliError(
@@ -420,7 +415,18 @@ export function register(program: Command): void {
         )
       if (o.pool && !s.pools.get(o.pool))
         throw new CliError(`no pool profile "${o.pool}"`, ExitCode.notFound, 'xenstack pool add NAME --url URL')
-      const current = s.environments.nodes(name).find((n) => n.name === node)
+      const all = s.environments.nodes(name)
+      const current = all.find((n) => n.name === node)
+      const problems = roleProblems(s, name, [
+        ...all.filter((n) => n.name !== node).map((n) => ({ name: n.name, roles: n.roles })),
+        { name: node, roles },
+      ]).filter((p) => p.node === undefined || p.node === node)
+      if (problems.length)
+        throw new CliError(
+          `node ${node}: ${problems.map((p) => p.message).join('; ')}`,
+          ExitCode.invalidInput,
+          `roles: ${known.join(', ')}`,
+        )
       if (!current && !o.add)
         throw new CliError(
           `node "${node}" does not exist in environment "${name}"`,
