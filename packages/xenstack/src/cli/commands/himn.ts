@@ -54,7 +54,7 @@ export function register(program: Command): void {
       withXapi(flags, async (xapi) => {
         const out: HimnStatus[] = []
         const attacher = new HimnAttacher(xapi)
-        for (const vm of vms) out.push(await attacher.status(await resolve(attacher, vm)))
+        for (const vm of vms) out.push(await attacher.status(await resolve(attacher, vm)).catch(asCliError))
         emit(flags, out, (rows) =>
           process.stdout.write(
             table(
@@ -90,8 +90,7 @@ async function change(what: 'add' | 'remove', vms: string[], flags: HimnFlags): 
             ExitCode.failure,
             `run again with --allow-restart to let xenstack shut ${vm} down and start it`,
           )
-        if (e instanceof HimnError) throw new CliError(e.message, ExitCode.failure)
-        throw e
+        throw asCliError(e)
       }
     }
     emit(flags, out, (rows) => {
@@ -102,6 +101,12 @@ async function change(what: 'add' | 'remove', vms: string[], flags: HimnFlags): 
       }
     })
   })
+}
+
+/** A HIMN error (no HIMN in the pool, no free device, a VM that does not reach its power state) as one CLI line. */
+function asCliError(e: unknown): never {
+  if (e instanceof HimnError) throw new CliError(e.message, ExitCode.failure)
+  throw e
 }
 
 async function resolve(attacher: HimnAttacher, vm: string): Promise<string> {

@@ -117,3 +117,24 @@ test('himn status of an unknown VM: exit 3 with the pool named', async () => {
   assert.equal(r.code, 3)
   assert.match(r.stderr, /^xenstack: no VM "no-such-vm" in the pool at http:\/\/127\.0\.0\.1:\d+/m)
 })
+
+test('a pool without a HIMN: one line naming the flag that was looked for, exit 1', async () => {
+  const db = sim.pools[0].sim.db
+  const himnNet = db.find(
+    'network',
+    (n) => (n.other_config as Record<string, string>).is_host_internal_management_network === 'true',
+  )!
+  const other = { ...(db.get(himnNet)!.other_config as Record<string, string>) }
+  db.update(himnNet, { other_config: { ...other, is_host_internal_management_network: 'false' } })
+  try {
+    const r = await himn(['status', 'halted-vm'])
+    assert.equal(r.code, 1)
+    assert.match(
+      r.stderr,
+      /^xenstack: the pool at http:\/\/127\.0\.0\.1:\d+ has no network with other_config:is_host_internal_management_network=true/m,
+    )
+    assert.doesNotMatch(r.stderr, /unexpected error|\n\s+at /)
+  } finally {
+    db.update(himnNet, { other_config: other })
+  }
+})
