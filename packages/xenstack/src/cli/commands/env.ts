@@ -400,7 +400,7 @@ export function register(program: Command): void {
       .option('--add', 'add the node when the environment does not have it'),
   ).action((name: string, node: string, o: Common & { roles: string; pool?: string; add?: boolean }) =>
     withStore(o, (s) => {
-      const env = s.environments.require(name)
+      s.environments.require(name)
       const roles = o.roles
         .split(',')
         .map((r) => r.trim())
