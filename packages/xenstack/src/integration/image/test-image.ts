@@ -50,6 +50,26 @@ export function testImageDifferences(image: GlanceImage, payload: TestImagePaylo
   return out
 }
 
+/**
+ * What Glance holds under the name TestVM compared with the payload, for checks (health): `problems` is empty
+ * exactly when there is one TestVM and it is right; otherwise each entry says what is wrong, with the image id.
+ */
+export async function testImageStatus(
+  glance: GlanceClient,
+  payload: TestImagePayload,
+): Promise<{ images: GlanceImage[]; problems: string[] }> {
+  const images = await glance.listImages({ name: TEST_IMAGE_NAME })
+  const problems: string[] = []
+  if (images.length === 0) problems.push(`no image named ${TEST_IMAGE_NAME}`)
+  if (images.length > 1)
+    problems.push(`${images.length} images are named ${TEST_IMAGE_NAME}: ${images.map((i) => i.id).join(', ')}`)
+  for (const i of images) {
+    const d = testImageDifferences(i, payload)
+    if (d.length) problems.push(`${TEST_IMAGE_NAME} ${i.id}: ${d.join(', ')}`)
+  }
+  return { images, problems }
+}
+
 /** Makes Glance hold exactly one TestVM with the payload; returns what it changed. */
 export async function replaceTestImage(
   glance: GlanceClient,

@@ -11,7 +11,7 @@ import {
   type StandaloneGlance,
 } from '../../../src/glance/index.js'
 import { natives } from '../../../src/integration/image/index.js'
-import { replaceTestImage, testImagePayload } from '../../../src/integration/image/test-image.js'
+import { replaceTestImage, testImagePayload, testImageStatus } from '../../../src/integration/image/test-image.js'
 import { parseOpenrc, targetFromOpenrc } from '../../../src/integration/image/glance-target.js'
 import { buildTestVm } from '../../../src/integration/image/testvm.js'
 import { LocalExecutor } from '../../../src/node/index.js'
@@ -85,6 +85,7 @@ test('xenserver.test-image: creates TestVM (ovf/vhd, public, vm_mode=xen, our ch
     (await c.listImages({ name: 'TestVM' })).map((i) => i.id),
     [tvm[0].id],
   )
+  assert.deepEqual((await testImageStatus(c, await testImagePayload(img))).problems, [])
   assert.ok(await c.findImage(other.id), 'TestVM2 untouched')
   assert.ok(await c.findImage(lower.id), 'an image named testvm (other case) untouched')
 })
@@ -97,6 +98,10 @@ test('xenserver.test-image: a wrong TestVM and a second one are replaced by exac
   await c.uploadImage(a.id, Buffer.from('an old cirros'))
   const b = await c.createImage({ name: 'TestVM', container_format: 'bare', disk_format: 'raw' })
   const keep = await c.createImage({ name: 'TestVM2' })
+  const payload = await testImagePayload(await buildTestVm(process.env.XENSTACK_HOME!))
+  const before = await testImageStatus(c, payload)
+  assert.equal(before.problems[0], `2 images are named TestVM: ${before.images.map((i) => i.id).join(', ')}`)
+  assert.ok(before.problems.some((p) => p.startsWith(`TestVM ${a.id}: `) && p.includes('vm_mode "hvm" (want xen)')))
   const changes = await runTask()
   assert.equal(changes.filter((x) => x.result === 'changed').length, 3, JSON.stringify(changes)) // 1 created, 2 deleted
   const now = await c.listImages({ name: 'TestVM' })
