@@ -29,21 +29,72 @@ function postgresReachable(): boolean {
 }
 
 const created: string[] = []
-after(() => {
-  if (!created.length) return
+
+/**
+ * Drops databases; best effort (an autovacuum worker on a database just used can refuse FORCE for a moment:
+ * retried, then left for the next run's sweep of databases whose test process is gone).
+ */
+async function dropDatabases(names: string[]): Promise<void> {
   const admin = new PostgresDatabase(ADMIN_URL)
   try {
-    for (const db of created) admin.exec(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`)
+    for (const db of names) {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          admin.exec(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`)
+          break
+        } catch (e) {
+          if (attempt >= 10) {
+            process.stderr.write(`test databases: could not drop ${db}: ${(e as Error).message}\n`)
+            break
+          }
+          await new Promise((r) => setTimeout(r, 300))
+        }
+      }
+    }
   } finally {
     admin.close()
   }
+}
+
+after(async () => {
+  if (created.length) await dropDatabases(created)
 })
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+let swept = false
+/** Leftovers of test processes that are gone (killed before their after hook ran). */
+function sweepLeftovers(admin: PostgresDatabase): void {
+  if (swept) return
+  swept = true
+  const rows = admin.prepare("SELECT datname FROM pg_database WHERE datname LIKE 'xenstack_t_%'").all() as {
+    datname: string
+  }[]
+  for (const { datname } of rows) {
+    const pid = Number(/^xenstack_t_(\d+)_/.exec(datname)?.[1])
+    if (pid && !alive(pid)) {
+      try {
+        admin.exec(`DROP DATABASE IF EXISTS ${datname} WITH (FORCE)`)
+      } catch {
+        // another process is sweeping it, or it is busy: the next sweep
+      }
+    }
+  }
+}
 
 /** A fresh, empty PostgreSQL database for this test file; its URL. */
 export function freshPostgresDatabase(): string {
   const name = `xenstack_t_${process.pid}_${randomBytes(4).toString('hex')}`
   const admin = new PostgresDatabase(ADMIN_URL)
   try {
+    sweepLeftovers(admin)
     admin.exec(`CREATE DATABASE ${name}`)
   } finally {
     admin.close()
