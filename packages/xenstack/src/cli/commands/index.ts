@@ -27,6 +27,7 @@ export const commandModules: CommandEntry[] = [
   { names: ['pool'], load: () => import('./pool.js') },
   { names: ['xapi'], load: () => import('./xapi.js') },
   { names: ['himn'], load: () => import('./himn.js') },
+  { names: ['xen'], load: () => import('./xen.js') },
   { names: ['image'], load: () => import('./image.js') },
   { names: ['plugins', 'release'], load: () => import('./plugins.js') },
   { names: ['env'], load: () => import('./env.js') },
