@@ -60,6 +60,9 @@ type Token =
 
 const PATH_CHAR = /[\w.-]/
 
+/** The most tokens an expression may have (see tokenize). */
+export const MAX_TOKENS = 1000
+
 function tokenize(src: string): Token[] {
   const tokens: Token[] = []
   let i = 0
@@ -106,6 +109,10 @@ function tokenize(src: string): Token[] {
       fail(i, `unexpected character "${c}"`)
     }
   }
+  // The parser and evaluator recurse once per nesting level or chained operator; a bound keeps a hostile
+  // expression from overflowing the stack (Fuel's longest restrictions have a few dozen tokens).
+  if (tokens.length > MAX_TOKENS)
+    fail(tokens[MAX_TOKENS].column - 1, `expression too long: more than ${MAX_TOKENS} tokens`)
   tokens.push({ type: 'end', column: src.length + 1 })
   return tokens
 

@@ -84,3 +84,4 @@ export function scratchDirs(): (prefix: string) => string {
     return d
   }
 }
+export * from './fuzz.js'
