@@ -93,7 +93,10 @@ async function privateLab(flags: PrivateLabFlags): Promise<void> {
         next: nextSteps(gw.gateway, gw.cidr),
       }
       emit(flags, result, (r) => {
+        const ext = r.networks.external
+        process.stdout.write(`external = ${ext.name_label} (${ext.bridge ?? '?'})\n`)
         if (!r.changed) process.stdout.write(`${r.host}: nothing to do, the private lab is in place\n`)
+        else if (r.dryRun) process.stdout.write(`${r.host}: dry run, nothing was changed\n`)
         if (r.gateway.skipped) process.stdout.write(`warning: ${r.gateway.skipped}\n`)
         process.stdout.write(`\nnext steps:\n${r.next.map((s, i) => `  ${i + 1}. ${s}`).join('\n')}\n`)
       })
@@ -132,7 +135,7 @@ function dom0Executor(flags: PrivateLabFlags): SshExecutor {
     username: m[1] ?? 'root',
     privateKey: key,
     knownHosts: new FileKnownHostsStore(flags.dom0KnownHosts ?? join(resolveDataDir(flags.dataDir), 'known_hosts')),
-    name: `dom0 ${m[2]}`,
+    name: m[2],
   })
 }
 
