@@ -6,12 +6,16 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { hasExecutable, requirePrerequisite } from '@xenstack/testkit'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { hasExecutable, requirePrerequisite, scratchDirs } from '@xenstack/testkit'
 import { connect } from '@xenstack/xenapi'
 import { withLab } from '../../src/lab/index.js'
 import { GATEWAY_RULES, GATEWAY_SCRIPT, gatewayRule, gatewayScript, privateGateway } from '../../src/prep/gateway.js'
 import { runCli } from '../cli/run.js'
 import { labPrerequisite } from '../node/helpers.js'
+
+const scratch = scratchDirs()
 
 test('gateway script for 10.1.2.7/22: first address of the range, real prefix, masquerade only traffic leaving it', () => {
   const g = privateGateway('10.1.2.7/22', 'xapi3')
@@ -48,6 +52,23 @@ test('private-lab on the lab: dom0 gateway over verified SSH forwards a private 
     ]
     const env = { XENSTACK_XAPI_PASSWORD: s.password, XENSTACK_POOL: undefined }
     const args = ['xen', 'private-lab', ...conn, ...ssh, '--cidr', '10.1.0.0/22', '--json']
+
+    // dom0's key not pinned: refused before anything changes (no trust on first use)
+    const unpinned = join(scratch('xenstack-prep-kh-'), 'known_hosts')
+    writeFileSync(unpinned, '')
+    const refused = await runCli(
+      args.map((a) => (a === dom0.ssh.knownHostsFile ? unpinned : a)),
+      env,
+    )
+    assert.equal(refused.code, 4, refused.stderr)
+    assert.match(refused.stderr, /--dom0-ssh .*is not pinned; refusing to connect/)
+    assert.equal(readFileSync(unpinned, 'utf8'), '', 'nothing pinned')
+    const probeXapi = await connect({ url: s.url, username: s.username, password: s.password })
+    try {
+      assert.deepEqual(await probeXapi.call('network.get_by_name_label', 'pxe'), [], 'nothing created')
+    } finally {
+      await probeXapi.close()
+    }
 
     // 1st run: networks and VMs; the private bridge does not exist in dom0 yet (no VIF on it runs), so only the
     // script and the udev rule are installed

@@ -131,6 +131,24 @@ test('private-lab: converges from nothing to the specified networks and VMs; a s
   assert.equal(await snapshot(xapi), converged)
 })
 
+test('private-lab: a drifted VM (a VIF removed, boot order changed) gets exactly those two back', async () => {
+  const { xapi, conn } = shared
+  const ctl = ((await xapi.call('VM.get_by_name_label', 'Controller')) as string[])[0]
+  assert.ok(ctl, 'the converge test ran first')
+  const vm = (await xapi.call('VM.get_record', ctl)) as any
+  for (const v of vm.VIFs as string[])
+    if ((await xapi.call('VIF.get_device', v)) === '2') await xapi.call('VIF.destroy', v)
+  await xapi.call('VM.set_HVM_boot_params', ctl, { order: 'cd' })
+  const r = await runCli(['xen', 'private-lab', ...conn, '--cidr', '10.1.0.0/22', '--json'], env)
+  assert.equal(r.code, 0, r.stderr)
+  assert.deepEqual(JSON.parse(r.stdout).steps, [
+    'VM Controller: boot order cd → ncd',
+    'VM Controller: VIF 2 (eth2) on br100',
+  ])
+  const again = await runCli(['xen', 'private-lab', ...conn, '--cidr', '10.1.0.0/22', '--json'], env)
+  assert.deepEqual(JSON.parse(again.stdout).steps, [])
+})
+
 test('private-lab: a same-named network xenstack did not create is not taken over; the error says how to adopt it', async () => {
   await withSim(async (_sim, xapi, conn) => {
     const ref = (await xapi.call('network.create', {

@@ -7,7 +7,7 @@
 import type { Command } from 'commander'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { FileKnownHostsStore, SshExecutor, apply, pendingChanges, plan } from '../../node/index.js'
+import { FileKnownHostsStore, SshExecutor, UnknownHostKeyError, apply, pendingChanges, plan } from '../../node/index.js'
 import { resolveDataDir } from '../../state/store.js'
 import { gatewayResources, privateGateway } from '../../prep/gateway.js'
 import { PrivateLabError, applyPrivateLab, planPrivateLab } from '../../prep/private-lab.js'
@@ -55,6 +55,8 @@ async function privateLab(flags: PrivateLabFlags): Promise<void> {
     : (line: string) => process.stdout.write(`${flags.dryRun ? 'would: ' : ''}${line}\n`)
   try {
     await withXapi(flags, async (xapi) => {
+      // dom0 is reached (its host key verified) before anything changes, so a refused dom0 leaves the pool as it was
+      if (dom0) await checkDom0(dom0, flags)
       const p = await planPrivateLab(xapi).catch(asCliError)
       const xapiSteps = p.steps.map((s) => s.what)
       if (flags.dryRun) xapiSteps.forEach((s) => log(s))
@@ -68,7 +70,10 @@ async function privateLab(flags: PrivateLabFlags): Promise<void> {
         const bridge = flags.dryRun ? p.networks.private.bridge! : await p.privateBridge()
         const resources = gatewayResources(privateGateway(flags.cidr, bridge))
         if (flags.dryRun) {
-          const diffs = pendingChanges(await plan(dom0, resources))
+          const entries = await plan(dom0, resources)
+          const broken = entries.find((e) => e.error)
+          if (broken) throw new CliError(`dom0 ${dom0.host}: ${broken.id}: ${broken.error}`, ExitCode.failure)
+          const diffs = pendingChanges(entries)
           gateway = { bridge, changes: diffs.map((d) => `dom0 ${dom0.host}: ${d.id}`) }
         } else {
           const report = await apply(dom0, resources)
@@ -137,6 +142,20 @@ function dom0Executor(flags: PrivateLabFlags): SshExecutor {
     knownHosts: new FileKnownHostsStore(flags.dom0KnownHosts ?? join(resolveDataDir(flags.dataDir), 'known_hosts')),
     name: m[2],
   })
+}
+
+async function checkDom0(dom0: SshExecutor, flags: PrivateLabFlags): Promise<void> {
+  try {
+    await dom0.run(['true'], { timeoutMs: 60_000 })
+  } catch (e) {
+    throw new CliError(
+      `--dom0-ssh ${flags.dom0Ssh}: ${(e as Error).message}`,
+      ExitCode.unreachable,
+      e instanceof UnknownHostKeyError
+        ? `pin dom0's host key in ${flags.dom0KnownHosts ?? 'the known_hosts file'} after checking its fingerprint on the console (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)`
+        : undefined,
+    )
+  }
 }
 
 function asCliError(e: unknown): never {
