@@ -264,7 +264,7 @@ function vmSteps(
       async run() {
         const network = netRefs.get(net)
         if (!network) throw new PrivateLabError(`network ${net} was not created`)
-        await call('VIF.create', {
+        const vif = (await call('VIF.create', {
           VM: vm.ref,
           network,
           device,
@@ -273,7 +273,9 @@ function vmSteps(
           other_config: {},
           qos_algorithm_type: '',
           qos_algorithm_params: {},
-        })
+        })) as string
+        // a running VM sees the NIC only once it is plugged (hot-plug needs its PV drivers; XAPI says so if not)
+        if (cur.powerState === 'Running') await call('VIF.plug', vif)
       },
     })
   })

@@ -103,7 +103,9 @@ test('private-lab on the lab: dom0 gateway over verified SSH forwards a private 
     const out2 = JSON.parse(second.stdout)
     assert.deepEqual(out2.steps, [], 'XAPI side already converged')
     assert.deepEqual(out2.gateway.changes, [`dom0 ${dom0.ssh.host}: command private gateway 10.1.0.1/22 on ${bridge}`])
-    const reached = await probe()
+    // poll with a deadline: ARP and the first handshake can take a moment on a loaded machine
+    let reached = await probe()
+    for (const deadline = Date.now() + 30_000; reached.code !== 0 && Date.now() < deadline;) reached = await probe()
     assert.equal(reached.code, 0, reached.stderr)
     assert.equal(JSON.parse(reached.stdout).client, '192.168.0.250', 'masqueraded to dom0 management address')
 
