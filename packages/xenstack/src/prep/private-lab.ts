@@ -154,6 +154,8 @@ export async function planPrivateLab(xapi: Xapi, opts: { vms?: LabVmSpec[] } = {
           await call('VM.set_is_a_template', vm.ref, false)
           // the disk is made below; a later VM.provision must not add the template's 32 GiB one
           await call('VM.remove_from_other_config', vm.ref, 'disks')
+          // as xe vm-install does: the copy is a VM, not one of XenServer's default templates
+          await call('VM.remove_from_other_config', vm.ref, 'default_template')
           await call('VM.add_to_other_config', vm.ref, PRIVATE_LAB_KEY, spec.role)
           await call('VM.set_name_description', vm.ref, `xenstack private lab: ${spec.role}`)
         },
@@ -176,6 +178,7 @@ export async function planPrivateLab(xapi: Xapi, opts: { vms?: LabVmSpec[] } = {
 
 interface VmFields {
   is_a_template: boolean
+  is_default_template?: boolean
   is_control_domain: boolean
   power_state: string
   memory_static_max: number
@@ -346,7 +349,10 @@ async function masterHost(xapi: Xapi): Promise<{ ref: string; name: string }> {
 }
 
 async function templateRef(xapi: Xapi, vms: Record<string, Rec & VmFields>): Promise<string> {
-  const t = Object.entries(vms).filter(([, v]) => v.is_a_template && v.name_label === LAB_TEMPLATE)
+  // XenServer's own template first, should someone have saved a copy under the same name
+  const t = Object.entries(vms)
+    .filter(([, v]) => v.is_a_template && v.name_label === LAB_TEMPLATE)
+    .sort(([, a], [, b]) => Number(b.is_default_template === true) - Number(a.is_default_template === true))
   if (t.length === 0)
     throw new PrivateLabError(
       `the pool at ${xapi.url} has no template "${LAB_TEMPLATE}" (XenServer installs it; was it deleted?)`,

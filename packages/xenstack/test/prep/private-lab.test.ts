@@ -101,6 +101,8 @@ test('private-lab: converges from nothing to the specified networks and VMs; a s
     assert.equal(refs.length, 1, `one VM ${name}`)
     const vm = (await xapi.call('VM.get_record', refs[0])) as any
     assert.equal(vm.is_a_template, false)
+    assert.equal(vm.other_config.xenstack_private_lab, name.toLowerCase())
+    assert.equal(vm.other_config.disks, undefined, 'no template disks left for a later VM.provision')
     assert.ok(vm.memory_static_max >= 4 * GiB, `${name} memory`)
     assert.equal(vm.HVM_boot_params.order, name === 'Fuel' ? 'dcn' : 'ncd')
     const vifs = await Promise.all(vm.VIFs.map((v: string) => xapi.call('VIF.get_record', v)))
