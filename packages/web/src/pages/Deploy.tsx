@@ -6,7 +6,7 @@
  * step, exit code and output tail.
  */
 import { useEffect, useRef, useState } from 'react'
-import { api, errorText, eventStream } from '../api.js'
+import { api, ApiError, errorText, eventStream } from '../api.js'
 
 interface TaskRow {
   key: string
@@ -72,8 +72,13 @@ export function Deploy({ env }: { env: string }) {
   } | null>(null)
   const idRef = useRef<number | null>(null)
 
+  // Several loads overlap (snapshot, start, end events): only the newest one's answer is shown, so a slow
+  // answer from while it ran cannot replace the final state.
+  const generation = useRef(0)
   const loadDeployment = async (id: number) => {
+    const mine = ++generation.current
     const d = await api(`GET`, `/deployments/${id}`)
+    if (mine !== generation.current) return
     idRef.current = id
     setDeploymentId(id)
     setSummary(d)
@@ -147,14 +152,14 @@ export function Deploy({ env }: { env: string }) {
     run('deploy', async () => {
       setDry(null)
       setProgress(0)
-      const r = await api('POST', `/environments/${e}/deployments`, {})
+      const r = await whenFree(() => api('POST', `/environments/${e}/deployments`, {}))
       setDeploying(true)
       await loadDeployment(r.deployment)
     })
   const stop = () => run('stop', () => api('POST', `/environments/${e}/deployments/stop`))
   const resume = () =>
     run('resume', async () => {
-      const r = await api('POST', `/environments/${e}/deployments/resume`)
+      const r = await whenFree(() => api('POST', `/environments/${e}/deployments/resume`))
       setDeploying(true)
       await loadDeployment(r.deployment)
     })
@@ -272,6 +277,22 @@ export function Deploy({ env }: { env: string }) {
       )}
     </div>
   )
+}
+
+/**
+ * Starts a deployment. The server announces a deployment's end a moment before it lets a new one start, so a
+ * click right after the end can meet "is running": asked again for a few seconds before that is shown.
+ */
+async function whenFree<T>(start: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 5000
+  for (;;) {
+    try {
+      return await start()
+    } catch (x) {
+      if (!(x instanceof ApiError && x.status === 409 && /is running/.test(x.message)) || Date.now() > deadline) throw x
+      await new Promise((r) => setTimeout(r, 250))
+    }
+  }
 }
 
 function ErrorView({ e }: { e: TaskError }) {

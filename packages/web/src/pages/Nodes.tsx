@@ -5,7 +5,7 @@
  * whose restriction holds, is disabled with the reason — the shared checkRoleAssignment, which the server runs
  * again on every change.
  */
-import { useEffect, useState, type FormEvent } from 'react'
+import { useEffect, useRef, useState, type FormEvent } from 'react'
 import { checkRoleAssignment, type RoleMeta } from '@xenstack/restrictions'
 import { api, errorText } from '../api.js'
 import { clientModels } from '../models.js'
@@ -33,9 +33,13 @@ export function Nodes({ env }: { env: string }) {
   const [pools, setPools] = useState<PoolRow[]>([])
   const [error, setError] = useState('')
   const [status, setStatus] = useState('')
+  const [loaded, setLoaded] = useState(false)
   const e = encodeURIComponent(env)
+  // Loads overlap (the first one and the one after adding a node): only the newest one's answer is shown.
+  const generation = useRef(0)
 
   const load = async () => {
+    const mine = ++generation.current
     const info = await api('GET', `/environments/${e}`)
     const [release, plugins, settings, poolList] = await Promise.all([
       api('GET', `/releases/${encodeURIComponent(info.release)}`),
@@ -46,10 +50,15 @@ export function Nodes({ env }: { env: string }) {
     // Plugins' roles are listed by name only; the server checks their own conflicts when one is assigned.
     const enabled = (info.plugins ?? []).filter((p: any) => p.enabled).map((p: any) => p.name)
     const pluginRoles = plugins.filter((p) => enabled.includes(p.name)).flatMap((p) => p.roles)
+    const inventories = await Promise.all(
+      poolList.map((p) => api<PoolRow>('GET', `/pools/${encodeURIComponent(p.name)}`)),
+    )
+    if (mine !== generation.current) return
     setRoles({ ...Object.fromEntries(pluginRoles.map((r) => [r, {}])), ...release.roles })
     setModels(clientModels(settings, info, release))
     setNodes(info.nodes)
-    setPools(await Promise.all(poolList.map((p) => api<PoolRow>('GET', `/pools/${encodeURIComponent(p.name)}`))))
+    setPools(inventories)
+    setLoaded(true)
   }
   useEffect(() => {
     load().catch((x) => setError(errorText(x)))
@@ -58,11 +67,15 @@ export function Nodes({ env }: { env: string }) {
   const setNodeRoles = async (node: string, next: string[]) => {
     setError('')
     setStatus('')
+    // Shown at once (a checkbox answers its click), put back when the server refuses.
+    const before = nodes.find((n) => n.name === node)?.roles ?? []
+    const show = (roles: string[]) => setNodes((ns) => ns.map((n) => (n.name === node ? { ...n, roles } : n)))
+    show(next)
     try {
       await api('PUT', `/environments/${e}/nodes/${encodeURIComponent(node)}`, { roles: next })
-      setNodes((ns) => ns.map((n) => (n.name === node ? { ...n, roles: next } : n)))
       setStatus(`Roles of ${node}: ${next.join(', ') || 'none'}`)
     } catch (x) {
+      show(before)
       setError(errorText(x))
     }
   }
@@ -157,7 +170,7 @@ export function Nodes({ env }: { env: string }) {
           {error}
         </p>
       )}
-      <AddNode env={env} pools={pools} onAdded={() => load().catch((x) => setError(errorText(x)))} />
+      <AddNode env={env} pools={pools} ready={loaded} onAdded={() => load().catch((x) => setError(errorText(x)))} />
       <h2>Discovered through XAPI</h2>
       {pools.length === 0 && (
         <p>
@@ -194,7 +207,8 @@ function access(n: NodeRow): string {
   return parts.join('; ') || 'no access recorded'
 }
 
-function AddNode({ env, pools, onAdded }: { env: string; pools: PoolRow[]; onAdded: () => void }) {
+function AddNode(props: { env: string; pools: PoolRow[]; ready: boolean; onAdded: () => void }) {
+  const { env, pools, ready, onAdded } = props
   const [name, setName] = useState('')
   const [how, setHow] = useState<'vm' | 'ssh' | 'local'>('vm')
   const [pool, setPool] = useState('')
@@ -278,7 +292,9 @@ function AddNode({ env, pools, onAdded }: { env: string; pools: PoolRow[]; onAdd
           {error}
         </p>
       )}
-      <button type="submit">Add node</button>
+      <button type="submit" disabled={!ready}>
+        Add node
+      </button>
     </form>
   )
 }

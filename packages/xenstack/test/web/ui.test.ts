@@ -12,6 +12,8 @@ import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { hasExecutable, requirePrerequisite, scratchDirs } from '@xenstack/testkit'
 import type { Page } from 'playwright-core'
+import { startSimServer } from '@xenstack/xapi-sim'
+import { Xapi } from '@xenstack/xenapi'
 import { startServer } from '../../src/server/index.js'
 import { DEFAULT_WEB_DIR } from '../../src/server/app.js'
 import { recordTestRelease } from '../server/helpers.js'
@@ -20,6 +22,7 @@ const CHROMIUM = '/usr/bin/chromium'
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../../../../..')
 const ARTIFACTS = join(ROOT, 'test-artifacts', 'web')
 const tmp = scratchDirs()
+const POOL_PASSWORD = 'Ui-Pool-S3cret'
 
 test('web UI: login, wizard, settings, nodes and roles, dry run, deploy, health, plugins, pools', async (t) => {
   if (!requirePrerequisite(t, `chromium (${CHROMIUM})`, () => hasExecutable(CHROMIUM))) return
@@ -49,7 +52,7 @@ test('web UI: login, wizard, settings, nodes and roles, dry run, deploy, health,
     { id: 'after', cmd: `echo after >> ${work}/after.out`, requires: ['slow'] },
   ])
   recordTestRelease(server.context.state, 'uitest', [
-    { id: 'hello', cmd: `for i in 1 2 3; do echo hello line $i; sleep 0.3; done; echo hello >> ${work}/hello.out` },
+    { id: 'hello', cmd: `for i in 1 2 3; do echo hello line $i; sleep 0.5; done; echo hello >> ${work}/hello.out` },
     { id: 'world', cmd: `echo world line; echo world >> ${work}/world.out`, requires: ['hello'] },
   ])
 
@@ -235,7 +238,49 @@ test('web UI: login, wizard, settings, nodes and roles, dry run, deploy, health,
     await shot('14-deploy-resumed')
   })
 
-  await t.test('plugins and pools pages', async () => {
+  await t.test(
+    'pools: the simulator pool added on the Pools page, discovered and kept current; a VM made a node',
+    async () => {
+      const sim = await startSimServer({ hosts: 2, vms: 3, password: POOL_PASSWORD })
+      t.after(() => sim.close())
+      const x = new Xapi({ url: sim.url, username: 'root', password: POOL_PASSWORD })
+      t.after(() => x.close())
+      const vms = Object.entries(await x.VM.get_all_records())
+        .filter(([, v]: [string, any]) => !v.is_a_template && !v.is_control_domain && !v.is_a_snapshot)
+        .map(([ref, v]: [string, any]) => ({ ref, name: v.name_label as string, uuid: v.uuid as string }))
+      await page.getByRole('link', { name: 'Pools' }).click()
+      const form = page.getByRole('form', { name: 'Add a pool' })
+      await form.getByLabel('Pool name').fill('sim1')
+      await form.getByLabel("Master's XAPI URL").fill(sim.url)
+      await form.getByLabel('Username').fill('root')
+      await form.getByLabel('Password').fill(POOL_PASSWORD)
+      await form.getByRole('button', { name: 'Add pool' }).click()
+      const pool = page.getByRole('region', { name: 'Pool sim1' })
+      await pool.getByText(vms[0].name, { exact: false }).first().waitFor()
+      assert.match(await pool.innerText(), /ready/)
+      assert.equal((await page.content()).includes(POOL_PASSWORD), false, 'the pool password is not in the page')
+      // A rename through XAPI reaches the page through the pool's event stream, without a reload.
+      await x.VM.set_name_label(vms[0].ref, 'renamed-by-xapi')
+      await pool.getByText('renamed-by-xapi').waitFor({ timeout: 60_000 })
+      await shot('15-pools')
+
+      await page.goto(`${server.url}/#/env/xen1/nodes`)
+      await page.getByLabel('Node name').fill('compute-1')
+      await page.getByLabel('A VM of a pool').check()
+      await page.getByLabel('Pool', { exact: true }).selectOption('sim1')
+      await page.getByLabel('VM', { exact: true }).selectOption(vms[1].uuid)
+      await page.getByRole('button', { name: 'Add node' }).click()
+      await page.getByRole('checkbox', { name: 'Compute on compute-1' }).check()
+      await page.getByRole('status').getByText('Roles of compute-1: compute').waitFor()
+      const node = server.context.state.environments.nodes('xen1').find((n) => n.name === 'compute-1')
+      assert.deepEqual(node?.data, { pool: 'sim1', vm: vms[1].uuid })
+      assert.deepEqual(node?.roles, ['compute'])
+      assert.match(await page.getByRole('table', { name: 'Nodes and roles' }).innerText(), /pool sim1, VM/)
+      await shot('16-nodes-from-pool')
+    },
+  )
+
+  await t.test('plugins page', async () => {
     await page.getByRole('link', { name: 'Plugins' }).click()
     const row = page.getByRole('row', { name: /XenServer Plugin/ })
     await row.waitFor()
@@ -246,10 +291,7 @@ test('web UI: login, wizard, settings, nodes and roles, dry run, deploy, health,
       .getByRole('alert')
       .getByText(/Not removed: .*xen1/)
       .waitFor()
-    await shot('15-plugins')
-    await page.getByRole('link', { name: 'Pools' }).click()
-    await page.getByRole('form', { name: 'Add a pool' }).waitFor()
-    await shot('16-pools')
+    await shot('17-plugins')
   })
 
   assert.deepEqual(pageErrors, [], 'no script error in the page')
