@@ -79,7 +79,7 @@ export function Settings({ env }: { env: string }) {
     const local = validateSettings(tree, models).filter((e) => !untouchedPasswords(e.path))
     if (local.length) {
       setFieldErrors(byPath(local.map((e) => ({ path: e.path, message: e.message }))))
-      setError('Settings not saved: fix the fields marked below.')
+      setError('Settings not saved: see the messages on the fields.')
       return
     }
     try {

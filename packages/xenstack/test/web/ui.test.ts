@@ -133,6 +133,19 @@ test('web UI: login, wizard, settings, nodes and roles, dry run, deploy, health,
     await page.getByRole('status').getByText('Settings saved.').waitFor()
     assert.equal(server.context.state.environments.settings('xen1').xenserver.username.value, 'xapiadmin')
     await shot('06-settings-saved')
+    // KVM disables the XenServer section (the plugin's restriction, with its message); saving it is refused.
+    await page.getByRole('tab', { name: 'General' }).click()
+    await page.getByLabel('Hypervisor type').selectOption('kvm')
+    await page.getByRole('tab', { name: 'Compute' }).click()
+    const section = page.getByRole('region', { name: 'XenServer Plugin' })
+    await section.getByText('XenServer cannot be used with KVM.').first().waitFor()
+    assert.equal(await page.getByLabel('Username').isDisabled(), true)
+    await page.getByRole('button', { name: 'Save settings' }).click()
+    await page.getByRole('alert').getByText('Settings not saved').waitFor()
+    assert.match(await section.innerText(), /Validation failed for attribute 'XenServer Plugin'/)
+    assert.equal(server.context.state.environments.settings('xen1').common.libvirt_type.value, 'qemu')
+    await shot('06b-settings-restriction')
+    await page.getByRole('button', { name: 'Cancel changes' }).click()
   })
 
   await t.test('nodes: a node on this machine, a role, a conflicting role refused with its reason', async () => {
