@@ -119,7 +119,13 @@ export function parseEnvFile(text: string, file: string): EnvFile {
   const locate = (path: string[]): Position => locateIn(doc, path, at)
   const issue = (path: string[], message: string) =>
     issues.push({ ...pos(locate(path)), path: path.join('.'), message })
-  const root = doc.toJS({ maxAliasCount: 100 }) as unknown
+  let root: unknown
+  try {
+    root = doc.toJS({ maxAliasCount: 100 })
+  } catch (e) {
+    // An alias to a later anchor, or an alias bomb: the yaml library throws without a position.
+    throw new EnvFileError([{ ...at(0), path: '', message: `YAML error: ${(e as Error).message.split('\n')[0]}` }])
+  }
   if (!root || typeof root !== 'object' || Array.isArray(root)) {
     throw new EnvFileError([
       { ...at(0), path: '', message: 'expected a mapping with name, release, nodes, settings, …' },
@@ -174,7 +180,9 @@ export function parseEnvFile(text: string, file: string): EnvFile {
   const name = str(['name'], r.name, true) ?? ''
   if (name && !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name))
     issue(['name'], `"${name}" is not a valid environment name (letters, digits, "_", "." or "-")`)
-  const release = r.release === undefined ? undefined : str(['release'], String(r.release))
+  // A YAML number (`release: 9.0`) is read as text; a list or mapping is an error, not String()ed.
+  const scalarText = (v: unknown): unknown => (typeof v === 'number' || typeof v === 'boolean' ? String(v) : v)
+  const release = r.release === undefined ? undefined : str(['release'], scalarText(r.release))
   const components = strList(['components'], r.components)
 
   const plugins: EnvFile['plugins'] = []
@@ -186,7 +194,10 @@ export function parseEnvFile(text: string, file: string): EnvFile {
         else if (p && typeof p === 'object' && typeof (p as any).name === 'string')
           plugins.push({
             name: (p as any).name,
-            version: (p as any).version === undefined ? undefined : String((p as any).version),
+            version:
+              (p as any).version === undefined
+                ? undefined
+                : str(['plugins', String(i), 'version'], scalarText((p as any).version)),
           })
         else issue(['plugins', String(i)], 'expected NAME or {name, version}')
       })

@@ -568,12 +568,10 @@ export function loadPluginFiles(files: PluginFiles, subject: string, options: Lo
   if (sources['tasks.yaml'] && Array.isArray(legacyTasks))
     issues.push(...legacyTaskIssues(sources['tasks.yaml'], legacyTasks))
 
-  const deploymentTasks = ((load('deployment_tasks.yaml') as DeploymentTask[] | undefined) ?? []).filter(
-    (t) => t && typeof t === 'object',
-  )
-  const components = ((load('components.yaml') as Component[] | undefined) ?? []).filter(
-    (c) => c && typeof c === 'object',
-  )
+  // A file whose top level is not a list has its schema error already; its content is then ignored.
+  const list = <T>(v: unknown): T[] => (Array.isArray(v) ? (v as T[]) : [])
+  const deploymentTasks = list<DeploymentTask>(load('deployment_tasks.yaml')).filter((t) => t && typeof t === 'object')
+  const components = list<Component>(load('components.yaml')).filter((c) => c && typeof c === 'object')
   if (sources['components.yaml']) {
     const src = sources['components.yaml']
     issues.push(...componentIssues(src, components))

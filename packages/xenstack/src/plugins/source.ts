@@ -148,6 +148,22 @@ export function parseYaml(file: string, text: string): { source?: YamlSource; is
     issues.push({ severity: 'warning', file, line, column: col, path: '(document)', message: w.message.split('\n')[0] })
   }
   if (doc.errors.length) return { issues }
-  const data = doc.toJS({ maxAliasCount: -1 })
+  // toJS throws for an alias to an anchor defined later and for alias bombs (exponential expansion); both are
+  // the file's problem, reported at the document's start (the yaml library gives no position for them).
+  let data: unknown
+  try {
+    data = doc.toJS({ maxAliasCount: 1000 })
+  } catch (e) {
+    issues.push({
+      severity: 'error',
+      file,
+      line: 1,
+      column: 1,
+      path: '(document)',
+      message: `YAML error: ${(e as Error).message.split('\n')[0]}`,
+      expected: 'valid YAML',
+    })
+    return { issues }
+  }
   return { source: new YamlSource(file, text, doc, lines, data), issues }
 }
