@@ -364,6 +364,8 @@ export class EngineStore {
   }
 
   journal(deploymentId: number, environment: string, plan: ExecutionPlan): SqliteJournal {
+    // The journal folds the log it writes in memory; what an earlier process wrote goes into the rows now.
+    this.applyLog(deploymentId)
     return new SqliteJournal(this.db, deploymentId, environment, plan, this.nextSeq(deploymentId))
   }
 }
@@ -440,30 +442,26 @@ interface RowPatch {
   end?: { reason: string | null; outputTail: string | null; changesJson: string | null }
 }
 
-/**
- * Writes the log after `applied_seq` into the task rows (call inside a transaction). The log rows of one task are
- * folded first (a task usually starts and ends between two applies): one UPDATE per task touched.
- */
-function applyLog(db: Database.Database, id: number): void {
-  const log = unappliedLog(db, id)
-  if (log.length === 0) return
-  const patches = new Map<number, RowPatch>()
-  for (const h of log) {
-    const p: RowPatch = patches.get(h.idx) ?? { status: h.status, attempt: null }
-    p.status = h.status
-    if (h.status === 'running') {
-      p.attempt = h.attempt ?? p.attempt
-      p.startedAt = h.at
-      p.finishedAt = null
-      p.errorJson = null
-    } else if (h.status !== 'pending') {
-      p.attempt = h.attempt ?? p.attempt
-      p.finishedAt = h.at
-      p.errorJson = h.error_json
-      p.end = { reason: h.reason, outputTail: h.output_tail, changesJson: h.changes_json }
-    }
-    patches.set(h.idx, p)
+/** Folds one log row into the patch of its task (applyLogRow's rules, on the fields it sets). */
+function foldLogRow(patches: Map<number, RowPatch>, h: LogRow): void {
+  const p: RowPatch = patches.get(h.idx) ?? { status: h.status, attempt: null }
+  p.status = h.status
+  if (h.status === 'running') {
+    p.attempt = h.attempt ?? p.attempt
+    p.startedAt = h.at
+    p.finishedAt = null
+    p.errorJson = null
+  } else if (h.status !== 'pending') {
+    p.attempt = h.attempt ?? p.attempt
+    p.finishedAt = h.at
+    p.errorJson = h.error_json
+    p.end = { reason: h.reason, outputTail: h.output_tail, changesJson: h.changes_json }
   }
+  patches.set(h.idx, p)
+}
+
+/** One UPDATE per patched task, then `applied_seq` (call inside a transaction). */
+function writePatches(db: Database.Database, id: number, patches: Map<number, RowPatch>, lastSeq: number): void {
   // A flag per optional field: 1 = set it to the value that follows, 0 = keep the column.
   const upd = db.prepare(
     `UPDATE engine_tasks SET status = ?, attempt = COALESCE(?, attempt),
@@ -497,7 +495,20 @@ function applyLog(db: Database.Database, id: number): void {
       idx,
     )
   }
-  db.prepare('UPDATE engine_deployments SET applied_seq = ? WHERE id = ?').run(log[log.length - 1].seq, id)
+  db.prepare('UPDATE engine_deployments SET applied_seq = MAX(applied_seq, ?) WHERE id = ?').run(lastSeq, id)
+}
+
+/**
+ * Writes the log after `applied_seq` into the task rows (call inside a transaction), read back from the table —
+ * for a deployment no journal holds in memory (resume after a kill, `applyLog`). The log rows of one task are
+ * folded first: one UPDATE per task touched.
+ */
+function applyLog(db: Database.Database, id: number): void {
+  const log = unappliedLog(db, id)
+  if (log.length === 0) return
+  const patches = new Map<number, RowPatch>()
+  for (const h of log) foldLogRow(patches, h)
+  writePatches(db, id, patches, log[log.length - 1].seq)
 }
 
 // Infinity does not survive JSON: tolerance is written as null for "no limit".
@@ -512,6 +523,8 @@ function ftRevive(k: string, v: unknown): unknown {
 export class SqliteJournal implements Journal {
   private buffer: Transition[] = []
   private lastApplied = Date.now()
+  /** The log written since the last apply, folded per task: applied from memory, not read back. */
+  private patches = new Map<number, RowPatch>()
   private readonly insHist: Database.Statement
   private readonly updNode: Database.Statement
   private readonly upDigest: Database.Statement
@@ -545,7 +558,7 @@ export class SqliteJournal implements Journal {
     )
     this.write = db.transaction((batch: Transition[], apply: boolean) => {
       for (const t of batch) this.writeOne(t)
-      if (apply) applyLog(db, deploymentId)
+      if (apply) this.applyPatches()
     })
   }
 
@@ -570,7 +583,7 @@ export class SqliteJournal implements Journal {
    */
   finish(): void {
     this.flush()
-    this.db.transaction(() => applyLog(this.db, this.deploymentId))()
+    this.db.transaction(() => this.applyPatches())()
     const succeeded = this.db
       .prepare<[number], { idx: number; finished_at: string }>(
         `SELECT idx, finished_at FROM engine_tasks WHERE deployment_id = ? AND status = 'succeeded'`,
@@ -588,6 +601,30 @@ export class SqliteJournal implements Journal {
     })()
   }
 
+  private applyPatches(): void {
+    if (this.patches.size === 0) return
+    writePatches(this.db, this.deploymentId, this.patches, this.seq - 1)
+    this.patches = new Map()
+  }
+
+  /** Appends the log row (durable at the transaction's commit) and folds it into the pending patches. */
+  private log(h: LogRow, startedAt: string | null): void {
+    this.insHist.run(
+      this.deploymentId,
+      h.seq,
+      h.idx,
+      h.status,
+      h.attempt,
+      startedAt,
+      h.at,
+      h.reason,
+      h.error_json,
+      h.output_tail,
+      h.changes_json,
+    )
+    foldLogRow(this.patches, h)
+  }
+
   private writeOne(t: Transition): void {
     const id = this.deploymentId
     const at = iso(t.at)
@@ -595,28 +632,25 @@ export class SqliteJournal implements Journal {
       this.updNode.run(t.status, id, t.node)
       return
     }
+    const base = { seq: this.seq++, idx: t.index, status: t.status, at }
     if (t.status === 'running') {
       this.startedAt.set(t.index, t.at)
-      this.insHist.run(id, this.seq++, t.index, 'running', t.attempt ?? 1, at, at, null, null, null, null)
+      const attempt = t.attempt ?? 1
+      this.log({ ...base, attempt, reason: null, error_json: null, output_tail: null, changes_json: null }, at)
       return
     }
     const o = t.outcome
-    const error = o?.error ? JSON.stringify(o.error) : null
-    const tail = o?.outputTail?.length ? o.outputTail.join('\n') : (o?.error?.tail?.join('\n') ?? null)
-    const changes = o?.changes?.length ? JSON.stringify(o.changes) : null
     const start = this.startedAt.get(t.index)
-    this.insHist.run(
-      id,
-      this.seq++,
-      t.index,
-      t.status,
-      t.attempt ?? null,
+    this.log(
+      {
+        ...base,
+        attempt: t.attempt ?? null,
+        reason: t.reason ?? null,
+        error_json: o?.error ? JSON.stringify(o.error) : null,
+        output_tail: o?.outputTail?.length ? o.outputTail.join('\n') : (o?.error?.tail?.join('\n') ?? null),
+        changes_json: o?.changes?.length ? JSON.stringify(o.changes) : null,
+      },
       start !== undefined && t.attempt !== undefined ? iso(start) : null,
-      at,
-      t.reason ?? null,
-      error,
-      tail,
-      changes,
     )
     if (t.status === 'succeeded' && start !== undefined) {
       // Durations are statistics: aggregated here, written once by finish().
