@@ -70,6 +70,12 @@ export interface TaskRunnerOptions {
   log?(node: string, task: string, line: string): void
   /** Poll interval while waiting for a reboot (default 2 s). */
   rebootPollMs?: number
+  /**
+   * How a node is rebooted and how its boot id is read (defaults: `reboot` in the background, and
+   * /proc/sys/kernel/random/boot_id). Tests that cannot reboot the machine they run on give their own.
+   */
+  rebootCommand?: string
+  bootIdCommand?: string
 }
 
 export class TaskStepError extends Error {
@@ -155,7 +161,7 @@ export function createTaskRunner(opts: TaskRunnerOptions): TaskRunner {
           return { status: 'succeeded' }
         }
         case 'reboot':
-          return await reboot(exec, task, ctx, opts.rebootPollMs ?? 2000)
+          return await reboot(exec, task, ctx, opts)
         case 'native':
           return await runNative(exec, task, ctx, opts, false)
         default:
@@ -242,27 +248,53 @@ export async function syncDirectory(exec: NodeExecutor, localDir: string, remote
   }
 }
 
-async function bootId(exec: NodeExecutor): Promise<string> {
-  const r = await exec.run('cat /proc/sys/kernel/random/boot_id', { allowedExitCodes: ANY_EXIT, timeoutMs: 10_000 })
-  if (r.code !== 0) throw new Error(`cannot read the boot id: ${r.stderr.trim()}`)
+const BOOT_ID_COMMAND = 'cat /proc/sys/kernel/random/boot_id'
+const REBOOT_COMMAND = 'nohup sh -c "sleep 1; reboot" >/dev/null 2>&1 &'
+
+async function bootId(exec: NodeExecutor, command: string): Promise<string> {
+  const r = await exec.run(command, { allowedExitCodes: ANY_EXIT, timeoutMs: 10_000 })
+  if (r.code !== 0 || r.stdout.trim() === '')
+    throw new Error(`cannot read the boot id (${command}): exit code ${r.code} ${r.stderr.trim()}`)
   return r.stdout.trim()
 }
 
-/** Reboots the node and waits until it is back with a new boot id (Fuel compared /proc/1's mtime). */
-async function reboot(exec: NodeExecutor, task: PlanTask, ctx: RunContext, pollMs: number): Promise<TaskOutcome> {
-  const before = await bootId(exec)
-  await exec.run('nohup sh -c "sleep 1; reboot" >/dev/null 2>&1 &', { allowedExitCodes: ANY_EXIT })
-  const deadline = Date.now() + (task.timeoutMs ?? 900_000)
+/**
+ * Reboots the node and waits until it answers with a new boot id (Fuel compared /proc/1's mtime). The wait ends
+ * two polls before the task's timeout, so a node that never comes back fails with this task's own error (old
+ * boot id, last answer) rather than the scheduler's bare "timed out".
+ */
+async function reboot(
+  exec: NodeExecutor,
+  task: PlanTask,
+  ctx: RunContext,
+  opts: TaskRunnerOptions,
+): Promise<TaskOutcome> {
+  const pollMs = opts.rebootPollMs ?? 2000
+  const idCommand = opts.bootIdCommand ?? BOOT_ID_COMMAND
+  const before = await bootId(exec, idCommand).catch((e: Error) => {
+    throw new TaskStepError(e.message, 'read boot id before reboot')
+  })
+  await exec.run(opts.rebootCommand ?? REBOOT_COMMAND, { allowedExitCodes: ANY_EXIT })
+  const timeoutMs = task.timeoutMs ?? 900_000
+  const waitMs = Math.max(pollMs, timeoutMs - 2 * pollMs)
+  const deadline = Date.now() + waitMs
+  let last = 'no answer yet'
   while (Date.now() < deadline) {
     if (ctx.signal.aborted) throw new TaskStepError('reboot wait aborted', 'wait for new boot id')
-    await new Promise((r) => setTimeout(r, pollMs))
+    await new Promise((r) => setTimeout(r, Math.min(pollMs, Math.max(0, deadline - Date.now()))))
     try {
-      if ((await bootId(exec)) !== before) return { status: 'succeeded' }
-    } catch {
-      // The node is down: keep waiting.
+      const now = await bootId(exec, idCommand)
+      if (now !== before)
+        return { status: 'succeeded', changes: [{ resource: `boot id of ${task.node}`, result: 'changed' }] }
+      last = `the same boot id ${now}`
+    } catch (e) {
+      last = `unreachable: ${(e as Error).message}` // the node is down: keep waiting
     }
   }
-  throw new TaskStepError(`node did not come back with a new boot id in time`, 'wait for new boot id')
+  throw new TaskStepError(
+    `node ${task.node} did not come back with a new boot id within ${waitMs / 1000} s (boot id before the reboot: ${before}; last answer: ${last})`,
+    'wait for new boot id',
+  )
 }
 
 export function nativeContext(
