@@ -293,6 +293,23 @@ test('web UI: login, wizard, settings, nodes and roles, dry run, deploy, health,
     },
   )
 
+  await t.test('health: on the XenServer environment, a failing check shows its message and evidence', async () => {
+    await page.goto(`${server.url}/#/env/xen1/health`)
+    const sanity = page.getByRole('checkbox', { name: /^Sanity tests/ })
+    await sanity.check()
+    await page.getByRole('button', { name: 'Run tests' }).click()
+    await page
+      .getByTestId('run-status-sanity')
+      .getByText(/finished|stopped/)
+      .waitFor({ timeout: 180_000 })
+    const table = page.getByRole('table', { name: /^Tests of Sanity/ })
+    const failed = table.locator('tr.status-failure, tr.status-error')
+    assert.ok((await failed.count()) > 0, 'compute-1 has no node access: its checks cannot pass')
+    const first = failed.first()
+    assert.match(await first.innerText(), /Step \d|expected|compute-1/)
+    await shot('18-health-failures')
+  })
+
   await t.test('plugins page', async () => {
     await page.getByRole('link', { name: 'Plugins' }).click()
     const row = page.getByRole('row', { name: /XenServer Plugin/ })
