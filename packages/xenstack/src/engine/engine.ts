@@ -72,8 +72,6 @@ export async function resumeDeployment(
   if (!row) throw new Error(`deployment ${id} does not exist`)
   if (row.status === 'ready') return summarize(store, id)
   const plan = store.loadPlan(id)
-  // The killed run's log written after its last apply goes into the rows first (the UPDATE below acts on them).
-  store.applyLog(id)
   const rows = store.tasks(id)
   const initial: TaskStatus[] = rows.map((r) => r.status)
   const interrupted = rows.filter((r) => r.status === 'running').map((r) => r.idx)

@@ -5,12 +5,6 @@
  *
  * The scheduler writes through `SqliteJournal`: transitions are buffered and written in one transaction by
  * `flush()`, which the scheduler calls before it starts any task — so nothing runs that the store does not know.
- * A task transition is written as an appended row of `engine_task_history` (the log: `running` when an attempt
- * starts, the outcome when it ends). The `engine_tasks` rows are the log applied up to the deployment's
- * `applied_seq`: the journal applies it every `APPLY_EVERY_MS` and when the run ends, and every reader here
- * (`tasks()`, `currentTaskRows`) applies the rest on the fly. Why: the tasks running at one moment are on
- * different nodes, so updating their rows at every commit dirtied one page per task (a WAL frame each); appended
- * log rows share a page — the journal's CPU fell by more than half.
  */
 import type * as Database from '../state/driver.js'
 import type { Journal, Transition } from './scheduler.js'
@@ -110,15 +104,6 @@ ENGINE_MIGRATIONS.push({
   // History rows are written when an attempt ends and carry its start; `running` lives on the task row.
   statements: [`ALTER TABLE engine_task_history ADD COLUMN started_at TEXT`],
 })
-
-ENGINE_MIGRATIONS.push({
-  id: '0102_engine_applied_seq',
-  // engine_tasks rows reflect the history log up to this seq; later log rows are applied by readers.
-  statements: [`ALTER TABLE engine_deployments ADD COLUMN applied_seq INTEGER NOT NULL DEFAULT 0`],
-})
-
-/** How often a running journal applies its log to the `engine_tasks` rows (direct SQL readers lag at most this). */
-export const APPLY_EVERY_MS = 500
 
 const iso = (ms: number) => new Date(ms).toISOString()
 
@@ -247,22 +232,19 @@ export class EngineStore {
     return { ...meta, tasks }
   }
 
-  /** The deployment's tasks as they are now (the rows with the not yet applied log on top). */
   tasks(id: number): TaskRow[] {
-    return currentTaskRows(this.db, id)
+    return this.db
+      .prepare<[number], TaskRow>(
+        `SELECT idx, key, node, task, status, attempt, started_at, finished_at, reason, error_json, output_tail,
+           changes_json FROM engine_tasks WHERE deployment_id = ? ORDER BY idx`,
+      )
+      .all(id)
   }
 
-  /** Writes the not yet applied log into the `engine_tasks` rows (resume and the journal call it). */
-  applyLog(id: number): void {
-    this.db.transaction(() => applyLog(this.db, id))()
-  }
-
-  /** Ended attempts and notes (the log's `running` rows, which open an attempt, are left out). */
   history(id: number): HistoryRow[] {
     return this.db
       .prepare<[number], HistoryRow>(
-        `SELECT seq, idx, status, attempt, at, reason FROM engine_task_history
-         WHERE deployment_id = ? AND status <> 'running' ORDER BY seq`,
+        'SELECT seq, idx, status, attempt, at, reason FROM engine_task_history WHERE deployment_id = ? ORDER BY seq',
       )
       .all(id)
   }
@@ -364,151 +346,8 @@ export class EngineStore {
   }
 
   journal(deploymentId: number, environment: string, plan: ExecutionPlan): SqliteJournal {
-    // The journal folds the log it writes in memory; what an earlier process wrote goes into the rows now.
-    this.applyLog(deploymentId)
     return new SqliteJournal(this.db, deploymentId, environment, plan, this.nextSeq(deploymentId))
   }
-}
-
-interface LogRow {
-  seq: number
-  idx: number
-  status: TaskStatus
-  attempt: number | null
-  at: string
-  reason: string | null
-  error_json: string | null
-  output_tail: string | null
-  changes_json: string | null
-}
-
-/** One log row applied to a task row, exactly as the journal's former per-transition UPDATEs did. */
-function applyLogRow(row: TaskRow, h: LogRow): void {
-  row.status = h.status
-  if (h.status === 'running') {
-    row.attempt = h.attempt ?? row.attempt
-    row.started_at = h.at
-    row.finished_at = null
-    row.error_json = null
-  } else if (h.status !== 'pending') {
-    row.attempt = h.attempt ?? row.attempt
-    row.finished_at = h.at
-    row.reason = h.reason
-    row.error_json = h.error_json
-    row.output_tail = h.output_tail
-    row.changes_json = h.changes_json
-  }
-}
-
-function taskRows(db: Database.Database, id: number): TaskRow[] {
-  return db
-    .prepare<[number], TaskRow>(
-      `SELECT idx, key, node, task, status, attempt, started_at, finished_at, reason, error_json, output_tail,
-         changes_json FROM engine_tasks WHERE deployment_id = ? ORDER BY idx`,
-    )
-    .all(id)
-}
-
-function unappliedLog(db: Database.Database, id: number): LogRow[] {
-  const applied =
-    db.prepare<[number], { applied_seq: number }>('SELECT applied_seq FROM engine_deployments WHERE id = ?').get(id)
-      ?.applied_seq ?? 0
-  // A range of the primary key (deployment_id, seq): the cost is the unapplied rows, not the whole history.
-  return db
-    .prepare<[number, number], LogRow>(
-      `SELECT seq, idx, status, attempt, at, reason, error_json, output_tail, changes_json
-       FROM engine_task_history WHERE deployment_id = ? AND seq > ? ORDER BY seq`,
-    )
-    .all(id, applied)
-}
-
-/**
- * The deployment's task rows with the log written after `applied_seq` applied — what the store knows now. A
- * function of the database alone, so a reader with a read-only connection (a test, another process) gets it too.
- */
-export function currentTaskRows(db: Database.Database, id: number): TaskRow[] {
-  const rows = taskRows(db, id)
-  for (const h of unappliedLog(db, id)) if (rows[h.idx]?.idx === h.idx) applyLogRow(rows[h.idx], h)
-  return rows
-}
-
-/** What a run of log rows sets on one task row (unset fields keep their value; applyLogRow's rules). */
-interface RowPatch {
-  status: TaskStatus
-  attempt: number | null
-  startedAt?: string
-  finishedAt?: string | null
-  errorJson?: string | null
-  end?: { reason: string | null; outputTail: string | null; changesJson: string | null }
-}
-
-/** Folds one log row into the patch of its task (applyLogRow's rules, on the fields it sets). */
-function foldLogRow(patches: Map<number, RowPatch>, h: LogRow): void {
-  const p: RowPatch = patches.get(h.idx) ?? { status: h.status, attempt: null }
-  p.status = h.status
-  if (h.status === 'running') {
-    p.attempt = h.attempt ?? p.attempt
-    p.startedAt = h.at
-    p.finishedAt = null
-    p.errorJson = null
-  } else if (h.status !== 'pending') {
-    p.attempt = h.attempt ?? p.attempt
-    p.finishedAt = h.at
-    p.errorJson = h.error_json
-    p.end = { reason: h.reason, outputTail: h.output_tail, changesJson: h.changes_json }
-  }
-  patches.set(h.idx, p)
-}
-
-/** One UPDATE per patched task, then `applied_seq` (call inside a transaction). */
-function writePatches(db: Database.Database, id: number, patches: Map<number, RowPatch>, lastSeq: number): void {
-  // A flag per optional field: 1 = set it to the value that follows, 0 = keep the column.
-  const upd = db.prepare(
-    `UPDATE engine_tasks SET status = ?, attempt = COALESCE(?, attempt),
-       started_at = CASE WHEN ? = 1 THEN ? ELSE started_at END,
-       finished_at = CASE WHEN ? = 1 THEN ? ELSE finished_at END,
-       error_json = CASE WHEN ? = 1 THEN ? ELSE error_json END,
-       reason = CASE WHEN ? = 1 THEN ? ELSE reason END,
-       output_tail = CASE WHEN ? = 1 THEN ? ELSE output_tail END,
-       changes_json = CASE WHEN ? = 1 THEN ? ELSE changes_json END
-     WHERE deployment_id = ? AND idx = ?`,
-  )
-  const flag = (v: unknown) => (v === undefined ? 0 : 1)
-  for (const [idx, p] of patches) {
-    const e = p.end
-    upd.run(
-      p.status,
-      p.attempt,
-      flag(p.startedAt),
-      p.startedAt ?? null,
-      flag(p.finishedAt),
-      p.finishedAt ?? null,
-      flag(p.errorJson),
-      p.errorJson ?? null,
-      flag(e),
-      e?.reason ?? null,
-      flag(e),
-      e?.outputTail ?? null,
-      flag(e),
-      e?.changesJson ?? null,
-      id,
-      idx,
-    )
-  }
-  db.prepare('UPDATE engine_deployments SET applied_seq = MAX(applied_seq, ?) WHERE id = ?').run(lastSeq, id)
-}
-
-/**
- * Writes the log after `applied_seq` into the task rows (call inside a transaction), read back from the table —
- * for a deployment no journal holds in memory (resume after a kill, `applyLog`). The log rows of one task are
- * folded first: one UPDATE per task touched.
- */
-function applyLog(db: Database.Database, id: number): void {
-  const log = unappliedLog(db, id)
-  if (log.length === 0) return
-  const patches = new Map<number, RowPatch>()
-  for (const h of log) foldLogRow(patches, h)
-  writePatches(db, id, patches, log[log.length - 1].seq)
 }
 
 // Infinity does not survive JSON: tolerance is written as null for "no limit".
@@ -522,16 +361,15 @@ function ftRevive(k: string, v: unknown): unknown {
 /** Buffers transitions; `flush()` writes them in one transaction (the scheduler flushes before acting). */
 export class SqliteJournal implements Journal {
   private buffer: Transition[] = []
-  private lastApplied = Date.now()
-  /** The log written since the last apply, folded per task: applied from memory, not read back. */
-  private patches = new Map<number, RowPatch>()
+  private readonly updTask: Database.Statement
+  private readonly updStart: Database.Statement
   private readonly insHist: Database.Statement
   private readonly updNode: Database.Statement
   private readonly upDigest: Database.Statement
   private readonly upDuration: Database.Statement
   private readonly startedAt = new Map<number, number>()
   private readonly durations = new Map<string, { n: number; sum: number }>()
-  private readonly write: (batch: Transition[], apply: boolean) => void
+  private readonly write: (batch: Transition[]) => void
 
   constructor(
     readonly db: Database.Database,
@@ -540,6 +378,14 @@ export class SqliteJournal implements Journal {
     readonly plan: ExecutionPlan,
     private seq: number,
   ) {
+    this.updTask = db.prepare(
+      `UPDATE engine_tasks SET status = ?, attempt = COALESCE(?, attempt), finished_at = ?, reason = ?, error_json = ?,
+         output_tail = ?, changes_json = ? WHERE deployment_id = ? AND idx = ?`,
+    )
+    this.updStart = db.prepare(
+      `UPDATE engine_tasks SET status = 'running', attempt = ?, started_at = ?, finished_at = NULL, error_json = NULL
+       WHERE deployment_id = ? AND idx = ?`,
+    )
     this.insHist = db.prepare(
       `INSERT INTO engine_task_history (deployment_id, seq, idx, status, attempt, started_at, at, reason, error_json,
          output_tail, changes_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -556,9 +402,8 @@ export class SqliteJournal implements Journal {
          mean_ms = engine_durations.mean_ms + (excluded.mean_ms - engine_durations.mean_ms)
            / MIN(engine_durations.samples + 1, 20)`,
     )
-    this.write = db.transaction((batch: Transition[], apply: boolean) => {
+    this.write = db.transaction((batch: Transition[]) => {
       for (const t of batch) this.writeOne(t)
-      if (apply) this.applyPatches()
     })
   }
 
@@ -570,10 +415,7 @@ export class SqliteJournal implements Journal {
     if (this.buffer.length === 0) return
     const batch = this.buffer
     this.buffer = []
-    const now = Date.now()
-    const apply = now - this.lastApplied >= APPLY_EVERY_MS
-    if (apply) this.lastApplied = now
-    this.write(batch, apply)
+    this.write(batch)
   }
 
   /**
@@ -583,7 +425,6 @@ export class SqliteJournal implements Journal {
    */
   finish(): void {
     this.flush()
-    this.db.transaction(() => this.applyPatches())()
     const succeeded = this.db
       .prepare<[number], { idx: number; finished_at: string }>(
         `SELECT idx, finished_at FROM engine_tasks WHERE deployment_id = ? AND status = 'succeeded'`,
@@ -601,30 +442,6 @@ export class SqliteJournal implements Journal {
     })()
   }
 
-  private applyPatches(): void {
-    if (this.patches.size === 0) return
-    writePatches(this.db, this.deploymentId, this.patches, this.seq - 1)
-    this.patches = new Map()
-  }
-
-  /** Appends the log row (durable at the transaction's commit) and folds it into the pending patches. */
-  private log(h: LogRow, startedAt: string | null): void {
-    this.insHist.run(
-      this.deploymentId,
-      h.seq,
-      h.idx,
-      h.status,
-      h.attempt,
-      startedAt,
-      h.at,
-      h.reason,
-      h.error_json,
-      h.output_tail,
-      h.changes_json,
-    )
-    foldLogRow(this.patches, h)
-  }
-
   private writeOne(t: Transition): void {
     const id = this.deploymentId
     const at = iso(t.at)
@@ -632,25 +449,29 @@ export class SqliteJournal implements Journal {
       this.updNode.run(t.status, id, t.node)
       return
     }
-    const base = { seq: this.seq++, idx: t.index, status: t.status, at }
     if (t.status === 'running') {
       this.startedAt.set(t.index, t.at)
-      const attempt = t.attempt ?? 1
-      this.log({ ...base, attempt, reason: null, error_json: null, output_tail: null, changes_json: null }, at)
+      this.updStart.run(t.attempt ?? 1, at, id, t.index)
       return
     }
     const o = t.outcome
+    const error = o?.error ? JSON.stringify(o.error) : null
+    const tail = o?.outputTail?.length ? o.outputTail.join('\n') : (o?.error?.tail?.join('\n') ?? null)
+    const changes = o?.changes?.length ? JSON.stringify(o.changes) : null
     const start = this.startedAt.get(t.index)
-    this.log(
-      {
-        ...base,
-        attempt: t.attempt ?? null,
-        reason: t.reason ?? null,
-        error_json: o?.error ? JSON.stringify(o.error) : null,
-        output_tail: o?.outputTail?.length ? o.outputTail.join('\n') : (o?.error?.tail?.join('\n') ?? null),
-        changes_json: o?.changes?.length ? JSON.stringify(o.changes) : null,
-      },
+    this.updTask.run(t.status, t.attempt ?? null, at, t.reason ?? null, error, tail, changes, id, t.index)
+    this.insHist.run(
+      id,
+      this.seq++,
+      t.index,
+      t.status,
+      t.attempt ?? null,
       start !== undefined && t.attempt !== undefined ? iso(start) : null,
+      at,
+      t.reason ?? null,
+      error,
+      tail,
+      changes,
     )
     if (t.status === 'succeeded' && start !== undefined) {
       // Durations are statistics: aggregated here, written once by finish().

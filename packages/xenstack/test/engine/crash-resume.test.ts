@@ -6,7 +6,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
-import { currentTaskRows } from '../../src/engine/store.js'
 import { CRASH_NODES, CRASH_TASKS_PER_NODE } from './fixtures/crash-child.js'
 
 const child = join(fileURLToPath(import.meta.url), '..', 'fixtures', 'crash-child.js')
@@ -20,9 +19,7 @@ function succeededInDb(dbPath: string): Set<string> {
   try {
     const has = db.prepare(`SELECT name FROM sqlite_master WHERE name = 'engine_tasks'`).get()
     if (!has) return new Set()
-    // What the killed process had written: the task rows with the journal's not yet applied log on top.
-    const ids = db.prepare('SELECT id FROM engine_deployments').all() as { id: number }[]
-    const rows = ids.flatMap((d) => currentTaskRows(db, d.id)).filter((r) => r.status === 'succeeded')
+    const rows = db.prepare(`SELECT key FROM engine_tasks WHERE status = 'succeeded'`).all() as { key: string }[]
     return new Set(rows.map((r) => r.key).filter((k) => !k.startsWith('_sync')))
   } finally {
     db.close()

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { buildExecutionPlan } from '../../src/engine/graph.js'
-import { EngineStore, currentTaskRows, type TaskRow } from '../../src/engine/store.js'
+import { EngineStore, type TaskRow } from '../../src/engine/store.js'
 
 function setup(t: { after(fn: () => void): void }) {
   const dir = mkdtempSync(join(tmpdir(), 'xenstack-engine-journal-'))
@@ -36,7 +36,7 @@ const rawRows = (db: Database.Database, id: number) =>
     )
     .all(id) as TaskRow[]
 
-test('a flushed transition is in the store before it is acted on, through the log, and the rows catch up on finish', (t) => {
+test('a flushed transition is in the store before it is acted on; retries, history and digests', (t) => {
   const { db, file, store, plan, id } = setup(t)
   const idx = (task: string) => plan.tasks.findIndex((x) => x.id === task)
   const journal = store.journal(id, 'journal-env', plan)
@@ -49,7 +49,7 @@ test('a flushed transition is in the store before it is acted on, through the lo
   // Another process with a read-only connection sees the same.
   const ro = new Database(file, { readonly: true })
   t.after(() => ro.close())
-  assert.equal(currentTaskRows(ro, id)[idx('a')].status, 'running')
+  assert.equal(rawRows(ro, id)[idx('a')].status, 'running')
 
   // A retry: attempt 1 fails, attempt 2 succeeds; then b is dep-less skipped-style terminal with a reason.
   const error = { node: 'n1', task: 'a', message: 'exit 1', exitCode: 1 }
@@ -76,7 +76,6 @@ test('a flushed transition is in the store before it is acted on, through the lo
   const live = store.tasks(id)
   journal.finish()
   const applied = rawRows(db, id)
-  // The rows written by the apply are exactly what readers computed from the log.
   assert.deepEqual(applied, live)
   assert.deepEqual(store.tasks(id), applied)
   const a = applied[idx('a')]
@@ -91,7 +90,7 @@ test('a flushed transition is in the store before it is acted on, through the lo
   assert.equal(b.reason, 'requires x failed')
   assert.equal(b.attempt, 0)
   assert.equal(applied[idx('c')].status, 'pending')
-  // History lists ended attempts (not the `running` rows that open them).
+  // History lists ended attempts.
   assert.deepEqual(
     store.history(id).map((h) => [plan.tasks[h.idx].id, h.status, h.attempt]),
     [
