@@ -275,3 +275,9 @@ export function formatFuzzStats(s: FuzzStats): string {
     `max case ${s.maxCaseMs.toFixed(1)} ms (case ${s.slowestCase}); total ${(s.totalMs / 1000).toFixed(1)} s`
   )
 }
+
+/**
+ * True for a run large enough for assertions about the mix of outcomes ("a good share was rejected"); false when
+ * one case is replayed (FUZZ_CASE) or FUZZ_CASES asks for a handful.
+ */
+export const isFullRun = (s: FuzzStats): boolean => s.cases >= 500

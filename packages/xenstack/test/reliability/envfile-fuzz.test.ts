@@ -4,7 +4,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { stringify } from 'yaml'
-import { fuzz, formatFuzzStats, mutateStructure, mutateText, randomString } from '@xenstack/testkit'
+import { fuzz, formatFuzzStats, isFullRun, mutateStructure, mutateText, randomString } from '@xenstack/testkit'
 import { EnvFileError, parseEnvFile } from '../../src/envfile/envfile.js'
 import { mutatedYaml, YAML_TOKENS } from './yaml-mutations.js'
 
@@ -69,8 +69,8 @@ test('environment files: 10,000 hostile files parse or fail with file:line:colum
     },
   })
   console.log(formatFuzzStats(stats))
-  assert.ok((stats.outcomes['rejected'] ?? 0) > 1000)
-  assert.ok((stats.outcomes['parsed'] ?? 0) > 500)
+  if (isFullRun(stats)) assert.ok((stats.outcomes['rejected'] ?? 0) > stats.cases / 10)
+  if (isFullRun(stats)) assert.ok((stats.outcomes['parsed'] ?? 0) > stats.cases / 20)
 })
 
 // Found by this fuzzer (seed 14, cases 516 and 1250), kept as regression cases.

@@ -4,7 +4,7 @@
 // FUZZ_SEED / FUZZ_CASES / FUZZ_CASE replay or scale (docs/reliability.md).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { fuzz, formatFuzzStats } from '@xenstack/testkit'
+import { fuzz, formatFuzzStats, isFullRun } from '@xenstack/testkit'
 import { loadPluginFiles, type PluginFiles } from '../../src/plugins/loader.js'
 import { XENSERVER_DEFINES } from '../plugins/corpus.js'
 import { corpusPlugins, mutatedYaml } from './yaml-mutations.js'
@@ -39,8 +39,8 @@ test('plugin YAML: mutated corpus plugins load or name file, line and field', as
     },
   })
   console.log(formatFuzzStats(stats))
-  assert.ok((stats.outcomes['rejected'] ?? 0) > stats.cases / 2)
-  assert.ok((stats.outcomes['loaded'] ?? 0) > stats.cases / 50)
+  if (isFullRun(stats)) assert.ok((stats.outcomes['rejected'] ?? 0) > stats.cases / 2)
+  if (isFullRun(stats)) assert.ok((stats.outcomes['loaded'] ?? 0) > stats.cases / 50)
 })
 
 // Found by this fuzzer (seed 14, case 14) and the environment file fuzzer, kept as regression cases.

@@ -13,7 +13,7 @@ import {
   parseExpression,
   type Models,
 } from '@xenstack/restrictions'
-import { fuzz, formatFuzzStats, mutateText, randomString, type Rng } from '@xenstack/testkit'
+import { fuzz, formatFuzzStats, isFullRun, mutateText, randomString, type Rng } from '@xenstack/testkit'
 import { corpusDir } from '../plugins/corpus.js'
 
 const MODELS: Models = {
@@ -160,8 +160,10 @@ test('restriction expressions: 10,000 hostile expressions parse and evaluate or 
     },
   })
   console.log(formatFuzzStats(stats))
-  assert.ok((stats.outcomes['evaluated'] ?? 0) > 500, 'a good share of the cases are valid expressions')
-  assert.ok((stats.outcomes['syntax-error'] ?? 0) > 500, 'a good share of the cases are rejected')
+  if (isFullRun(stats))
+    assert.ok((stats.outcomes['evaluated'] ?? 0) > stats.cases / 20, 'a good share of the cases are valid expressions')
+  if (isFullRun(stats))
+    assert.ok((stats.outcomes['syntax-error'] ?? 0) > stats.cases / 20, 'a good share of the cases are rejected')
 })
 
 // Found by this fuzzer (seed 14, case 10 before the generator's weights changed): 20,000 nested "(" overflowed the
