@@ -70,6 +70,7 @@ import {
 import { readdir } from 'node:fs/promises'
 import { connect } from 'node:net'
 import { join } from 'node:path'
+import { PYTHON_SUPPORT_DIR } from '@xenstack/xapi-sim'
 import { HOST_PROGRAMS } from './host-programs.js'
 import { XenstoreDomain } from './xenstore.js'
 import { startLabServices, type LabServiceEndpoint } from './services.js'
@@ -98,6 +99,9 @@ import {
   type LabPlan,
   type LabRole,
 } from './topology.js'
+
+/** Machine directories every host sees read-only at the same path, wherever the checkout lives. */
+const HOST_VISIBLE_DIRS = [PYTHON_SUPPORT_DIR]
 
 export const DEFAULT_LAB_ROOT = '/tmp/xenstack-labs'
 export const labRoot = (root?: string): string => root ?? process.env.XENSTACK_LAB_ROOT ?? DEFAULT_LAB_ROOT
@@ -645,6 +649,10 @@ export class Lab {
       'mount --bind "$bin" "$r$bin"',
       'mount -o remount,bind,ro "$r$bin"',
       'mount --bind "$d/xenstored" "$r/run/xenstored"',
+      // machine dirs hosts must see at the same path (xapi-sim's Python modules for dom0 plugins): an overlay's
+      // lower layer is `/` alone, so a checkout on another mount or under /tmp would otherwise be missing
+      'shift 4',
+      'for p in "$@"; do mkdir -p "$r$p"; mount --bind "$p" "$r$p"; mount -o remount,bind,ro "$r$p"; done',
       'mount -t overlay "xsl-$h-bin" -o "lowerdir=$bin:/usr/local/bin" "$r/usr/local/bin"',
       'cd "$r"',
       'pivot_root . run/.oldroot',
@@ -676,6 +684,7 @@ export class Lab {
           d,
           bin,
           dir,
+          ...HOST_VISIBLE_DIRS,
         ],
         join(d, 'log', 'holder.log'),
       )

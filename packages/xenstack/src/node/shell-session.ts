@@ -127,7 +127,7 @@ export class ShellSession {
     this.#busy = true
     const wrap = timeoutSeconds !== undefined ? `timeout -s KILL ${Math.max(1, Math.ceil(timeoutSeconds))} ` : ''
     const cmd = `${wrap}sh -c ${shellQuote(line)}`
-    // Input goes through a pipe from a here-document (never a file); outputs are removed as soon as they are sent,
+    // Input goes through a pipe from a here-document (never a file); outputs are removed before they are sent,
     // so nothing (a config file with a password, say) stays on the node's disk between commands.
     const run =
       stdin && stdin.length > 0
@@ -135,7 +135,10 @@ export class ShellSession {
         : `${cmd} < /dev/null > "$T/o" 2> "$T/e"; c=$?\n`
     const script =
       run +
-      `printf '%s %s %s %s\\n' ${this.#token} "$c" "$(wc -c < "$T/o")" "$(wc -c < "$T/e")"; cat "$T/o" "$T/e"; rm -f "$T/o" "$T/e"\n`
+      // the files are unlinked before a byte is sent (read through open descriptors), so once the caller has the
+      // result nothing of it — a secret read from stdin and echoed, say — is left on the node's disk
+      `so=$(wc -c < "$T/o"); se=$(wc -c < "$T/e"); exec 3< "$T/o" 4< "$T/e"; rm -f "$T/o" "$T/e"; ` +
+      `printf '%s %s %s %s\\n' ${this.#token} "$c" $so $se; cat <&3; cat <&4; exec 3<&- 4<&-\n`
     return new Promise<ShellResult>((resolve, reject) => {
       this.#pending = { resolve, reject }
       this.#channel.write(script)
