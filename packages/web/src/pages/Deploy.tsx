@@ -75,14 +75,25 @@ export function Deploy({ env }: { env: string }) {
   // Several loads overlap (snapshot, start, end events): only the newest one's answer is shown, so a slow
   // answer from while it ran cannot replace the final state.
   const generation = useRef(0)
+  // Task events newer than a load's request win over what that load answers (it may have been read before them).
+  const eventCount = useRef(0)
+  const lastEvent = useRef(new Map<string, number>())
   const loadDeployment = async (id: number) => {
     const mine = ++generation.current
+    const asked = eventCount.current
     const d = await api(`GET`, `/deployments/${id}`)
     if (mine !== generation.current) return
     idRef.current = id
     setDeploymentId(id)
     setSummary(d)
-    setTasks(Object.fromEntries((d.tasks as TaskRow[]).map((t) => [t.key, t])))
+    setTasks((current) =>
+      Object.fromEntries(
+        (d.tasks as TaskRow[]).map((t) => [
+          t.key,
+          (lastEvent.current.get(t.key) ?? -1) >= asked && current[t.key] ? { ...t, ...current[t.key] } : t,
+        ]),
+      ),
+    )
     const total: Record<string, [number, number]> = {}
     for (const t of d.tasks as TaskRow[]) {
       if (STRUCTURAL.test(t.node)) continue
@@ -117,6 +128,7 @@ export function Deploy({ env }: { env: string }) {
     es.addEventListener('task', (m) => {
       const t = JSON.parse((m as MessageEvent).data)
       if (idRef.current !== null && t.deployment !== idRef.current) void loadDeployment(t.deployment).catch(() => {})
+      lastEvent.current.set(t.key, eventCount.current++)
       setTasks((ts) => ({ ...ts, [t.key]: { ...(ts[t.key] ?? {}), ...t } }))
     })
     es.addEventListener('progress', (m) => {
