@@ -264,6 +264,18 @@ test('lab deploy: the default two-host lab environment deploys with xenstack dep
       assert.equal(((await res.json()) as { images: unknown[] }).images.length, 1, 'still one TestVM')
     })
 
+    await t.test('the health checks pass on what the deploy made (xenstack health run)', async () => {
+      const thealth = performance.now()
+      const health = await xenstack(home, 'health', 'run', env, '--json')
+      t.diagnostic(`health run, every set: ${Math.round(performance.now() - thealth)} ms`)
+      runs.push(health)
+      assert.equal(
+        health.code,
+        0,
+        `health checks failed:\n${health.stdout.slice(-6000)}\n${health.stderr.slice(-2000)}`,
+      )
+    })
+
     await t.test(
       'a 6.5.0 host without hotfix XS65ESP1013 fails the pre-test, saying what it found and needs',
       async () => {
