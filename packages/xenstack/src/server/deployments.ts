@@ -130,11 +130,14 @@ export class DeploymentManager {
       .then((summary) => {
         const s = summary ?? summarize(this.engine, id)
         this.state.environments.setStatus(env, ENV_STATUS[s.status])
+        // no longer running before anyone hears it ended: a Deploy or Resume sent on that event must be accepted
+        this.running.delete(env)
         this.hub.publish(channel, 'deployment', { deployment: id, status: s.status, summary: s })
       })
       .catch((e: unknown) => {
-        this.hub.publish(channel, 'deployment', { deployment: id, status: 'error', reason: (e as Error).message })
         this.state.environments.setStatus(env, 'error')
+        this.running.delete(env)
+        this.hub.publish(channel, 'deployment', { deployment: id, status: 'error', reason: (e as Error).message })
       })
       .finally(async () => {
         this.running.delete(env)
