@@ -9,7 +9,7 @@ import { dryRun, resumeDeployment, startDeployment, type DeploymentSummary, type
 import type { NodeAccess } from './ports.js'
 import type { SchedulerEvent } from './scheduler.js'
 import type { EngineStore } from './store.js'
-import { createTaskRunner, type NativeTask, type PluginScripts } from './tasks.js'
+import { createTaskRunner, type NativeTask, type PluginScripts, type TaskRunnerOptions } from './tasks.js'
 
 /** Everything the engine needs to know about an environment. */
 export interface DeployableEnvironment {
@@ -66,27 +66,11 @@ export async function deployEnvironment(
   if (opts.dryRun) {
     return {
       kind: 'dry-run',
-      plan: await dryRun(env.name, plan, {
-        access: env.access,
-        natives: env.natives,
-        settings: settingsOf(env),
-        models: env.models,
-        xapi: env.xapi,
-        nodeData: env.nodeData,
-      }),
+      plan: await dryRun(env.name, plan, runnerOptions(env)),
       notes,
     }
   }
-  const runner = createTaskRunner({
-    access: env.access,
-    settings: settingsOf(env),
-    models: env.models,
-    natives: env.natives,
-    scripts: env.scripts,
-    xapi: env.xapi,
-    nodeData: env.nodeData,
-    log: opts.onLog,
-  })
+  const runner = createTaskRunner(runnerOptions(env, opts.onLog))
   const summary = await startDeployment(store, env.name, plan, {
     runner,
     mode: redeploy ? 'redeploy' : 'deploy',
@@ -108,16 +92,7 @@ export async function resumeEnvironment(
 ): Promise<DeploymentSummary> {
   const last = store.latestDeployment(env.name)
   if (!last) throw new Error(`environment ${env.name} has no deployment to resume`)
-  const runner = createTaskRunner({
-    access: env.access,
-    settings: settingsOf(env),
-    models: env.models,
-    natives: env.natives,
-    scripts: env.scripts,
-    xapi: env.xapi,
-    nodeData: env.nodeData,
-    log: opts.onLog,
-  })
+  const runner = createTaskRunner(runnerOptions(env, opts.onLog))
   return resumeDeployment(store, last.id, {
     runner,
     maxBusyNodes: opts.maxBusyNodes,
@@ -127,8 +102,18 @@ export async function resumeEnvironment(
   })
 }
 
-function settingsOf(env: DeployableEnvironment): Record<string, unknown> {
-  return (env.models.settings as Record<string, unknown>) ?? {}
+/** What the environment's tasks run with — the same for a deployment, a resume and a dry run's planning. */
+function runnerOptions(env: DeployableEnvironment, log?: DeployOptions['onLog']): TaskRunnerOptions {
+  return {
+    access: env.access,
+    settings: (env.models.settings as Record<string, unknown>) ?? {},
+    models: env.models,
+    natives: env.natives,
+    scripts: env.scripts,
+    xapi: env.xapi,
+    nodeData: env.nodeData,
+    log,
+  }
 }
 
 /** Saved with every password setting (`type: password`) replaced by its hash: no secret in the engine's tables. */
