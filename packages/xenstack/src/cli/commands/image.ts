@@ -206,7 +206,7 @@ async function upload(file: string, flags: ImageFlags): Promise<void> {
       throw e
     }
     bar.stop()
-    const seconds = (performance.now() - t0) / 1000
+    const rate = throughput(bytes, t0)
     const uuid = (await xapi.call('VDI.get_uuid', vdi)) as string
     const result = {
       vdi: { ref: vdi, uuid, name_label: flags.name ?? basename(file) },
@@ -215,8 +215,7 @@ async function upload(file: string, flags: ImageFlags): Promise<void> {
       format,
       bytes,
       virtual_size: virtualSize,
-      seconds: Number(seconds.toFixed(3)),
-      mib_per_second: Number((bytes / MiB / Math.max(seconds, 0.001)).toFixed(1)),
+      ...rate,
     }
     emit(flags, result, (r) =>
       process.stdout.write(
@@ -225,6 +224,15 @@ async function upload(file: string, flags: ImageFlags): Promise<void> {
       ),
     )
   })
+}
+
+/** The transfer's duration and rate as both commands report them. */
+function throughput(bytes: number, t0: number): { seconds: number; mib_per_second: number } {
+  const seconds = (performance.now() - t0) / 1000
+  return {
+    seconds: Number(seconds.toFixed(3)),
+    mib_per_second: Number((bytes / MiB / Math.max(seconds, 0.001)).toFixed(1)),
+  }
 }
 
 async function exportImage(id: string, file: string, flags: ImageFlags): Promise<void> {
@@ -253,15 +261,14 @@ async function exportImage(id: string, file: string, flags: ImageFlags): Promise
       throw e
     }
     bar.stop()
-    const seconds = (performance.now() - t0) / 1000
+    const rate = throughput(bytes, t0)
     const result = {
       vdi: { ref: vdi.ref, uuid: vdi.uuid, name_label: vdi.name_label },
       file,
       format,
       bytes,
       virtual_size: virtualSize,
-      seconds: Number(seconds.toFixed(3)),
-      mib_per_second: Number((bytes / MiB / Math.max(seconds, 0.001)).toFixed(1)),
+      ...rate,
     }
     emit(flags, result, (r) =>
       process.stdout.write(
