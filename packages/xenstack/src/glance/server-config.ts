@@ -6,7 +6,8 @@
  * Without Keystone every request gets Glance's anonymous admin-ish context (`UnauthenticatedContextMiddleware`);
  * `publicize_image` is opened by the policy file because Zed's default (`role:admin`) cannot match its empty roles.
  */
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import { request } from 'node:http'
 
 /** Debian's interpreter: a pyenv/venv `python3` on PATH cannot import glance (recipe, pitfall 1). */
 export const GLANCE_PYTHON = '/usr/bin/python3'
@@ -160,3 +161,25 @@ export const glanceApiArgv = (l: GlanceServerLayout): string[] => [
   '--config-file',
   `${l.confDir}/glance-api.conf`,
 ]
+
+/** The HTTP status `url` answers (a health check's), or 0 when there is no answer within `timeoutMs`. */
+export function glanceHttpStatus(url: string, timeoutMs: number): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request(url, { timeout: timeoutMs }, (res) => {
+      res.resume()
+      resolve(res.statusCode ?? 0)
+    })
+    req.on('timeout', () => req.destroy())
+    req.on('error', () => resolve(0))
+    req.end()
+  })
+}
+
+/** The last lines of a Glance log, for errors that say why it did not start. */
+export function glanceLogTail(file: string, lines = 15): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n')
+  } catch {
+    return '(no log)'
+  }
+}

@@ -8,8 +8,7 @@
  * into 9292), and two Glances on one port would silently share it (SO_REUSEPORT, pitfall 4).
  */
 import { spawn } from 'node:child_process'
-import { mkdirSync, openSync, closeSync, readFileSync, writeFileSync } from 'node:fs'
-import { request } from 'node:http'
+import { mkdirSync, openSync, closeSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import {
   GLANCE_POLICY,
@@ -17,7 +16,9 @@ import {
   glanceApiArgv,
   glanceApiConf,
   glanceDataSubdirs,
+  glanceHttpStatus,
   glanceInstalled,
+  glanceLogTail,
   glanceManageArgv,
   glancePasteIni,
   type GlanceServerLayout,
@@ -44,26 +45,6 @@ sys.stdout.write("%d\\n" % s.getsockname()[1])
 sys.stdout.flush()
 os.execv(sys.argv[1], sys.argv[1:])
 `
-
-function status(url: string): Promise<number> {
-  return new Promise((resolve) => {
-    const req = request(url, { timeout: 2000 }, (res) => {
-      res.resume()
-      resolve(res.statusCode ?? 0)
-    })
-    req.on('timeout', () => req.destroy())
-    req.on('error', () => resolve(0))
-    req.end()
-  })
-}
-
-function tail(file: string): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-15).join('\n')
-  } catch {
-    return '(no log)'
-  }
-}
 
 export async function startStandaloneGlance(
   dir: string,
@@ -121,7 +102,7 @@ export async function startStandaloneGlance(
         if (m) resolve(Number(m[1]))
       })
       child.on('exit', (code) =>
-        reject(new Error(`glance launcher exited (${code}) before binding a port: ${tail(logFile)}`)),
+        reject(new Error(`glance launcher exited (${code}) before binding a port: ${glanceLogTail(logFile)}`)),
       )
       child.on('error', reject)
     })
@@ -129,11 +110,15 @@ export async function startStandaloneGlance(
     child.stdout!.resume()
     const url = `http://127.0.0.1:${port}`
     const deadline = Date.now() + timeout
-    while ((await status(`${url}/healthcheck`)) !== 200) {
+    while ((await glanceHttpStatus(`${url}/healthcheck`, 2000)) !== 200) {
       if (child.exitCode !== null || child.signalCode !== null)
-        throw new Error(`glance-api in ${dir} exited before it was ready; end of ${logFile}:\n${tail(logFile)}`)
+        throw new Error(
+          `glance-api in ${dir} exited before it was ready; end of ${logFile}:\n${glanceLogTail(logFile)}`,
+        )
       if (Date.now() > deadline)
-        throw new Error(`glance-api in ${dir} not ready after ${timeout} ms; end of ${logFile}:\n${tail(logFile)}`)
+        throw new Error(
+          `glance-api in ${dir} not ready after ${timeout} ms; end of ${logFile}:\n${glanceLogTail(logFile)}`,
+        )
       await new Promise((r) => setTimeout(r, 100))
     }
     return { url, pid: child.pid!, dir, logFile, stop }

@@ -16,9 +16,8 @@
  * Options (`spec.options`): `port` (default 9292), `readyTimeoutMs` (default 90000; the API starts in ~2.5 s on an
  * idle machine, far slower on a loaded one), `debug` (Glance debug logging).
  */
-import { readFileSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { request } from 'node:http'
 import {
   GLANCE_DEFAULT_PORT,
   GLANCE_POLICY,
@@ -26,7 +25,9 @@ import {
   glanceApiArgv,
   glanceApiConf,
   glanceDataSubdirs,
+  glanceHttpStatus,
   glanceInstalled,
+  glanceLogTail,
   glanceManageArgv,
   glancePasteIni,
   type GlanceServerLayout,
@@ -73,26 +74,6 @@ async function writeOnHost(ctx: LabServiceContext, path: string, content: string
   await ctx.lab.execOk(ctx.host.name, ['sh', '-c', 'mkdir -p "$(dirname "$1")" && cat > "$1"', 'write', path], {
     stdin: content,
   })
-}
-
-function httpStatus(url: string, timeoutMs: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { timeout: timeoutMs }, (res) => {
-      res.resume()
-      resolve(res.statusCode ?? 0)
-    })
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)))
-    req.on('error', reject)
-    req.end()
-  })
-}
-
-function tail(file: string, lines = 15): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n')
-  } catch {
-    return '(no log)'
-  }
 }
 
 export async function startGlance(ctx: LabServiceContext, spec: LabServiceSpec): Promise<GlanceEndpoint> {
@@ -142,13 +123,15 @@ export async function startGlance(ctx: LabServiceContext, spec: LabServiceSpec):
   const deadline = Date.now() + readyTimeoutMs
   for (;;) {
     if (!isAlive(pid))
-      throw new Error(`glance service on ${host}: glance-api (pid ${pid}) exited; end of ${logFile}:\n${tail(logFile)}`)
-    const status = await httpStatus(`${adminUrl}/healthcheck`, 2000).catch(() => 0)
+      throw new Error(
+        `glance service on ${host}: glance-api (pid ${pid}) exited; end of ${logFile}:\n${glanceLogTail(logFile)}`,
+      )
+    const status = await glanceHttpStatus(`${adminUrl}/healthcheck`, 2000)
     if (status === 200) break
     if (Date.now() > deadline)
       throw new Error(
         `glance service on ${host}: ${adminUrl}/healthcheck not ready after ${readyTimeoutMs} ms ` +
-          `(last status ${status || 'no answer'}); end of ${logFile}:\n${tail(logFile)}`,
+          `(last status ${status || 'no answer'}); end of ${logFile}:\n${glanceLogTail(logFile)}`,
       )
     await sleep(100)
   }
@@ -157,7 +140,7 @@ export async function startGlance(ctx: LabServiceContext, spec: LabServiceSpec):
   })
   if (probe.stdout.trim() !== '200')
     throw new Error(
-      `glance service on ${host}: GET ${url}/v2/images from the host answered ${probe.stdout.trim() || probe.stderr.trim()}, expected 200; end of ${logFile}:\n${tail(logFile)}`,
+      `glance service on ${host}: GET ${url}/v2/images from the host answered ${probe.stdout.trim() || probe.stderr.trim()}, expected 200; end of ${logFile}:\n${glanceLogTail(logFile)}`,
     )
   return { kind: 'glance', host, url, adminUrl, logFile, pids: [pid] }
 }
