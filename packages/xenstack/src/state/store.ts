@@ -17,6 +17,7 @@ import { openSqlite, redactUrl, type Backend, type Database } from './driver.js'
 import { MIGRATIONS, type Migration } from './migrations.js'
 import { PoolRepository } from './pools.js'
 import { mapPasswords, redactPasswords, SecretBox } from './secrets.js'
+import { recordDefaultStoreOpen, testDatabaseFor } from './test-databases.js'
 
 /** The driver interface (driver.ts): better-sqlite3, or PostgreSQL when DATABASE_URL is set. */
 export type SqliteDatabase = Database
@@ -509,7 +510,10 @@ export class StateStore {
   static open(options: OpenOptions = {}): StateStore {
     const dataDir = resolveDataDir(options.dataDir)
     mkdirSync(dataDir, { recursive: true, mode: 0o700 })
-    const url = options.databaseUrl ?? process.env.DATABASE_URL ?? ''
+    const explicit = options.databaseUrl ?? process.env.DATABASE_URL
+    // The test suite's PostgreSQL pass puts a default store in a database of its data dir's own (test-databases.ts).
+    if (explicit === undefined) recordDefaultStoreOpen()
+    const url = explicit ?? testDatabaseFor(dataDir) ?? ''
     let store: StateStore
     if (url) {
       if (!/^postgres(ql)?:\/\//.test(url)) {
@@ -535,7 +539,13 @@ export class StateStore {
 
   /** Applies the migrations not yet recorded, each in its own transaction; returns the ids applied. */
   migrate(migrations: Migration[] = MIGRATIONS): string[] {
-    this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at TEXT NOT NULL)')
+    // Under the writer lock: on PostgreSQL two processes creating the table at once can both miss it and one fails
+    // on the catalog's unique index (IF NOT EXISTS is not atomic there).
+    this.db
+      .transaction(() =>
+        this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at TEXT NOT NULL)'),
+      )
+      .immediate()
     const done = new Set(
       (this.db.prepare('SELECT id FROM schema_migrations').all() as { id: string }[]).map((r) => r.id),
     )
