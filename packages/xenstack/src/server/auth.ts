@@ -35,6 +35,9 @@ interface TokenRow {
 
 const TOKEN = /^xst_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$/
 
+/** How long a checked token's row is trusted without reading it again (a revocation elsewhere takes this long). */
+export const CACHE_MS = 1000
+
 const digest = (salt: string, secret: string): Buffer =>
   createHash('sha256').update(salt).update('\0').update(secret).digest()
 
@@ -46,8 +49,12 @@ export interface TokenInfo {
 }
 
 export class TokenStore {
-  /** Ids checked recently with their hash, so a request costs one hash and no query. */
-  private readonly cache = new Map<string, { salt: string; hash: Buffer }>()
+  /**
+   * Ids checked recently with their hash, so a request costs one hash and no query. Entries live CACHE_MS only: a
+   * token revoked or rotated out by another process (`xenstack server token`, a second server on the same store)
+   * must stop working here too, not only in the process that removed its row.
+   */
+  private readonly cache = new Map<string, { salt: string; hash: Buffer; at: number }>()
 
   constructor(private readonly store: StateStore) {
     store.migrate(SERVER_MIGRATIONS)
@@ -87,12 +94,17 @@ export class TokenStore {
     const m = presented ? TOKEN.exec(presented) : null
     // Unknown shapes still cost a hash, so timing says nothing about which part was wrong.
     const id = m?.[1] ?? ''
+    const now = Date.now()
     let entry = this.cache.get(id)
+    if (entry && now - entry.at > CACHE_MS) {
+      this.cache.delete(id)
+      entry = undefined
+    }
     if (!entry && m) {
       const row = this.store.db.prepare('SELECT salt, hash FROM api_tokens WHERE id = ?').get(id) as
         { salt: string; hash: string } | undefined
       if (row) {
-        entry = { salt: row.salt, hash: Buffer.from(row.hash, 'hex') }
+        entry = { salt: row.salt, hash: Buffer.from(row.hash, 'hex'), at: now }
         this.cache.set(id, entry)
       }
     }

@@ -42,6 +42,8 @@ export interface ServerOptions {
    * that name by a new one on every start (the main job, which must print a working token each time).
    */
   token?: 'first-start' | `rotate:${string}`
+  /** Where the warning about a non-loopback bind goes (default: stderr). */
+  warn?: (message: string) => void
 }
 
 export interface RunningServer {
@@ -79,6 +81,11 @@ export function serverContext(state: StateStore, opts: { natives?: Map<string, N
   return { context, tokens: new TokenStore(state) }
 }
 
+/** True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost). */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127(\.\d{1,3}){3}$/.test(host) || /^::ffff:127\./i.test(host)
+}
+
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
   const state = StateStore.open({ dataDir: opts.dataDir, databaseUrl: opts.databaseUrl })
   try {
@@ -100,6 +107,12 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     await app.listen({ host, port: opts.port ?? DEFAULT_PORT })
     const addr = app.server.address()
     const port = typeof addr === 'object' && addr ? addr.port : (opts.port ?? DEFAULT_PORT)
+    // Anyone who can reach a non-loopback address can try tokens and read the UI: say so every time it is asked for.
+    if (!isLoopback(host))
+      (opts.warn ?? ((m: string) => process.stderr.write(`warning: ${m}\n`)))(
+        `the API listens on ${host}:${port}, reachable from other machines (plain HTTP: put TLS in front of it); ` +
+          'without --host it listens on 127.0.0.1 only',
+      )
     const shown = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host
     context.pools.watchAll()
     return {
