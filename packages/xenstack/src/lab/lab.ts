@@ -45,7 +45,9 @@
  * (key-only, own host key) listens on port 22 of
  * the host's admin address (198.18.<slot>.x), reachable from the machine. Controllers run an HTTP endpoint on
  * their management address (port `httpProbePort`) answering `{"host":…, "client":"<source address>"}` and logging
- * each request to <host dir>/log/http-probe.log. Compute VMs forward nothing (FORWARD policy DROP) until told to.
+ * each request to <host dir>/log/http-probe.log, and have the /etc/nova/nova.conf a Fuel-deployed controller has
+ * (controller-role.ts: keystone's memcached servers, which the XenServer plugin's controller task reads). Compute VMs
+ * forward nothing (FORWARD policy DROP) until told to.
  *
  * Teardown kills every process in the lab's namespaces, deletes the namespaces (their links go with them)
  * and the lab directory. What a lab creates is recorded in `<lab dir>/state.json` before it is created, so
@@ -69,9 +71,10 @@ import {
 } from 'node:fs'
 import { readdir } from 'node:fs/promises'
 import { connect } from 'node:net'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { PYTHON_SUPPORT_DIR } from '@xenstack/xapi-sim'
 import { HOST_PROGRAMS } from './host-programs.js'
+import { roleFiles } from './controller-role.js'
 import { XenstoreDomain } from './xenstore.js'
 import { startLabServices, type LabServiceEndpoint } from './services.js'
 import { linkSimulator, type LabSimulator, type LabSimulatorOptions } from './simulator-link.js'
@@ -567,6 +570,11 @@ export class Lab {
       writeFileSync(join(fs, 'etc', 'hosts'), etcHosts)
       if (h.role === 'dom0') mkdirSync(join(fs, 'etc', 'xapi.d', 'plugins'), { recursive: true })
       mkdirSync(join(fs, 'var', 'lib', 'misc'), { recursive: true })
+      // what the role has on a Fuel-deployed machine (a controller's nova.conf), before `seed` may change it
+      for (const [path, text] of Object.entries(roleFiles(plan, h))) {
+        mkdirSync(dirname(join(fs, path)), { recursive: true })
+        writeFileSync(join(fs, path), text)
+      }
       if (options.seed) await options.seed(h, { etc: join(fs, 'etc'), root: join(fs, 'root'), var: join(fs, 'var') })
     }
     lap('keys, dirs, configs')

@@ -3,24 +3,25 @@
 // registers it, deployed with `xenstack deploy` through the CLI, then the real effects checked on the lab's hosts
 // and in the simulator. One lab for the whole file.
 //
-// The controller is seeded with the /etc/nova/nova.conf a Fuel-deployed controller has (xenstack's release does not
-// install nova itself; the XenServer plugin's controller task changes that file, as the original did).
+// The lab's controller has the /etc/nova/nova.conf a Fuel-deployed controller has (lab/controller-role.ts; xenstack's
+// release does not install nova itself); the XenServer plugin's controller task changes that file, as the original did.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { requirePrerequisite, scratchDirs } from '@xenstack/testkit'
-import Database from 'better-sqlite3'
 import { connect, type Xapi } from '@xenstack/xenapi'
 import { Lab, autoLabName, preflight } from '../../src/lab/index.js'
 import '../../src/integration/lab-services.js'
 import { describeLab } from '../../src/lab/supervisor.js'
 import { registerLabEnvironment } from '../../src/lab/environment.js'
 import { glanceInstalled } from '../../src/glance/server-config.js'
+import { StateStore } from '../../src/state/store.js'
 import type { GlanceEndpoint } from '../../src/lab/glance-service.js'
 import { buildTestVm } from '../../src/integration/image/testvm.js'
+import { parseIni } from '../../src/health/xenserver/ini-check.js'
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
 const tmp = scratchDirs()
@@ -90,9 +91,9 @@ function networkOf(address: string): string {
 
 /** `<node>/<task>: <resource>` of every resource a deployment changed (from the engine's tables). */
 function changedResources(home: string, deployment: number): string[] {
-  const db = new Database(join(home, 'state.db'), { readonly: true })
+  const state = StateStore.open({ dataDir: home })
   try {
-    const rows = db
+    const rows = state.db
       .prepare('SELECT node, task, changes_json FROM engine_tasks WHERE deployment_id = ? AND changes_json IS NOT NULL')
       .all(deployment) as { node: string; task: string; changes_json: string }[]
     return rows.flatMap((r) =>
@@ -101,14 +102,11 @@ function changedResources(home: string, deployment: number): string[] {
         .map((c) => `${r.node}/${r.task}: ${c.resource}${c.diff ? ` (${c.diff.slice(0, 300)})` : ''}`),
     )
   } finally {
-    db.close()
+    state.close()
   }
 }
 
 const PRE_EXISTING_CRON = '17 3 * * * /usr/local/bin/site-backup --quiet'
-const NOVA_CONF = ['[DEFAULT]', 'debug = False', '', '[database]', 'connection = mysql://nova@192.0.2.1/nova', ''].join(
-  '\n',
-)
 
 test('lab deploy: the default two-host lab environment deploys with xenstack deploy and its effects are real', async (t) => {
   let missing: string | undefined
@@ -126,11 +124,6 @@ test('lab deploy: the default two-host lab environment deploys with xenstack dep
     networks: { management: { cidr: '192.168.0.0/22' }, storage: { cidr: '192.168.8.0/25' } },
     simulator: true,
     services: [{ kind: 'glance' }],
-    seed: (h, paths) => {
-      if (h.role !== 'controller') return
-      mkdirSync(join(paths.etc, 'nova'), { recursive: true })
-      writeFileSync(join(paths.etc, 'nova', 'nova.conf'), NOVA_CONF)
-    },
   })
   t.diagnostic(`lab up with Glance: ${Math.round(performance.now() - tUp)} ms`)
   const password = lab.simulator!.password
@@ -197,6 +190,19 @@ test('lab deploy: the default two-host lab environment deploys with xenstack dep
       const cron = (await lab.execOk('dom0-1', ['crontab', '-l'])).stdout
       assert.ok(cron.includes(PRE_EXISTING_CRON), cron)
       assert.ok(cron.split('\n').filter((l) => l.trim() && !l.startsWith('#')).length >= 2, cron)
+    })
+
+    await t.test("the controller's nova.conf shares console tokens through keystone's memcached", async () => {
+      // the lab controller's nova.conf is a Fuel controller's; the plugin's controller task added the cache keys
+      const conf = (await lab.execOk('controller-1', ['cat', '/etc/nova/nova.conf'])).stdout
+      const servers = `${lab.host('controller-1').addresses.management!.split('/')[0]}:11211`
+      const ini = parseIni(conf)
+      assert.deepEqual(ini.errors, [], conf)
+      const get = (section: string, key: string) => ini.sections.get(section)?.get(key)
+      assert.equal(get('keystone_authtoken', 'memcached_servers'), servers, conf)
+      assert.equal(get('cache', 'enabled'), 'True', conf)
+      assert.equal(get('cache', 'memcache_servers'), servers, conf)
+      assert.ok(get('DEFAULT', 'my_ip'), 'the rest of the file is kept')
     })
 
     await t.test('each compute VM has its HIMN VIF and vm-data/himn_mac in the simulator', async () => {
