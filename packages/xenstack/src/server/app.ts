@@ -21,6 +21,7 @@ import { errorHandler } from './errors.js'
 import { deploymentRoutes } from './routes/deployments.js'
 import { environmentRoutes } from './routes/environments.js'
 import { plugins } from './routes/index.js'
+import { nodeNetworkRoutes } from './routes/node-network.js'
 import { errors } from './routes/schemas.js'
 
 export interface AppOptions {
@@ -144,6 +145,7 @@ export async function buildApp(ctx: ServerContext, opts: AppOptions): Promise<Fa
       )
       for (const routes of plugins) routes(api, ctx)
       environmentRoutes(api, ctx)
+      nodeNetworkRoutes(api, ctx)
       deploymentRoutes(api, ctx)
     },
     { prefix: '/api/v1' },

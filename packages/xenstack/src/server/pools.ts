@@ -99,6 +99,12 @@ export class PoolInventory {
     this.pools.delete(name)
   }
 
+  /** The watched pool's logged-in connection while it is ready (for reads the inventory does not keep). */
+  connection(name: string): Xapi | undefined {
+    const w = this.pools.get(name)
+    return w?.status === 'ready' ? w.xapi : undefined
+  }
+
   status(name: string): { status: PoolStatus | 'not watched'; error?: string } {
     const w = this.pools.get(name)
     return w ? { status: w.status, ...(w.error ? { error: w.error } : {}) } : { status: 'not watched' }
