@@ -1,10 +1,15 @@
 /**
- * The HTTP front: node:http servers (one per pool member address, same port), XAPI's routing by (method, longest
+ * The HTTP front: one listening socket per pool member address (same port), XAPI's routing by (method, longest
  * path prefix) with XML-RPC on every unclaimed POST and JSON-RPC on /jsonrpc, CORS, and extension points for the
  * disk handlers and fault injection (routes and middleware).
+ *
+ * Connections start on the lean RPC reader of http-wire.ts (keep-alive POSTs with a Content-Length, the calls every
+ * client makes); the first request it does not serve moves the connection to node:http, which handles everything
+ * else (routes, middleware, chunked bodies, 100-continue, bad requests).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo, Socket } from 'node:net'
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
+import { RpcConnection, type Reply, type RpcEndpoint } from './http-wire.js'
 import { XapiError } from './errors.js'
 import type { CallOutcome } from './dispatch.js'
 import { decodeMethodCall, encodeUntyped, methodResponse } from './xml.js'
@@ -34,10 +39,12 @@ const SUCCESS_OPEN =
   '<value><struct><member><name>Status</name><value>Success</value></member><member><name>Value</name>'
 const SUCCESS_CLOSE = '</member></struct></value>'
 
-export class HttpFront {
+export class HttpFront implements RpcEndpoint {
   private routes: Route[] = []
   private readonly middleware: HttpMiddleware[] = []
-  private readonly servers: Server[] = []
+  private readonly servers: NetServer[] = []
+  /** node:http servers that never listen: they get the connections the RPC reader hands over. */
+  private readonly httpServers: Server[] = []
   private readonly sockets = new Set<Socket>()
 
   constructor(private readonly sim: Simulator) {}
@@ -88,12 +95,17 @@ export class HttpFront {
   async listen(addresses: { address: string; host: string }[], port: number): Promise<number> {
     let actual = port
     for (const { address, host } of addresses) {
-      const server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.handle(req, res, host))
-      server.headersTimeout = 70_000
-      server.on('connection', (s: Socket) => {
+      const http = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.handle(req, res, host))
+      http.headersTimeout = 70_000
+      // Starts node:http's header/request timeout checks, which it otherwise starts on listening.
+      http.emit('listening')
+      const handOff = (s: Socket) => http.emit('connection', s)
+      const endpoint = () => this.rpcEndpoint()
+      // allowHalfOpen as node:http's own server: a client that half-closes still gets its answers.
+      const server = createNetServer({ allowHalfOpen: true, noDelay: true }, (s: Socket) => {
         this.sockets.add(s)
-        s.setNoDelay(true)
         s.on('close', () => this.sockets.delete(s))
+        new RpcConnection(s, endpoint, host, handOff)
       })
       await new Promise<void>((resolve, reject) => {
         server.once('error', (e: NodeJS.ErrnoException) =>
@@ -103,15 +115,44 @@ export class HttpFront {
       })
       if (actual === 0) actual = (server.address() as AddressInfo).port
       this.servers.push(server)
+      this.httpServers.push(http)
     }
     return actual
   }
 
   async close(): Promise<void> {
     const servers = this.servers.splice(0)
+    for (const h of this.httpServers.splice(0)) h.close() // not listening: only stops its timeout checks
     for (const s of this.sockets) s.destroy()
     this.sockets.clear()
     await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))))
+  }
+
+  /** The front answering this simulator's addresses: a joined member's requests are its master's. */
+  private rpcEndpoint(): RpcEndpoint {
+    const joined = this.sim.joinedTo
+    return joined ? joined.sim.http.memberEndpoint(joined.host) : this
+  }
+
+  /** This front's RPC answering as `host` (a joined simulator's address, served by its new master). */
+  private memberEndpoint(host: string): RpcEndpoint {
+    return {
+      claimsRpc: (path) => this.claimsRpc(path),
+      answerRpc: (body, _host, json, reply) => this.answerRpc(body, host, json, reply),
+    }
+  }
+
+  /**
+   * True when a POST to `path` is a plain RPC the lean reader may answer: no middleware (faults), no route claiming
+   * the path, and no `beforeAnswer` hold (answers that wait for the disk go through node:http's rpc()).
+   */
+  claimsRpc(path: string): boolean {
+    return (
+      this.middleware.length === 0 &&
+      this.beforeAnswer === undefined &&
+      this.sim.joinedTo === undefined &&
+      !this.findRoute('POST', path)
+    )
   }
 
   /** Handles a request that reached `host` (public so a pool master can serve a joined simulator's address). */
@@ -163,36 +204,56 @@ export class HttpFront {
     }
   }
 
-  /** Answers an RPC request (XML-RPC, or JSON-RPC when `json`); also used by the admin endpoint. */
+  /**
+   * Called before an RPC answer is sent; a promise holds the answer back until it settles (server.ts's `syncWrites`:
+   * the changes the call made are on disk before the caller hears of them, so a SIGKILL loses nothing answered).
+   */
+  beforeAnswer?: () => Promise<void> | undefined
+
+  /** Answers an RPC request (XML-RPC, or JSON-RPC when `json`) read through node:http; also used by the admin endpoint. */
   rpc(req: IncomingMessage, res: ServerResponse, host: string, json: boolean): void {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
     req.on('error', () => res.destroy())
     req.on('end', () => {
       const body = chunks.length === 1 ? chunks[0].toString('utf8') : Buffer.concat(chunks).toString('utf8')
-      try {
-        if (json) this.jsonRpc(body, res, host)
-        else this.xmlRpc(body, res, host)
-      } catch (e) {
-        if (!res.headersSent) httpError(res, 500, e instanceof Error ? e.message : String(e))
-      }
+      const reply = replyThrough(res)
+      this.answerRpc(body, host, json, (status, contentType, text) => {
+        const held = this.beforeAnswer?.()
+        if (!held) return reply(status, contentType, text)
+        // a failed write answers HTTP 500: the caller must not believe a change that is not on disk
+        held.then(
+          () => reply(status, contentType, text),
+          (e: Error) => reply(500, 'text/html', errorPage(500, `state not written: ${e.message}`)),
+        )
+      })
     })
   }
 
-  private xmlRpc(body: string, res: ServerResponse, host: string): void {
+  /** Answers an RPC body through `reply` (either HTTP layer); never throws. */
+  answerRpc(body: string, host: string, json: boolean, reply: Reply): void {
+    try {
+      if (json) this.jsonRpc(body, host, reply)
+      else this.xmlRpc(body, host, reply)
+    } catch (e) {
+      reply(500, 'text/html', errorPage(500, e instanceof Error ? e.message : String(e)))
+    }
+  }
+
+  private xmlRpc(body: string, host: string, reply: Reply): void {
     let call
     try {
       call = decodeMethodCall(body)
     } catch (e) {
-      return httpError(res, 500, `Malformed_method_request: ${(e as Error).message}`)
+      return reply(500, 'text/html', errorPage(500, `Malformed_method_request: ${(e as Error).message}`))
     }
     const out = this.sim.messages.call(call.method, call.params, host, 'xmlrpc')
     const raw = call.method.startsWith('system.')
-    if (out instanceof Promise) void out.then((o) => this.sendXml(res, o, raw))
-    else this.sendXml(res, out, raw)
+    if (out instanceof Promise) void out.then((o) => reply(200, 'text/xml', this.xmlBody(o, raw)))
+    else reply(200, 'text/xml', this.xmlBody(out, raw))
   }
 
-  private sendXml(res: ServerResponse, o: CallOutcome, raw: boolean): void {
+  private xmlBody(o: CallOutcome, raw: boolean): string {
     let v: string
     if (o.ok) {
       const enc = o.xml ? o.xml() : this.sim.encoders.encode(o.value, o.type)
@@ -203,11 +264,43 @@ export class HttpFront {
         encodeUntyped(o.errorDescription) +
         '</member></struct></value>'
     }
-    const body = methodResponse(v)
+    return methodResponse(v)
+  }
+
+  private jsonRpc(body: string, host: string, reply: Reply): void {
+    const malformed = (why: string) => reply(500, 'text/html', errorPage(500, `Malformed_method_request${why}`))
+    let req: { jsonrpc?: unknown; method?: unknown; params?: unknown; id?: unknown }
+    try {
+      req = JSON.parse(body) as typeof req
+    } catch (e) {
+      return malformed(`: ${(e as Error).message}`)
+    }
+    if (req === null || typeof req !== 'object' || Array.isArray(req)) return malformed('')
+    const v2 = req.jsonrpc === '2.0'
+    if (req.jsonrpc !== undefined && !v2) return malformed(': unsupported jsonrpc version')
+    const id = req.id
+    if (!(typeof id === 'string' || (typeof id === 'number' && Number.isInteger(id))))
+      return malformed(': id must be an integer or a string')
+    if (typeof req.method !== 'string') return malformed(': method must be a string')
+    let params: unknown[]
+    if (Array.isArray(req.params)) params = req.params
+    else if (v2 && (req.params === undefined || req.params === null)) params = []
+    else if (v2 && typeof req.params === 'object') params = [req.params]
+    else return malformed(': params must be an array')
+    const out = this.sim.messages.call(req.method, params, host, 'jsonrpc')
+    if (out instanceof Promise) void out.then((o) => reply(200, 'application/json', jsonBody(o, v2, id)))
+    else reply(200, 'application/json', jsonBody(out, v2, id))
+  }
+}
+
+/** A Reply writing to a node:http response (headers as the RPC reader writes them). */
+function replyThrough(res: ServerResponse): Reply {
+  return (status, contentType, body) => {
     if (res.destroyed) return
-    res.writeHead(200, [
+    if (res.headersSent) return void res.destroy()
+    res.writeHead(status, [
       'content-type',
-      'text/xml',
+      contentType,
       'access-control-allow-origin',
       '*',
       'content-length',
@@ -215,35 +308,9 @@ export class HttpFront {
     ])
     res.end(body)
   }
-
-  private jsonRpc(body: string, res: ServerResponse, host: string): void {
-    let req: { jsonrpc?: unknown; method?: unknown; params?: unknown; id?: unknown }
-    try {
-      req = JSON.parse(body) as typeof req
-    } catch (e) {
-      return httpError(res, 500, `Malformed_method_request: ${(e as Error).message}`)
-    }
-    if (req === null || typeof req !== 'object' || Array.isArray(req))
-      return httpError(res, 500, 'Malformed_method_request')
-    const v2 = req.jsonrpc === '2.0'
-    if (req.jsonrpc !== undefined && !v2)
-      return httpError(res, 500, 'Malformed_method_request: unsupported jsonrpc version')
-    const id = req.id
-    if (!(typeof id === 'string' || (typeof id === 'number' && Number.isInteger(id))))
-      return httpError(res, 500, 'Malformed_method_request: id must be an integer or a string')
-    if (typeof req.method !== 'string') return httpError(res, 500, 'Malformed_method_request: method must be a string')
-    let params: unknown[]
-    if (Array.isArray(req.params)) params = req.params
-    else if (v2 && (req.params === undefined || req.params === null)) params = []
-    else if (v2 && typeof req.params === 'object') params = [req.params]
-    else return httpError(res, 500, 'Malformed_method_request: params must be an array')
-    const out = this.sim.messages.call(req.method, params, host, 'jsonrpc')
-    if (out instanceof Promise) void out.then((o) => sendJson(res, o, v2, id))
-    else sendJson(res, out, v2, id)
-  }
 }
 
-function sendJson(res: ServerResponse, o: CallOutcome, v2: boolean, id: string | number): void {
+function jsonBody(o: CallOutcome, v2: boolean, id: string | number): string {
   const idj = typeof id === 'number' ? String(id) : JSON.stringify(id)
   let body: string
   if (o.ok) {
@@ -255,25 +322,20 @@ function sendJson(res: ServerResponse, o: CallOutcome, v2: boolean, id: string |
       ? `{"jsonrpc":"2.0","error":{"code":1,"message":${JSON.stringify(code)},"data":${JSON.stringify(data)}},"id":${idj}}`
       : `{"result":null,"error":${JSON.stringify(o.errorDescription)},"id":${idj}}`
   }
-  if (res.destroyed) return
-  res.writeHead(200, [
-    'content-type',
-    'application/json',
-    'access-control-allow-origin',
-    '*',
-    'content-length',
-    String(Buffer.byteLength(body)),
-  ])
-  res.end(body)
+  return body
 }
 
 function escapeHtml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
 }
 
+function errorPage(status: number, message: string): string {
+  return `<html><body><h1>HTTP ${status}</h1>${escapeHtml(message)}</body></html>`
+}
+
 /** An HTML error page, as XAPI answers transport errors. */
 export function httpError(res: ServerResponse, status: number, message: string): void {
-  const body = `<html><body><h1>HTTP ${status}</h1>${escapeHtml(message)}</body></html>`
+  const body = errorPage(status, message)
   if (res.headersSent) return void res.destroy()
   res.writeHead(status, { 'content-type': 'text/html', ...CORS, 'content-length': Buffer.byteLength(body) })
   res.end(body)
