@@ -1,11 +1,12 @@
 /**
  * A lab registered as an environment exactly as `xenstack lab up` does (XenServer plugin installed, pool recorded,
- * nodes with their data) and deployed through the engine with the integration's native tasks — the state the
- * health checks are meant to verify. One per test file.
+ * nodes with their data, the public VIP) and deployed through the engine with the integration's native tasks — the
+ * state the health checks are meant to verify. Nothing is added by hand: SSH trust installs the compute VMs' keys in
+ * dom0 through the deployer's direct access (the node's `dom0.ssh`), the bundled dom0 plugin set answers the
+ * release's version check (Mitaka's `nova_plugin_version`), and the lab's controllers are Fuel controllers
+ * (lab/controller-role.ts). One per test file.
  */
 import type { TestContext } from 'node:test'
-import { copyFileSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { scratchDirs } from '@xenstack/testkit'
 import { withLab, type Lab } from '../../src/lab/index.js'
@@ -56,7 +57,8 @@ export const COMPUTE_NATIVES = [
   'xenserver.neutron-agent',
   'xenserver.compute-extras',
 ]
-export const PRIMARY_CONTROLLER_NATIVES = ['xenserver.test-image']
+export const CONTROLLER_NATIVES = ['xenserver.controller-vnc-cache']
+export const PRIMARY_CONTROLLER_NATIVES = [...CONTROLLER_NATIVES, 'xenserver.test-image']
 
 export async function withDeployedLab(
   t: TestContext,
@@ -143,24 +145,16 @@ export async function withDeployedLab(
           if (only) await runOn(only, list)
           else {
             for (const n of nodes.filter((x) => x.roles.includes('compute'))) await runOn(n.name, list)
+            // the lab's controllers have a Fuel controller's nova.conf (lab/controller-role.ts), which the
+            // controller task edits; the primary one also runs Glance for TestVM
             for (const n of nodes.filter((x) => x.roles.includes('primary-controller')))
               await runOn(n.name, PRIMARY_CONTROLLER_NATIVES)
+            for (const n of nodes.filter((x) => x.roles.includes('controller'))) await runOn(n.name, CONTROLLER_NATIVES)
           }
-          // Controller natives edit nova.conf of a real controller; the lab's controllers run no OpenStack (and the
-          // ha set, which checks them, needs two controllers).
         } finally {
           await d.close()
         }
       }
-      await allowPasswordLogin(lab, 'dom0-1', lab.simulator!.password)
-      usePluginsOfRelease(state, env, scratch('xenstack-health-plugins-'))
-      // Fuel's cluster records the public VIP the noVNC base URL names; the lab's is its controller.
-      const cluster = state.environments.cluster(env)
-      if (!cluster.public_vip)
-        state.environments.setCluster(env, {
-          ...cluster,
-          public_vip: lab.host('controller-1').addresses.management!.split('/')[0],
-        })
       await fn({
         lab,
         state,
@@ -173,46 +167,4 @@ export async function withDeployedLab(
       state.close()
     }
   })
-}
-
-/**
- * XenServer's stock sshd accepts root's password (the XAPI password), which xenserver.ssh-trust uses once to install
- * the compute VM's key; the lab's dom0 is made to do the same (as the HIMN test does), then sshd reloads.
- */
-async function allowPasswordLogin(lab: Lab, dom0: string, password: string): Promise<void> {
-  await lab.execOk(dom0, ['chpasswd'], { stdin: `root:${password}\n` })
-  const logFile = join(lab.hostDir(dom0), 'log', 'sshd.log')
-  const listening = () => (readFileSync(logFile, 'utf8').match(/Server listening on/g) ?? []).length
-  const before = listening()
-  await lab.execOk(dom0, [
-    'sh',
-    '-c',
-    'f=$(tr "\\0" " " < /proc/$(cat /run/sshd.pid)/cmdline | sed -n "s/.* -f \\([^ ]*\\) .*/\\1/p"); ' +
-      'sed -i -e "s/^PasswordAuthentication no/PasswordAuthentication yes/" ' +
-      '-e "s/^PermitRootLogin prohibit-password/PermitRootLogin yes/" "$f"; kill -HUP $(cat /run/sshd.pid)',
-  ])
-  const deadline = Date.now() + 30_000
-  while (listening() <= before) {
-    if (Date.now() > deadline) throw new Error(`sshd on ${dom0} did not listen again after its reload`)
-    await new Promise((r) => setTimeout(r, 100))
-  }
-}
-
-/**
- * The shipped release is Mitaka, whose nova checks `nova_plugin_version` (1.7) — xenstack's bundled set answers
- * os-xenapi's `dom0_plugin_version.py` only. As an operator would, point `dom0_plugin_source` at a directory with
- * the plugins of that release: the bundled files plus a `nova_plugin_version` answering 1.8.
- */
-function usePluginsOfRelease(state: StateStore, env: string, dir: string): void {
-  const bundled = fileURLToPath(new URL('../../../../../plugins/xenserver/dom0', import.meta.url))
-  for (const f of readdirSync(bundled)) if (!/\.md$/.test(f)) copyFileSync(join(bundled, f), join(dir, f))
-  const source = readFileSync(join(bundled, 'dom0_plugin_version.py'), 'utf8').replace(
-    /PLUGIN_VERSION = "[0-9.]+"/,
-    'PLUGIN_VERSION = "1.8"',
-  )
-  writeFileSync(join(dir, 'nova_plugin_version'), source, { mode: 0o755 })
-  const settings = state.environments.settings(env, { reveal: true })
-  settings.xenserver.dom0_plugin_source.value = 'directory'
-  settings.xenserver.dom0_plugin_path.value = dir
-  state.environments.saveSettings(env, settings)
 }
