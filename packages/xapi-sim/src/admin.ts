@@ -5,6 +5,8 @@
  *  - SESSION_INVALID, HOST_IS_SLAVE and latency act in the dispatcher (a call hook), so they reach both transports
  *    with XAPI's real error vectors: SESSION_INVALID [session], HOST_IS_SLAVE [master address]. In-process calls
  *    are never faulted.
+ *  - master_change acts in the dispatcher too: the master moves to another host before the call runs, and the
+ *    dispatcher's own pool check answers HOST_IS_SLAVE to a call that reached the old master.
  *  - reset and http500 act on the HTTP exchange: the RPC body is read, its method decides, then the connection is
  *    reset (TCP RST) or a 500 page is sent; rules with a `path` act on the disk handlers the same way (latency too).
  * Hooks are installed only while rules of their kind exist, so a simulator without faults keeps its fast path.
@@ -24,8 +26,8 @@ import { FaultInjector, FaultRuleError, parseFaultRule, type FaultAction, type F
 import { httpError, type HttpContext } from './http.js'
 import type { Simulator } from './simulator.js'
 
-const DISPATCH_KINDS: readonly FaultKind[] = ['SESSION_INVALID', 'HOST_IS_SLAVE', 'latency']
-const SESSIONLESS_KINDS: readonly FaultKind[] = ['HOST_IS_SLAVE', 'latency']
+const DISPATCH_KINDS: readonly FaultKind[] = ['SESSION_INVALID', 'HOST_IS_SLAVE', 'latency', 'master_change']
+const SESSIONLESS_KINDS: readonly FaultKind[] = ['HOST_IS_SLAVE', 'latency', 'master_change']
 const TRANSPORT_KINDS: readonly FaultKind[] = ['reset', 'http500']
 const ALL_KINDS: readonly FaultKind[] = [...DISPATCH_KINDS, ...TRANSPORT_KINDS]
 
@@ -43,7 +45,7 @@ export function installFaults(sim: Simulator, faults: FaultInjector): () => void
   let removeHook: (() => void) | undefined
   let removeMw: (() => void) | undefined
 
-  const hook = async (info: { method: string; params: unknown[]; transport: string }) => {
+  const hook = async (info: { method: string; params: unknown[]; host: string; transport: string }) => {
     if (info.transport === 'internal') return
     // Calls that take no session never see SESSION_INVALID (logins, system.*); they still see the other kinds.
     const sessionless = /^(session\.(login|slave_local_login)|system\.)/.test(info.method)
@@ -52,6 +54,7 @@ export function installFaults(sim: Simulator, faults: FaultInjector): () => void
     if (a.kind === 'latency') return void (await sleep(a.ms))
     if (a.kind === 'SESSION_INVALID') throw new XapiError('SESSION_INVALID', String(info.params[0] ?? ''))
     if (a.kind === 'HOST_IS_SLAVE') throw new XapiError('HOST_IS_SLAVE', sim.masterAddress)
+    if (a.kind === 'master_change') moveMaster(sim, info.host)
   }
 
   const middleware = async (req: IncomingMessage, res: ServerResponse, ctx: HttpContext): Promise<boolean> => {
@@ -101,6 +104,25 @@ export function installFaults(sim: Simulator, faults: FaultInjector): () => void
     removeHook?.()
     removeMw?.()
   }
+}
+
+/**
+ * Makes the next host (by name, after the current master, skipping `reached` — the host this call was sent to, so the
+ * call itself meets HOST_IS_SLAVE) the pool master, as pool.designate_new_master does.
+ */
+export function moveMaster(sim: Simulator, reached: string): string | undefined {
+  const current = sim.master
+  const hosts = [...sim.db.all('host')]
+    .sort(([, a], [, b]) => String(a.name_label).localeCompare(String(b.name_label)))
+    .map(([ref]) => ref)
+  const from = hosts.indexOf(current)
+  for (let i = 1; i <= hosts.length; i++) {
+    const next = hosts[(from + i) % hosts.length]!
+    if (next === current || next === (reached || current)) continue
+    sim.db.set(sim.pool, 'master', next)
+    return next
+  }
+  return undefined
 }
 
 function routeClaims(sim: Simulator, path: string): boolean {

@@ -7,11 +7,13 @@
  * the first N matches, `at` given match numbers (1-based), limited to `count` injections in total.
  *
  * Kinds: SESSION_INVALID and HOST_IS_SLAVE (XAPI errors with their real parameters), `reset` (the TCP
- * connection is destroyed without a response), `latency` (the call is delayed by `latency_ms`, then runs), and
- * `http500` (an HTTP 500 with no XAPI envelope).
+ * connection is destroyed without a response), `latency` (the call is delayed by `latency_ms`, then runs),
+ * `http500` (an HTTP 500 with no XAPI envelope), and `master_change`: another host of the pool becomes the master
+ * just before the call (pool.designate_new_master), so the call — and every later one sent to the old master —
+ * meets XAPI's own HOST_IS_SLAVE naming the new master (a one-host pool has no other master: nothing happens).
  */
 
-export const FAULT_KINDS = ['SESSION_INVALID', 'HOST_IS_SLAVE', 'reset', 'latency', 'http500'] as const
+export const FAULT_KINDS = ['SESSION_INVALID', 'HOST_IS_SLAVE', 'reset', 'latency', 'http500', 'master_change'] as const
 export type FaultKind = (typeof FAULT_KINDS)[number]
 
 export interface FaultRule {
@@ -44,6 +46,7 @@ export type FaultAction =
   | { kind: 'reset'; rule: string }
   | { kind: 'http500'; rule: string }
   | { kind: 'latency'; rule: string; ms: number }
+  | { kind: 'master_change'; rule: string }
 
 export class FaultRuleError extends Error {
   constructor(
@@ -105,6 +108,11 @@ export function parseFaultRule(input: unknown, where = 'fault'): FaultRule {
       throw new FaultRuleError(`${where}.at`, 'expected a list of call numbers (integers ≥ 1)')
     rule.at = o.at as number[]
   }
+  if (rule.kind === 'master_change' && rule.path !== undefined)
+    throw new FaultRuleError(
+      `${where}.path`,
+      'kind master_change acts on API calls (method), not on HTTP handler paths',
+    )
   if (rule.kind === 'latency' && rule.latency_ms === undefined)
     throw new FaultRuleError(
       `${where}.latency_ms`,

@@ -4,9 +4,11 @@
  *   transport (transport.ts)  →  connection pool (http.ts, undici Pool)  →  session (this file)  →  API
  *
  * The session layer logs in with `session.login_with_password(user, pwd, version, originator)`, prepends the
- * session to every call, bounds the calls in flight (Limiter), logs in again once on SESSION_INVALID and retries,
- * follows HOST_IS_SLAVE to the master (same scheme and port), applies a per-call timeout, converts results by the
- * datamodel's result type (ints → numbers, datetimes → Date on both transports) and logs out on close().
+ * session to every call, bounds the calls in flight (Limiter), logs in again on SESSION_INVALID and retries,
+ * follows HOST_IS_SLAVE to the master (same scheme and port), retries transport failures that are safe to retry
+ * (retry.ts: which, and why), counts every retry (`retryStats()`, each one also logged as a warning), applies a
+ * per-call timeout, converts results by the datamodel's result type (ints → numbers, datetimes → Date on both
+ * transports) and logs out on close().
  */
 import type { Pool } from 'undici'
 import { fromWire, getMessage, type MessageSpec, type XapiType } from '@xenstack/xapi-wire'
@@ -15,6 +17,17 @@ import { jsonConverter } from './convert.js'
 import { createPool, swapHost, type HttpOptions, type TlsOptions } from './http.js'
 import { Limiter } from './limiter.js'
 import { createTransport, type Transport, type TransportKind, type TransportOption } from './transport.js'
+import {
+  XapiCallOutcomeUnknownError,
+  backoffDelay,
+  emptyRetryStats,
+  sleep,
+  isRepeatable,
+  transportFailureKind,
+  type RetryKind,
+  type RetryOptions,
+  type RetryStats,
+} from './retry.js'
 
 export interface ConnectOptions {
   /** `http://host[:port]` or `https://host[:port]`; `user:password@` in the URL is taken out and used. */
@@ -37,6 +50,8 @@ export interface ConnectOptions {
   maxRedirects?: number
   /** HTTP keep-alive and socket options. */
   http?: Omit<HttpOptions, 'tls'>
+  /** What is retried how often (retry.ts). */
+  retry?: RetryOptions
 }
 
 export interface CallOptions {
@@ -45,6 +60,11 @@ export interface CallOptions {
   signal?: AbortSignal
   /** Internal: long polls and streams bypass the in-flight bound so they cannot starve ordinary calls. */
   unqueued?: boolean
+  /**
+   * The caller knows running the call twice does no harm (a plugin function that only reads), so it is retried after
+   * a connection reset like a read. Default: only reads, logins and events are (retry.ts).
+   */
+  idempotent?: boolean
 }
 
 /** Methods that never take a session (XAPI §4.5, §5). */
@@ -126,6 +146,7 @@ export class XapiSession implements XapiCore {
   private loginPromise: Promise<string> | undefined
   private readonly closing = new AbortController()
   private closedPromise: Promise<void> | undefined
+  private readonly stats: RetryStats = emptyRetryStats()
 
   constructor(options: ConnectOptions) {
     const u = new URL(options.url)
@@ -184,41 +205,83 @@ export class XapiSession implements XapiCore {
   private async invoke(method: string, params: unknown[], opts: CallOptions, info: MethodInfo): Promise<unknown> {
     const timeout = opts.timeout ?? this.defaultTimeout
     const maxRedirects = this.options.maxRedirects ?? 3
+    const policy = this.options.retry ?? {}
+    const repeatable = opts.idempotent === true || isRepeatable(method)
     let relogins = 0
     let redirects = 0
+    let transportRetries = 0
+    const started = performance.now()
     if (this.logger.debug) this.logger.debug(`call ${method} ${JSON.stringify(this.redactor.params(method, params))}`)
-    for (;;) {
-      const session = info.takesSession ? await this.ensureSession() : undefined
-      const transport = this.transport
-      try {
-        const raw = await transport.call({
-          method,
-          params: session === undefined ? params : [session, ...params],
-          paramTypes: info.paramTypes && session !== undefined ? [undefined, ...info.paramTypes] : info.paramTypes,
-          timeout,
-          signal: opts.signal,
-        })
-        if (!info.result) return raw
-        if (transport.kind === 'json-rpc') {
-          const fix = jsonConverter(info.result)
-          return fix ? fix(raw) : raw
-        }
-        return fromWire(raw, info.result)
-      } catch (e) {
-        if (e instanceof XenAPIError) {
-          if (e.code === ErrorCode.SESSION_INVALID && session !== undefined && relogins++ === 0) {
-            this.logger.debug?.(`${method}: session expired on ${this.url}, logging in again`)
-            await this.relogin(session)
-            continue
+    try {
+      for (;;) {
+        const session = info.takesSession ? await this.ensureSession() : undefined
+        const transport = this.transport
+        try {
+          const raw = await transport.call({
+            method,
+            params: session === undefined ? params : [session, ...params],
+            paramTypes: info.paramTypes && session !== undefined ? [undefined, ...info.paramTypes] : info.paramTypes,
+            timeout,
+            signal: opts.signal,
+          })
+          if (!info.result) return raw
+          if (transport.kind === 'json-rpc') {
+            const fix = jsonConverter(info.result)
+            return fix ? fix(raw) : raw
           }
-          if (e.code === ErrorCode.HOST_IS_SLAVE && e.params[0] && redirects++ < maxRedirects) {
-            this.redirect(e.params[0], transport)
-            continue
+          return fromWire(raw, info.result)
+        } catch (e) {
+          if (e instanceof XenAPIError) {
+            if (e.code === ErrorCode.SESSION_INVALID && session !== undefined) {
+              if (relogins++ < (policy.sessionRetries ?? 3)) {
+                this.retried('SESSION_INVALID', method, `session expired, logging in again (${relogins})`)
+                await this.relogin(session)
+                continue
+              }
+              this.stats.gaveUp.SESSION_INVALID++
+            }
+            if (e.code === ErrorCode.HOST_IS_SLAVE && e.params[0]) {
+              if (redirects++ < maxRedirects) {
+                this.retried('HOST_IS_SLAVE', method, `the pool master is now ${e.params[0]}`)
+                await this.redirect(e.params[0], transport, redirects, policy)
+                continue
+              }
+              this.stats.gaveUp.HOST_IS_SLAVE++
+            }
+            throw this.redactXenAPIError(e)
           }
-          throw this.redactXenAPIError(e)
+          const kind = transportFailureKind(e)
+          if (kind === undefined || opts.signal?.aborted || this.closing.signal.aborted) throw this.redactor.error(e)
+          if (kind === 'reset' && !repeatable) {
+            this.stats.gaveUp.reset++
+            throw this.redactor.error(new XapiCallOutcomeUnknownError(method, this.url, e))
+          }
+          if (transportRetries++ >= (policy.transportRetries ?? 4)) {
+            this.stats.gaveUp[kind]++
+            throw this.redactor.error(e)
+          }
+          const delay = backoffDelay(transportRetries, policy.backoffMs ?? 100)
+          this.retried(kind, method, `${(e as Error).message}; retry ${transportRetries} in ${delay} ms`)
+          await sleep(delay, opts.signal)
         }
-        throw this.redactor.error(e)
       }
+    } finally {
+      if (!opts.unqueued && performance.now() - started >= (policy.slowCallMs ?? 1_500)) this.stats.slowCalls++
+    }
+  }
+
+  /** Counts a retry and says so (an operator wants to know that the pool is flaky, and why the run took longer). */
+  private retried(kind: RetryKind, method: string, detail: string): void {
+    this.stats.retries[kind]++
+    this.logger.warn(this.redactor.text(`${method} on ${this.url}: ${kind}: ${detail}`))
+  }
+
+  /** Retries per failure kind since the connection was made, the calls that gave up, and the slow calls. */
+  retryStats(): RetryStats {
+    return {
+      retries: { ...this.stats.retries },
+      gaveUp: { ...this.stats.gaveUp },
+      slowCalls: this.stats.slowCalls,
     }
   }
 
@@ -243,12 +306,17 @@ export class XapiSession implements XapiCore {
     await this.ensureSession()
   }
 
-  /** Switches to the pool master named by HOST_IS_SLAVE, keeping scheme and port. */
-  private redirect(master: string, from: Transport): void {
+  /**
+   * Switches to the pool master named by HOST_IS_SLAVE, keeping scheme and port. A host naming itself as the master
+   * (a pool in the middle of a master change) is asked again after a backoff, on the same session.
+   */
+  private async redirect(master: string, from: Transport, attempt: number, policy: RetryOptions): Promise<void> {
     if (this.transport !== from) return // another call already moved us
     const next = swapHost(this.url, master)
+    if (next === this.url) return sleep(backoffDelay(attempt, policy.backoffMs ?? 100))
     this.logger.debug?.(`${this.url} is a pool member; the master is ${next}`)
     const oldPool = this.http
+    const oldSession = this.sessionId
     this.url = next
     this.http = createPool(next, { ...this.options.http, tls: this.options.tls }, this.logger)
     // `auto` that has not fallen back yet may still fall back on the master.
@@ -257,6 +325,11 @@ export class XapiSession implements XapiCore {
     )
     this.sessionId = undefined
     void oldPool.close().catch(() => undefined)
+    // The old session lives in the pool's database: log it out on the new master rather than leave it behind.
+    if (oldSession !== undefined)
+      void this.transport
+        .call({ method: 'session.logout', params: [oldSession], timeout: 5_000 })
+        .catch(() => undefined)
   }
 
   private async login(): Promise<string> {
@@ -268,6 +341,8 @@ export class XapiSession implements XapiCore {
       this.options.originator ?? 'xenstack',
     ]
     const maxRedirects = this.options.maxRedirects ?? 3
+    const policy = this.options.retry ?? {}
+    let transportRetries = 0
     for (let redirects = 0; ;) {
       const transport = this.transport
       try {
@@ -284,11 +359,21 @@ export class XapiSession implements XapiCore {
       } catch (e) {
         if (e instanceof XenAPIError) {
           if (e.code === ErrorCode.HOST_IS_SLAVE && e.params[0] && redirects++ < maxRedirects) {
-            this.redirect(e.params[0], transport)
+            this.retried('HOST_IS_SLAVE', method, `the pool master is now ${e.params[0]}`)
+            await this.redirect(e.params[0], transport, redirects, policy)
             continue
           }
           throw this.redactXenAPIError(e)
         }
+        // A login is safe to repeat (at worst XAPI makes a session nobody uses).
+        const kind = transportFailureKind(e)
+        if (kind !== undefined && !this.closing.signal.aborted && transportRetries++ < (policy.transportRetries ?? 4)) {
+          const delay = backoffDelay(transportRetries, policy.backoffMs ?? 100)
+          this.retried(kind, method, `${(e as Error).message}; retry ${transportRetries} in ${delay} ms`)
+          await sleep(delay)
+          continue
+        }
+        if (kind !== undefined) this.stats.gaveUp[kind]++
         throw this.redactor.error(e)
       }
     }

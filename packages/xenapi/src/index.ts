@@ -21,6 +21,15 @@ export {
 } from './errors.js'
 export { CertificatePinError, normaliseFingerprint, swapHost, type TlsOptions, type HttpOptions } from './http.js'
 export { Limiter } from './limiter.js'
+export {
+  RETRY_KINDS,
+  XapiCallOutcomeUnknownError,
+  isRepeatable,
+  transportFailureKind,
+  type RetryKind,
+  type RetryOptions,
+  type RetryStats,
+} from './retry.js'
 export { UnsupportedTransportError, type TransportKind, type TransportOption } from './transport.js'
 export { parseTaskResult, type AsyncCallOptions, type WaitTaskOptions, type TaskStatus } from './tasks.js'
 export {

@@ -11,6 +11,7 @@ import {
   XenAPIError,
 } from './errors.js'
 import type { XapiCore } from './client.js'
+import { sleep } from './retry.js'
 
 export function callPlugin(
   core: XapiCore,
@@ -18,7 +19,7 @@ export function callPlugin(
   plugin: string,
   fn: string,
   args: Record<string, string> = {},
-  opts: { timeout?: number; signal?: AbortSignal } = {},
+  opts: { timeout?: number; signal?: AbortSignal; idempotent?: boolean } = {},
 ): Promise<string> {
   return core.callWith('host.call_plugin', [host, plugin, fn, args], opts) as Promise<string>
 }
@@ -79,21 +80,6 @@ export async function callPluginWithRetry(
   }
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason)
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    const onAbort = (): void => {
-      clearTimeout(t)
-      reject(signal?.reason)
-    }
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
-}
-
 /** `{'args': [], 'kwargs': {}}` pickled with protocol 0, as os-xenapi's serialized plugin calls send it. */
 export const PICKLED_NO_ARGS = '(dp0\nVargs\np1\n(lp2\nsVkwargs\np3\n(dp4\ns.'
 
@@ -135,7 +121,8 @@ export async function checkPluginVersion(
 ): Promise<string> {
   const plugin = opts.plugin ?? 'dom0_plugin_version.py'
   const args: Record<string, string> = opts.serialized === false ? {} : { params: PICKLED_NO_ARGS }
-  const raw = await callPlugin(core, host, plugin, 'get_version', args)
+  // reading a version is safe to repeat after a connection reset
+  const raw = await callPlugin(core, host, plugin, 'get_version', args, { idempotent: true })
   const found = unpickleString(String(raw)).trim()
   if (!isCompatibleVersion(found, required)) throw new PluginVersionMismatchError(plugin, host, required, found)
   return found

@@ -217,10 +217,15 @@ function isEnvelope(v: unknown): boolean {
   return v !== null && typeof v === 'object' && !Array.isArray(v) && 'Status' in v
 }
 
-/** JSON-RPC first; on UnsupportedTransportError switch to XML-RPC for good and replay the call once. */
+/**
+ * JSON-RPC first; on UnsupportedTransportError switch to XML-RPC for good and replay the call once. Once JSON-RPC has
+ * answered (a result or a XAPI error), the server speaks it: a later 404/500 page is a passing fault of that server
+ * (retried by the session layer), never a reason to change transports.
+ */
 export class AutoTransport implements Transport {
   private current: Transport
   private fellBack = false
+  private jsonAnswered = false
   constructor(
     private readonly json: Transport,
     private readonly xml: Transport,
@@ -236,9 +241,12 @@ export class AutoTransport implements Transport {
   }
   async call(req: RpcRequest): Promise<unknown> {
     try {
-      return await this.current.call(req)
+      const r = await this.current.call(req)
+      if (!this.fellBack) this.jsonAnswered = true
+      return r
     } catch (e) {
-      if (this.fellBack || !(e instanceof UnsupportedTransportError)) throw e
+      if (e instanceof XenAPIError && !this.fellBack) this.jsonAnswered = true
+      if (this.fellBack || this.jsonAnswered || !(e instanceof UnsupportedTransportError)) throw e
       this.fellBack = true
       this.current = this.xml
       this.onFallback?.(e.message)

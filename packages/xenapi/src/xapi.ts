@@ -69,7 +69,7 @@ export class Xapi extends XapiSession {
     plugin: string,
     fn: string,
     args?: Record<string, string>,
-    opts?: { timeout?: number; signal?: AbortSignal },
+    opts?: { timeout?: number; signal?: AbortSignal; idempotent?: boolean },
   ): Promise<string> {
     return callPlugin(this, host, plugin, fn, args, opts)
   }
