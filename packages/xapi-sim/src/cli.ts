@@ -19,6 +19,8 @@ export interface SimCliOptions {
   state?: string
   password?: string
   pluginsDir?: string
+  /** With --state: answer a call only once its changes are on disk (see SimServerOptions.syncWrites). */
+  syncWrites?: boolean
   /** Fault flags: `KIND[:METHOD|PATH][@RATE][+LATENCY_MS]`. */
   fault?: string[]
   json?: boolean
@@ -48,6 +50,8 @@ export function simOptionsFromCli(o: SimCliOptions): SimServerOptions {
   const vms = count(o.vms, '--vms', 0)
   if (o.scenario !== undefined && (hosts !== undefined || vms !== undefined))
     throw new SimCliError('give either --scenario FILE or --hosts N [--vms M], not both', 2)
+  if (o.syncWrites && o.state === undefined)
+    throw new SimCliError('--sync-writes: needs --state DIR (there is nothing to write without one)', 2)
   let faults: FaultRule[] = []
   try {
     faults = (o.fault ?? []).map(parseFaultFlag)
@@ -63,6 +67,7 @@ export function simOptionsFromCli(o: SimCliOptions): SimServerOptions {
     state: o.state,
     password: o.password,
     pluginsDir: o.pluginsDir,
+    syncWrites: o.syncWrites,
     faults,
   }
 }
@@ -158,6 +163,7 @@ export async function xapiSimMain(argv: string[]): Promise<void> {
         state: { type: 'string' },
         password: { type: 'string' },
         'plugins-dir': { type: 'string' },
+        'sync-writes': { type: 'boolean' },
         fault: { type: 'string', multiple: true },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
@@ -170,7 +176,7 @@ export async function xapiSimMain(argv: string[]): Promise<void> {
   }
   if (values.help) {
     process.stdout.write(
-      'usage: xapi-sim [--listen HOST:PORT] [--hosts N] [--vms M] [--scenario FILE] [--state DIR]\n' +
+      'usage: xapi-sim [--listen HOST:PORT] [--hosts N] [--vms M] [--scenario FILE] [--state DIR [--sync-writes]]\n' +
         '                [--password P] [--plugins-dir DIR] [--fault KIND[:METHOD|PATH][@RATE][+MS]]... [--json]\n',
     )
     return
@@ -184,6 +190,7 @@ export async function xapiSimMain(argv: string[]): Promise<void> {
       state: values.state as string | undefined,
       password: values.password as string | undefined,
       pluginsDir: values['plugins-dir'] as string | undefined,
+      syncWrites: values['sync-writes'] as boolean | undefined,
       fault: values.fault as string[] | undefined,
       json: values.json as boolean | undefined,
     })

@@ -114,6 +114,11 @@ export class StatePersister {
     mkdirSync(dir, { recursive: true })
   }
 
+  /** Has the database changed since the last write? */
+  get dirty(): boolean {
+    return this.sim.db.generation !== this.lastGeneration
+  }
+
   /** Writes the state if anything changed since the last flush (or always with `force`). */
   flush(force = false): Promise<void> {
     // Serialise flushes; each one snapshots the database synchronously when it starts.

@@ -7,6 +7,7 @@
  * `flush()`, which the scheduler calls before it starts any task — so nothing runs that the store does not know.
  */
 import type * as Database from '../state/driver.js'
+import { crashPoint } from '../state/crash-hook.js'
 import type { Journal, Transition } from './scheduler.js'
 import type { DeploymentStatus, ExecutionPlan, NodeStatus, PlanTask, TaskStatus } from './types.js'
 
@@ -404,6 +405,7 @@ export class SqliteJournal implements Journal {
     )
     this.write = db.transaction((batch: Transition[]) => {
       for (const t of batch) this.writeOne(t)
+      crashPoint('journal-write') // test-only (state/crash-hook.ts): killed with the batch written, uncommitted
     })
   }
 
@@ -416,6 +418,7 @@ export class SqliteJournal implements Journal {
     const batch = this.buffer
     this.buffer = []
     this.write(batch)
+    crashPoint('journal-commit') // test-only: killed after the commit, before the scheduler acts on it
   }
 
   /**

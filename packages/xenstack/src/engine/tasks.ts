@@ -9,6 +9,7 @@ import { readFile, readdir, stat } from 'node:fs/promises'
 import { join, posix, relative } from 'node:path'
 import { stringify as stringifyYaml } from 'yaml'
 import { redactPasswords } from '../state/secrets.js'
+import { crashArrival, crashHookArmed, crashLog } from '../state/crash-hook.js'
 import type { NodeAccess, NodeExecutor, ResourceReport, ResourceVerbs } from './ports.js'
 import type { RunContext, TaskRunner } from './scheduler.js'
 import { tailLines, type PlanTask, type ResourceChange, type TaskOutcome } from './types.js'
@@ -105,8 +106,10 @@ export function createTaskRunner(opts: TaskRunnerOptions): TaskRunner {
     return p
   }
 
-  return async (task: PlanTask, ctx: RunContext): Promise<TaskOutcome> => {
-    const exec = await opts.access.executor(task.node)
+  const armed = crashHookArmed()
+  const run = async (task: PlanTask, ctx: RunContext): Promise<TaskOutcome> => {
+    const opened = await opts.access.executor(task.node)
+    const exec = armed ? crashingExecutor(opened) : opened
     const params = task.parameters
     const fail = (e: unknown): TaskOutcome => {
       const se = e instanceof TaskStepError ? e : undefined
@@ -171,6 +174,34 @@ export function createTaskRunner(opts: TaskRunnerOptions): TaskRunner {
       return fail(e)
     }
   }
+  if (!armed) return run
+  // Test-only (state/crash-hook.ts): every attempt's start and end go to the log outside the process, and node
+  // commands pass the `node-command` crash point.
+  return async (task, ctx) => {
+    crashLog(`start ${task.key} ${ctx.attempt} ${process.pid}`)
+    const outcome = await run(task, ctx)
+    crashLog(`end ${task.key} ${outcome.status} ${process.pid}`)
+    return outcome
+  }
+}
+
+/** Test-only: an executor whose `run` is a `node-command` crash point (see state/crash-hook.ts). */
+function crashingExecutor(exec: NodeExecutor): NodeExecutor {
+  return new Proxy(exec, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver) as unknown
+      if (prop !== 'run' || typeof v !== 'function') return typeof v === 'function' ? v.bind(target) : v
+      return async (...args: Parameters<NodeExecutor['run']>) => {
+        const kill = crashArrival('node-command')
+        if (!kill) return (v as NodeExecutor['run']).apply(target, args)
+        const timer = setTimeout(kill, 20)
+        const result = await (v as NodeExecutor['run']).apply(target, args).catch(() => undefined)
+        clearTimeout(timer)
+        kill() // answered within 20 ms: the task never sees the answer either
+        return result as never
+      }
+    },
+  })
 }
 
 /**
