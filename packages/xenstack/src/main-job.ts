@@ -4,6 +4,8 @@
  *
  * Parts register here (the pool: main-pool.ts, the server: main-server.ts); each is a `Service`, started in
  * registration order. A service's `start` sees what the ones before it reported (the server reads the pool's).
+ * A signal may arrive while a service is starting (a lab takes seconds): that service is stopped too, so its `stop`
+ * must wait for its own start to settle before undoing it.
  * How long each start took is measured and printed: start-up must stay fast.
  */
 import { stringify } from 'yaml'
@@ -13,6 +15,7 @@ export interface Service {
   name: string
   /** Starts the service; resolves with what to print about it (URLs, credentials). */
   start(previous: Record<string, unknown>): Promise<Record<string, unknown>>
+  /** Undoes start — also when called while start is still running or after it failed. */
   stop(): Promise<void>
 }
 
@@ -37,7 +40,7 @@ export async function runMainJob(opts: { json?: boolean }): Promise<void> {
     if (stopping) return
     stopping = true
     if (!opts.json) console.log(`\nxenstack: ${signal}, stopping`)
-    for (const s of started.reverse()) {
+    for (const s of [...started].reverse()) {
       try {
         await s.stop()
       } catch (e) {
@@ -49,17 +52,21 @@ export async function runMainJob(opts: { json?: boolean }): Promise<void> {
   process.once('SIGINT', () => void stop('SIGINT received'))
   process.once('SIGTERM', () => void stop('SIGTERM received'))
   for (const s of services) {
+    if (stopping) return
+    // listed before it starts: a signal during its start stops it too (each service's stop waits for its start)
+    started.push(s)
     const t = performance.now()
     try {
       info[s.name] = await s.start(info)
     } catch (e) {
+      if (stopping) return
       console.error(`xenstack: starting ${s.name} failed: ${(e as Error).message}`)
       await stop(`${s.name} did not start`, 1)
       return
     }
     startupMs[s.name] = Math.round(performance.now() - t)
-    started.push(s)
   }
+  if (stopping) return
   const total = Math.round(performance.now() - t0)
   emit(opts, { running: info, startupMs: { ...startupMs, total } }, () => {
     console.log('xenstack is running:')

@@ -1,17 +1,34 @@
 // The main job (`npm start` = `xenstack start`) as a real process: it starts the pool (the lab when the machine
 // allows it, else the simulator alone) and the server, prints the URL and a token, and the server answers real
-// HTTP with that token (401 without it) with a demo environment on the pool; Ctrl-C stops everything, exit 0.
+// HTTP with that token (401 without it) with a demo environment on the pool. With the lab, the demo environment
+// deploys through the REST API to `ready` and every applicable XenServer health check passes on it (fuel-ostf API);
+// Ctrl-C stops everything, exit 0, and the lab leaves nothing behind (namespaces, links, mounts, processes, dir).
+// Without the lab (XENSTACK_LAB=off, or not root), the status notes name the node-level steps that cannot run.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
+import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { scratchDirs } from '@xenstack/testkit'
+import { requirePrerequisite, scratchDirs } from '@xenstack/testkit'
+import { glanceInstalled } from '../../src/glance/server-config.js'
+import { labRoot, preflight } from '../../src/lab/index.js'
 
 const tmp = scratchDirs()
 const bin = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
 
-test('npm start: the main job prints the URL and a token, and the server answers with it', async (t) => {
+interface MainJob {
+  ready: any
+  url: string
+  auth: { authorization: string }
+  /** Sends the signal and resolves with the exit code. */
+  stop(signal: NodeJS.Signals): Promise<number | null>
+  output(): string
+  api(method: string, path: string, body?: unknown): Promise<{ status: number; json: any; text: string }>
+}
+
+/** Starts `xenstack start --json` and waits for its JSON (everything up); killed after the test if still running. */
+async function startMainJob(t: import('node:test').TestContext, env: NodeJS.ProcessEnv): Promise<MainJob> {
   const home = tmp('xenstack-mainjob-')
   const child = spawn(process.execPath, [bin, 'start', '--json'], {
     env: {
@@ -20,7 +37,7 @@ test('npm start: the main job prints the URL and a token, and the server answers
       XENSTACK_HOME: join(home, 'state'),
       XENSTACK_PORT: '0',
       XENSTACK_SIM_STATE: join(home, 'sim'),
-      XENSTACK_LAB_NAME: `mj${process.pid % 100000}`,
+      ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
@@ -30,67 +47,244 @@ test('npm start: the main job prints the URL and a token, and the server answers
   child.stderr.on('data', (b) => (err += b))
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
   t.after(async () => {
-    if (child.exitCode === null) {
+    if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGINT')
       await exited
     }
   })
-  // The JSON object is printed once everything is up (a lab takes a few seconds; generous under load).
-  const deadline = Date.now() + 180_000
+  // The JSON object is printed once everything is up (a lab with Glance takes a minute under load).
+  const deadline = Date.now() + 300_000
   let ready: any
   while (!ready) {
     try {
       ready = JSON.parse(out)
     } catch {
       if (child.exitCode !== null) assert.fail(`xenstack start exited ${child.exitCode}: ${err}${out}`)
-      if (Date.now() > deadline) assert.fail(`xenstack start printed no JSON in 180 s: ${err}${out}`)
+      if (Date.now() > deadline) assert.fail(`xenstack start printed no JSON in 300 s: ${err}${out}`)
       await new Promise((r) => setTimeout(r, 200))
     }
   }
+  const url = ready.running.server.url as string
+  const auth = { authorization: `Bearer ${ready.running.server.token}` }
+  return {
+    ready,
+    url,
+    auth,
+    async stop(signal) {
+      child.kill(signal)
+      return exited
+    },
+    output: () => err + out,
+    async api(method, path, body) {
+      const res = await fetch(`${url}${path}`, {
+        method,
+        headers: { ...auth, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      })
+      const text = await res.text()
+      let json: any
+      try {
+        json = JSON.parse(text)
+      } catch {
+        json = undefined
+      }
+      return { status: res.status, json, text }
+    },
+  }
+}
+
+/** Polls `probe` every `everyMs` until it returns a value, failing with `what` and the last answer at the deadline. */
+async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined>, everyMs = 1000): Promise<T> {
+  const deadline = Date.now() + ms
+  for (;;) {
+    const v = await probe()
+    if (v !== undefined) return v
+    if (Date.now() > deadline) assert.fail(`${what}: not within ${ms / 1000} s`)
+    await new Promise((r) => setTimeout(r, everyMs))
+  }
+}
+
+test('npm start without the lab: the simulator alone; the URL, a token, and notes naming the node-level steps', async (t) => {
+  const job = await startMainJob(t, { XENSTACK_LAB: 'off' })
+  const { ready, url } = job
   const server = ready.running.server
-  assert.match(server.url, /^http:\/\/127\.0\.0\.1:\d+$/, 'binds to loopback by default')
+  assert.equal(ready.running.pool.mode, 'simulator only')
+  assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/, 'binds to loopback by default')
   assert.match(server.token, /^xst_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/)
   assert.ok(ready.startupMs.server > 0 && ready.startupMs.total >= ready.startupMs.server)
-  const auth = { authorization: `Bearer ${server.token}` }
 
-  const status = await fetch(`${server.url}/api/v1/status`, { headers: auth })
+  const status = await job.api('GET', '/api/v1/status')
   assert.equal(status.status, 200)
-  const st = (await status.json()) as { backend: string; notes: string[] }
-  assert.equal(st.backend, 'sqlite')
-  if (ready.running.pool.mode !== 'lab') assert.match(st.notes.join(' '), /cannot run/)
-  const denied = await fetch(`${server.url}/api/v1/status`)
+  assert.equal(status.json.backend, 'sqlite')
+  // what the UI shows on every page (App.tsx's notes): why there is no lab, and which steps cannot run, by task id
+  const notes = (status.json.notes as string[]).join('\n')
+  assert.match(notes, /the lab cannot start \(XENSTACK_LAB=off\)/)
+  assert.match(notes, /environment demo cannot be deployed without the lab/)
+  for (const step of ['xenserver-himn-guest', 'xenserver-ssh-trust', 'xenserver-dom0-routes', 'xenserver-test-image'])
+    assert.ok(notes.includes(step), `the notes name ${step}: ${notes}`)
+  const denied = await fetch(`${url}/api/v1/status`)
   assert.equal(denied.status, 401)
   await denied.text()
 
-  const envs = (await (await fetch(`${server.url}/api/v1/environments`, { headers: auth })).json()) as any[]
-  const demo = envs.find((e) => e.name === server.environment)
-  assert.ok(demo, `the demo environment ${server.environment} exists: ${JSON.stringify(envs.map((e) => e.name))}`)
-  if (ready.running.pool.mode === 'lab') {
-    assert.ok(
-      demo.nodes.some((n: any) => n.roles.includes('compute')),
-      'lab hosts are nodes with roles',
-    )
-    const dry = await fetch(`${server.url}/api/v1/environments/${demo.name}/deployments`, {
-      method: 'POST',
-      headers: { ...auth, 'content-type': 'application/json' },
-      body: JSON.stringify({ dryRun: true }),
-    })
-    assert.equal(dry.status, 200, await dry.clone().text())
-    assert.ok(((await dry.json()) as any).nodes.length >= 2)
-  }
-  const pools = (await (await fetch(`${server.url}/api/v1/pools`, { headers: auth })).json()) as any[]
-  assert.equal(pools.length, 1)
-  assert.equal(pools[0].password, '********')
+  const envs = await job.api('GET', '/api/v1/environments')
+  assert.ok(
+    (envs.json as any[]).some((e) => e.name === server.environment && e.name === 'demo'),
+    `the demo environment exists: ${envs.text}`,
+  )
+  const pools = await job.api('GET', '/api/v1/pools')
+  assert.equal(pools.json.length, 1)
+  assert.equal(pools.json[0].password, '********')
   // The web UI when it is built, else the placeholder naming the API document; never framable.
-  const page = await fetch(`${server.url}/`)
+  const page = await fetch(`${url}/`)
   assert.equal(page.status, 200)
   assert.match(page.headers.get('content-type') ?? '', /text\/html/)
   assert.equal(page.headers.get('x-frame-options'), 'DENY')
   assert.match(await page.text(), /<html/)
 
-  child.kill('SIGINT')
-  assert.equal(await exited, 0, err)
+  assert.equal(await job.stop('SIGINT'), 0, job.output())
 })
+
+test('npm start with the lab: the demo environment deploys through the REST API to ready, its health checks pass, SIGTERM leaves nothing behind', async (t) => {
+  let missing: string | undefined
+  await preflight().catch((e: Error) => (missing = e.message))
+  if (!requirePrerequisite(t, missing ?? 'lab', () => missing === undefined)) return
+  if (!requirePrerequisite(t, 'python3-glance (Glance on the lab controller)', () => glanceInstalled())) return
+  const name = `mj${(process.pid % 100000).toString(36)}${Date.now().toString(36).slice(-3)}`
+  const job = await startMainJob(t, { XENSTACK_LAB_NAME: name })
+  const { ready } = job
+  const pool = ready.running.pool
+  assert.equal(pool.mode, 'lab', JSON.stringify(pool))
+  assert.ok(pool.glance, `the lab runs Glance: ${JSON.stringify(pool)}`)
+  assert.equal(pool.note, undefined)
+  const env = ready.running.server.environment as string
+  assert.equal(env, name, "the demo environment is the lab's")
+  const labDir = join(labRoot(), name)
+  const slot = Number(String(Object.values(pool.hosts)[0]).split('.')[2])
+  const prefix = `xsl-${name}-`
+
+  const demo = (await job.api('GET', `/api/v1/environments/${env}`)).json
+  assert.deepEqual(demo.nodes.map((n: any) => `${n.name}:${n.roles.join('+')}`).sort(), [
+    'compute-1:compute',
+    'compute-2:compute',
+    'controller-1:primary-controller',
+    'storage:cinder',
+  ])
+  const status = await job.api('GET', '/api/v1/status')
+  assert.deepEqual(status.json.notes, [], 'nothing is missing with the lab')
+
+  await t.test('the demo environment deploys through the REST API to ready', async () => {
+    const t0 = performance.now()
+    const started = await job.api('POST', `/api/v1/environments/${env}/deployments`, {})
+    assert.equal(started.status, 202, started.text)
+    const id = started.json.deployment as number
+    const done = await until(
+      `deployment ${id} of ${env} to finish`,
+      900_000,
+      async () => {
+        const d = await job.api('GET', `/api/v1/deployments/${id}`)
+        assert.equal(d.status, 200, d.text)
+        return ['pending', 'running'].includes(d.json.status) ? undefined : d.json
+      },
+      2000,
+    )
+    t.diagnostic(`deploy through the API: ${Math.round(performance.now() - t0)} ms, ${done.changes} changes`)
+    assert.equal(
+      done.status,
+      'ready',
+      `deployment ${id} ended ${done.status}: ${JSON.stringify(done.errors, null, 1).slice(0, 6000)}`,
+    )
+    assert.ok(done.changes > 0)
+    const tasks = done.tasks as { node: string; task: string; status: string }[]
+    assert.deepEqual(
+      tasks.filter((x) => x.status === 'failed' || x.status === 'dep_failed'),
+      [],
+    )
+    // the plugin's tasks ran on the lab's nodes, the controller's included (nova.conf and Glance on the lab)
+    const ran = new Set(tasks.filter((x) => x.status === 'succeeded').map((x) => `${x.node}/${x.task}`))
+    for (const k of [
+      'compute-2/xenserver-ssh-trust',
+      'controller-1/xenserver-controller-vnc-cache',
+      'controller-1/xenserver-test-image',
+    ])
+      assert.ok(ran.has(k), `${k} succeeded`)
+  })
+
+  await t.test('every applicable XenServer health check passes (fuel-ostf API)', async () => {
+    const t0 = performance.now()
+    const sets = await job.api('GET', `/api/health/v1/testsets/${env}`)
+    assert.equal(sets.status, 200, sets.text)
+    const ids = (sets.json as { id: string }[]).map((s) => s.id)
+    assert.ok(ids.length >= 3, `test sets: ${ids.join(', ')}`)
+    const runs = await job.api(
+      'POST',
+      '/api/health/v1/testruns',
+      ids.map((testset) => ({ testset, metadata: { cluster_id: env } })),
+    )
+    assert.equal(runs.status, 200, runs.text)
+    const results = await Promise.all(
+      (runs.json as { id: string }[]).map((r) =>
+        until(`health run ${r.id}`, 300_000, async () => {
+          const x = await job.api('GET', `/api/health/v1/testruns/${r.id}`)
+          return x.json.status === 'finished' ? x.json : undefined
+        }),
+      ),
+    )
+    const tests = results.flatMap((r) => r.tests as { id: string; status: string; message: string }[])
+    t.diagnostic(`health, every set: ${Math.round(performance.now() - t0)} ms, ${tests.length} tests`)
+    const bad = tests.filter((x) => x.status !== 'success' && x.status !== 'disabled')
+    assert.deepEqual(
+      bad.map((x) => `${x.id}: ${x.status}: ${x.message}`),
+      [],
+    )
+    assert.ok(tests.filter((x) => x.status === 'success').length >= 15, 'the checks ran')
+  })
+
+  // what the lab made, to check after the job is gone: its namespaces' processes
+  const namespaces = readdirSync('/run/netns').filter((n) => n.startsWith(prefix))
+  assert.ok(namespaces.length >= 6, `the lab's namespaces: ${namespaces.join(', ')}`)
+  const inodes = new Set(namespaces.map((n) => readlinkInode(`/run/netns/${n}`)))
+  const pids = processesIn(inodes)
+  assert.ok(pids.length >= namespaces.length, 'holders, sshd, dnsmasq and Glance run in the lab')
+
+  const t0 = performance.now()
+  assert.equal(await job.stop('SIGTERM'), 0, job.output().slice(-4000))
+  t.diagnostic(`stop on SIGTERM: ${Math.round(performance.now() - t0)} ms`)
+  assert.deepEqual(
+    readdirSync('/run/netns').filter((n) => n.startsWith(prefix)),
+    [],
+    'no lab namespace is left',
+  )
+  assert.equal(existsSync(labDir), false, `${labDir} is removed`)
+  assert.equal(existsSync(`/sys/class/net/xl${slot}h0`), false, 'the admin links are removed')
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(labDir))
+  assert.deepEqual(mounts, [], 'no mount of the lab is left')
+  const alive = pids.filter(
+    (p) => existsSync(`/proc/${p}`) && !readFileSync(`/proc/${p}/stat`, 'utf8').includes(') Z '),
+  )
+  assert.deepEqual(alive, [], 'no lab process survives')
+})
+
+/** The inode of a network namespace (its /run/netns bind mount), as /proc/<pid>/ns/net names it. */
+function readlinkInode(path: string): number {
+  return statSync(path).ino
+}
+
+/** Processes whose network namespace is one of `inodes`. */
+function processesIn(inodes: Set<number>): number[] {
+  const out: number[] = []
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue
+    try {
+      const m = /^net:\[(\d+)\]$/.exec(readlinkSync(`/proc/${e}/ns/net`))
+      if (m && inodes.has(Number(m[1]))) out.push(Number(e))
+    } catch {
+      // gone
+    }
+  }
+  return out
+}
 
 test('xenstack server: listens on loopback, prints the token at the first start only, stops on SIGTERM', async (t) => {
   const home = tmp('xenstack-servercmd-')
