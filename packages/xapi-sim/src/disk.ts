@@ -21,6 +21,7 @@ import { Readable } from 'node:stream'
 import { XapiError, toErrorDescription } from './errors.js'
 import type { HttpContext } from './http.js'
 import type { Simulator } from './simulator.js'
+import { installXvaHandlers } from './xva.js'
 import { planVhdExport, vhdToRaw, writeOver, VhdFormatError } from './vhd.js'
 
 const FORMATS: Record<string, string> = {
@@ -104,6 +105,7 @@ export function installDiskHandlers(sim: Simulator, dir: string): DiskStore {
   const store = new DiskStore(sim, dir)
   sim.http.route('PUT', '/import_raw_vdi', (req, res, ctx) => importRawVdi(store, req, res, ctx))
   sim.http.route('GET', '/export_raw_vdi', (req, res, ctx) => exportRawVdi(store, req, res, ctx))
+  installXvaHandlers(store) // GET /export and PUT /import (XVA), xva.ts
   return store
 }
 

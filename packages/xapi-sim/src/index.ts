@@ -67,6 +67,7 @@ export {
 } from './vhd.js'
 export type { VhdDiskType, VhdFooter, VhdDynamicHeader, VhdInfo, VhdExport } from './vhd.js'
 export { DiskStore, installDiskHandlers } from './disk.js'
+export { installXvaHandlers, parseOvaXml, tarMember, tarMembers, xxh64Hex, XVA_CHUNK } from './xva.js'
 export { runPlugin, parsePluginOutput, PluginError, PYTHON_SUPPORT_DIR, defaultPluginsDir } from './plugins.js'
 export type { PluginCall } from './plugins.js'
 export { FaultInjector, FaultRuleError, parseFaultRule, parseFaultFlag, FAULT_KINDS } from './faults.js'

@@ -28,6 +28,7 @@ export const commandModules: CommandEntry[] = [
   { names: ['xapi'], load: () => import('./xapi.js') },
   { names: ['himn'], load: () => import('./himn.js') },
   { names: ['xen'], load: () => import('./xen.js') },
+  { names: ['devstack'], load: () => import('./devstack.js') },
   { names: ['image'], load: () => import('./image.js') },
   { names: ['plugins', 'release'], load: () => import('./plugins.js') },
   { names: ['env'], load: () => import('./env.js') },

@@ -1,0 +1,246 @@
+/**
+ * `xenstack devstack install` against the XAPI simulator (no SSH): --dry-run on an empty pool lists the steps and
+ * changes nothing; an unreachable Ubuntu mirror stops the run after prerequisites and networks with a message naming
+ * the mirror and a recorded, resumable state; once the "mirror" (a local HTTP server) answers, the same command
+ * continues with the template netinstall (the test plays the installer: it powers the VM off) and creates the DomU
+ * with its three interfaces and the operator's key in xenstore; a second run changes nothing on the pool; a same-
+ * named VM xenstack did not create is not taken over; the SR and version prerequisites refuse with their reasons.
+ */
+import { after, before, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import { join } from 'node:path'
+import { scratchDirs } from '@xenstack/testkit'
+import { startSimServer, type SimServer } from '@xenstack/xapi-sim'
+import { connect, type Xapi } from '@xenstack/xenapi'
+import { runCli } from '../cli/run.js'
+
+const PASSWORD = 'devstack-sim-Secr3t!'
+const scratch = scratchDirs()
+const env = { XENSTACK_XAPI_PASSWORD: PASSWORD, XENSTACK_POOL: undefined, XENSTACK_PROBE_TIMEOUT_MS: '3000' }
+
+let sim: SimServer
+let xapi: Xapi
+let dataDir: string
+let keyFile: string
+let mirror: Server
+let mirrorUrl: string
+const mirrorHits: string[] = []
+
+before(async () => {
+  sim = await startSimServer({ hosts: 1, vms: 0, password: PASSWORD })
+  xapi = await connect({ url: sim.url, username: 'root', password: PASSWORD })
+  dataDir = scratch('xenstack-devstack-')
+  keyFile = join(dataDir, 'operator_key')
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'operator@test', '-f', keyFile])
+  // the "mirror": answers the Release file the probe asks for, and serves the preseed the installer would fetch
+  mirror = createServer((req, res) => {
+    mirrorHits.push(req.url ?? '')
+    if (req.url === '/ubuntu/dists/xenial/Release') return void res.end('Suite: xenial\n')
+    if (req.url === '/preseed.cfg')
+      return void res.end(readFileSync(join(dataDir, 'devstack', '127.0.0.1', 'preseed.cfg')))
+    res.statusCode = 404
+    res.end()
+  })
+  await new Promise<void>((r) => mirror.listen(0, '127.0.0.1', r))
+  mirrorUrl = `http://127.0.0.1:${(mirror.address() as { port: number }).port}/ubuntu`
+})
+after(async () => {
+  await xapi?.close().catch(() => undefined)
+  await sim?.close()
+  await new Promise((r) => mirror?.close(r))
+})
+
+/** Everything the command could touch, for "changed nothing" comparisons. */
+async function snapshot(x: Xapi): Promise<string> {
+  const out: Record<string, unknown> = {}
+  for (const cls of ['network', 'VM', 'VIF', 'VBD', 'VDI', 'SR', 'pool'])
+    out[cls] = await x
+      .call(`${cls}.get_all_records`)
+      .then((r) =>
+        Object.fromEntries(
+          Object.entries(r as Record<string, Record<string, unknown>>).map(([k, v]) => [
+            k,
+            Object.fromEntries(
+              Object.entries(v).filter(([f]) => !/operations|metrics|last_updated|physical_utilisation/.test(f)),
+            ),
+          ]),
+        ),
+      )
+  return JSON.stringify(out)
+}
+
+const base = () => [
+  'devstack',
+  'install',
+  '127.0.0.1',
+  '--url',
+  sim.url,
+  '--username',
+  'root',
+  '--data-dir',
+  dataDir,
+  '--ssh-key',
+  keyFile,
+  '--disk',
+  '1',
+]
+
+test('devstack: --dry-run on an empty pool lists the steps and changes nothing', async () => {
+  const before = await snapshot(xapi)
+  const r = await runCli([...base(), '--mirror', mirrorUrl, '--dry-run', '--json'], env)
+  assert.equal(r.code, 0, r.stderr)
+  const out = JSON.parse(r.stdout)
+  assert.equal(out.dryRun, true)
+  const step = (id: string) => out.steps.find((s: { id: string }) => s.id === id)
+  assert.equal(step('prerequisites').state, 'unchanged')
+  assert.deepEqual(step('networks').changes, [
+    'create vm network "OpenStack VM Network"',
+    'create public network "OpenStack Public Network"',
+  ])
+  assert.match(step('template').changes.join('\n'), /check the Ubuntu mirror .*\/dists\/xenial\/Release/)
+  assert.equal(step('domu').state, 'not reached', 'nothing after the template can be planned before it exists')
+  assert.equal(await snapshot(xapi), before, 'a dry run changed the pool')
+  assert.deepEqual(mirrorHits, [], 'a dry run does not even probe the mirror')
+})
+
+test('devstack: an unreachable mirror stops after the recorded earlier steps; the re-run continues to the DomU', async () => {
+  const dead = 'http://127.0.0.1:9/ubuntu' // discard port: nothing listens
+  const r = await runCli([...base(), '--mirror', dead, '--json'], env)
+  assert.equal(r.code, 4, r.stderr)
+  assert.match(r.stderr, /template: the Ubuntu mirror http:\/\/127\.0\.0\.1:9\/ubuntu is unreachable from this machine/)
+  assert.match(r.stderr, /prerequisites, networks are done and recorded in /)
+  const out = JSON.parse(r.stdout)
+  assert.equal(out.stopped.step, 'template')
+  assert.equal(out.stopped.state, 'blocked')
+  const progress = JSON.parse(readFileSync(out.progressFile, 'utf8'))
+  assert.equal(progress.steps.prerequisites.status, 'done')
+  assert.equal(progress.steps.networks.status, 'done')
+  assert.equal(progress.steps.template.status, 'blocked')
+  assert.match(progress.steps.template.message, /127\.0\.0\.1:9/)
+  assert.ok(!JSON.stringify(progress).includes(PASSWORD), 'no password in the record')
+  const nets = (await xapi.call('network.get_all_records')) as Record<string, any>
+  const vmNet = Object.entries(nets).find(([, n]) => n.name_label === 'OpenStack VM Network')
+  assert.ok(vmNet, 'the VM network was created before the stop')
+  assert.equal(vmNet[1].other_config.assume_network_is_shared, 'true')
+  assert.equal(vmNet[1].other_config.xenstack_devstack, 'vm')
+  assert.deepEqual(await xapi.call('VM.get_by_name_label', 'jeos_template_for_ubuntu'), [], 'no template yet')
+
+  // the installer: when the VM runs with the preseed boot arguments, it "installs" and powers off
+  let installerSeen: any
+  const installer = (async () => {
+    for (const deadline = Date.now() + 120_000; Date.now() < deadline;) {
+      const vms = (await xapi.call('VM.get_all_records')) as Record<string, any>
+      const found = Object.entries(vms).find(
+        ([, v]) => v.other_config?.xenstack_devstack === 'template-install' && v.power_state === 'Running',
+      )
+      if (found) {
+        installerSeen = found[1]
+        await xapi.call('VM.clean_shutdown', found[0])
+        return
+      }
+      await new Promise((res) => setTimeout(res, 200))
+    }
+  })()
+  const again = await runCli(
+    [
+      ...base(),
+      '--mirror',
+      mirrorUrl,
+      '--preseed-url',
+      `${mirrorUrl.replace('/ubuntu', '')}/preseed.cfg`,
+      '--json',
+      '--domu-ssh',
+      'root@127.0.0.1:9',
+    ],
+    env,
+  )
+  await installer
+  const out2 = JSON.parse(again.stdout)
+  assert.deepEqual(out2.previouslyDone, ['prerequisites', 'networks'])
+  const step = (id: string) => out2.steps.find((s: { id: string }) => s.id === id)
+  assert.equal(step('prerequisites').state, 'unchanged')
+  assert.equal(step('networks').state, 'unchanged')
+  assert.equal(step('template').state, 'changed', JSON.stringify(step('template')))
+  assert.ok(mirrorHits.includes('/ubuntu/dists/xenial/Release'), 'the mirror was probed')
+  assert.ok(installerSeen, 'the installer VM ran')
+  assert.equal(installerSeen.other_config['install-repository'], mirrorUrl)
+  assert.match(installerSeen.PV_args, /url=http:\/\/127\.0\.0\.1:\d+\/preseed\.cfg/)
+  const preseed = readFileSync(join(dataDir, 'devstack', '127.0.0.1', 'preseed.cfg'), 'utf8')
+  assert.match(preseed, /^d-i mirror\/http\/hostname string 127\.0\.0\.1:\d+$/m)
+  assert.match(preseed, /^d-i mirror\/http\/directory string \/ubuntu$/m)
+  assert.match(preseed, /^d-i mirror\/suite string xenial$/m)
+  // the DomU exists and runs; the SSH step fails (nothing listens on port 9) and says so
+  assert.equal(step('domu').state, 'changed', JSON.stringify(step('domu')))
+  assert.equal(again.code, 1, again.stderr)
+  assert.match(again.stderr, /domu-access: DomU DevStackOSDomU at root@127\.0\.0\.1:9/)
+
+  const tpl = (await xapi.call('VM.get_by_name_label', 'jeos_template_for_ubuntu')) as string[]
+  assert.equal(tpl.length, 1)
+  const t = (await xapi.call('VM.get_record', tpl[0])) as any
+  assert.equal(t.is_a_template, true)
+  assert.equal(t.other_config.xenstack_devstack, 'template')
+  const domu = (await xapi.call('VM.get_by_name_label', 'DevStackOSDomU')) as string[]
+  assert.equal(domu.length, 1)
+  const d = (await xapi.call('VM.get_record', domu[0])) as any
+  assert.equal(d.power_state, 'Running')
+  assert.equal(d.other_config['os-vpx'], 'true')
+  assert.equal(d.memory_static_max, 6144 * 1024 ** 2)
+  assert.equal(d.xenstore_data['vm-data/authorized_keys'], readFileSync(`${keyFile}.pub`, 'utf8').trim())
+  const vifs = await Promise.all(d.VIFs.map((v: string) => xapi.call('VIF.get_record', v)))
+  const byDevice = Object.fromEntries(vifs.map((v: any) => [v.device, nets[v.network]?.name_label ?? v.network]))
+  const pifs = (await xapi.call('PIF.get_all_records')) as Record<string, any>
+  const mgmt = Object.values(pifs).find((p) => p.management).network
+  assert.equal(vifs.find((v: any) => v.device === '0')?.network, mgmt, 'eth0 on the management network')
+  assert.equal(byDevice['1'], 'OpenStack VM Network')
+  assert.equal(byDevice['2'], 'OpenStack Public Network')
+
+  // a second run: nothing changes on the pool (it stops at the same SSH step)
+  const converged = await snapshot(xapi)
+  const third = await runCli([...base(), '--mirror', mirrorUrl, '--json', '--domu-ssh', 'root@127.0.0.1:9'], env)
+  const out3 = JSON.parse(third.stdout)
+  for (const id of ['prerequisites', 'networks', 'template', 'domu'])
+    assert.equal(out3.steps.find((s: { id: string }) => s.id === id).state, 'unchanged', id)
+  assert.equal(await snapshot(xapi), converged, 'a second run changed the pool')
+})
+
+test('devstack: a same-named DomU xenstack did not create is not taken over', async () => {
+  const s = await startSimServer({ hosts: 1, vms: 0, password: PASSWORD })
+  const x = await connect({ url: s.url, username: 'root', password: PASSWORD })
+  try {
+    const other = (await x.call('VM.get_all_records')) as Record<string, any>
+    const tmpl = Object.entries(other).find(([, v]) => v.is_a_template && v.name_label === 'Other install media')![0]
+    await x.call('VM.clone', tmpl, 'jeos_template_for_ubuntu')
+    const vm = (await x.call('VM.clone', tmpl, 'DevStackOSDomU')) as string
+    await x.call('VM.set_is_a_template', vm, false)
+    const before = await snapshot(x)
+    const r = await runCli(
+      ['devstack', 'install', '127.0.0.1', '--url', s.url, '--data-dir', scratch('xenstack-devstack-'), '--no-wait'],
+      env,
+    )
+    assert.equal(r.code, 1, r.stderr)
+    assert.match(r.stderr, /VM DevStackOSDomU \(uuid [0-9a-f-]+\) exists but xenstack did not create it/)
+    assert.match(r.stderr, /other-config:xenstack_devstack=domu/)
+    const after = await snapshot(x)
+    // only the two networks of the earlier step were made
+    assert.notEqual(after, before)
+    assert.equal(((await x.call('VM.get_by_name_label', 'DevStackOSDomU')) as string[]).length, 1)
+  } finally {
+    await x.close()
+    await s.close()
+  }
+})
+
+test('devstack: usage errors before anything is read', async () => {
+  const r = await runCli(
+    ['devstack', 'install', '127.0.0.1', '--url', 'http://127.0.0.1:1', '--test-type', 'most'],
+    env,
+  )
+  assert.equal(r.code, 2)
+  assert.match(r.stderr, /--test-type most: expected one of none, exercise, smoke, full/)
+  const c = await runCli(['devstack', 'install', '127.0.0.1', '--url', 'http://127.0.0.1:1', '--compute-only'], env)
+  assert.equal(c.code, 2)
+  assert.match(c.stderr, /--compute-only needs --controller-ip/)
+})
