@@ -308,7 +308,9 @@ export class XapiSession implements XapiCore {
 
   /**
    * Switches to the pool master named by HOST_IS_SLAVE, keeping scheme and port. A host naming itself as the master
-   * (a pool in the middle of a master change) is asked again after a backoff, on the same session.
+   * (a pool in the middle of a master change) is asked again after a backoff. The session is kept: sessions live in
+   * the pool's database, which moves with the master (if the new master does not know it, SESSION_INVALID logs in
+   * again); logging in anew would leave the old session behind and fail calls still in flight with it.
    */
   private async redirect(master: string, from: Transport, attempt: number, policy: RetryOptions): Promise<void> {
     if (this.transport !== from) return // another call already moved us
@@ -316,20 +318,13 @@ export class XapiSession implements XapiCore {
     if (next === this.url) return sleep(backoffDelay(attempt, policy.backoffMs ?? 100))
     this.logger.debug?.(`${this.url} is a pool member; the master is ${next}`)
     const oldPool = this.http
-    const oldSession = this.sessionId
     this.url = next
     this.http = createPool(next, { ...this.options.http, tls: this.options.tls }, this.logger)
     // `auto` that has not fallen back yet may still fall back on the master.
     this.transport = this.makeTransport(
       (this.options.transport ?? 'auto') === 'auto' && from.kind === 'json-rpc' ? 'auto' : from.kind,
     )
-    this.sessionId = undefined
     void oldPool.close().catch(() => undefined)
-    // The old session lives in the pool's database: log it out on the new master rather than leave it behind.
-    if (oldSession !== undefined)
-      void this.transport
-        .call({ method: 'session.logout', params: [oldSession], timeout: 5_000 })
-        .catch(() => undefined)
   }
 
   private async login(): Promise<string> {
