@@ -65,7 +65,10 @@ if (process.argv.includes('--child')) {
   )
   // "cpu" on stdin → the server's CPU time so far (µs), so the parent can report CPU per call independent of load.
   createInterface({ input: process.stdin }).on('line', (l) => {
-    if (l === 'cpu') {
+    if (l === 'lean on' || l === 'lean off') {
+      for (const p of server.pools) p.sim.http.leanRpc = l === 'lean on'
+      process.stdout.write(JSON.stringify({ lean: l === 'lean on' }) + '\n')
+    } else if (l === 'cpu') {
       const c = process.cpuUsage()
       process.stdout.write(JSON.stringify({ cpu: c.user + c.system }) + '\n')
     }
@@ -225,26 +228,53 @@ if (process.argv.includes('--child')) {
 
   console.log(
     `  VM.get_record calls/s (${SECONDS} s each; keep-alive connections, one call in flight on each, random VMs;` +
-      ` µs = CPU per call of the server / of the load generator):`,
+      ` µs = CPU per call of the server / of the load generator; 'node:http': the same with the lean reader off):`,
   )
+  const setLean = async (on) => {
+    child.stdin.write(on ? 'lean on\n' : 'lean off\n')
+    await lines.next()
+  }
+  // Each figure is measured twice, with the simulator's lean HTTP reader (http-wire.ts) and with every request on
+  // node:http (its front before the reader), in alternating blocks so that both see the same load.
+  const BLOCKS = 3
   for (const transport of ['json-rpc', 'xml-rpc']) {
     const body = bodies[transport]
     const check = checks[transport]
-    // Warm-up (JIT on both sides): 1 s at 32 concurrency, not counted.
-    await leanLoad(url, 32, 1, (i) => body(vms[i % vms.length]), check)
-    const row = []
-    for (const conc of [1, 32, 256]) {
-      const cpu0 = await serverCpu()
-      const r = await leanLoad(url, conc, SECONDS, (i) => body(vms[i % vms.length]), check)
-      const perCall = ((await serverCpu()) - cpu0) / Math.max(1, r.done)
-      row.push(
-        `${String(conc).padStart(3)}: ${fmt(r.done / (r.ms / 1000)).padStart(6)}` +
-          ` (${perCall.toFixed(0)}/${(r.clientCpu / Math.max(1, r.done)).toFixed(0)} µs)${r.errors ? ` (${r.errors} errors)` : ''}`,
-      )
+    // Warm-up (JIT on both sides): 1 s at 32 concurrency on each front, not counted.
+    for (const on of [false, true]) {
+      await setLean(on)
+      await leanLoad(url, 32, 1, (i) => body(vms[i % vms.length]), check)
     }
+    const rows = { true: [], false: [] }
+    for (const conc of [1, 32, 256]) {
+      const sum = { true: { done: 0, errors: 0, ms: 0, client: 0, server: 0 }, false: null }
+      sum.false = { ...sum.true }
+      for (let b = 0; b < BLOCKS * 2; b++) {
+        const on = b % 2 === 0
+        await setLean(on)
+        const cpu0 = await serverCpu()
+        const r = await leanLoad(url, conc, SECONDS / BLOCKS, (i) => body(vms[i % vms.length]), check)
+        const x = sum[on]
+        x.server += (await serverCpu()) - cpu0
+        x.done += r.done
+        x.errors += r.errors
+        x.ms += r.ms
+        x.client += r.clientCpu
+      }
+      for (const on of [true, false]) {
+        const x = sum[on]
+        rows[on].push(
+          `${String(conc).padStart(3)}: ${fmt(x.done / (x.ms / 1000)).padStart(6)}` +
+            ` (${(x.server / Math.max(1, x.done)).toFixed(0)}/${(x.client / Math.max(1, x.done)).toFixed(0)} µs)` +
+            (x.errors ? ` (${x.errors} errors)` : ''),
+        )
+      }
+    }
+    await setLean(true)
     console.log(
-      `    ${transport.padEnd(8)}  ${row.join('   ')}${transport === 'json-rpc' ? '   [target ≥ 20,000 at 32]' : ''}`,
+      `    ${transport.padEnd(8)}  ${rows.true.join('   ')}${transport === 'json-rpc' ? '   [target ≥ 20,000 at 32]' : ''}`,
     )
+    console.log(`      node:http ${rows.false.join('   ')}`)
   }
 
   // The same calls from a node:http client (http.Agent, keep-alive), 32 in flight: what a plain Node client sees.

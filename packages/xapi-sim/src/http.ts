@@ -143,11 +143,18 @@ export class HttpFront implements RpcEndpoint {
   }
 
   /**
+   * Whether the lean reader answers plain RPCs (default). False sends every new request to node:http — the
+   * benchmark's before/after comparison in one run, and a way out should the reader ever be suspected.
+   */
+  leanRpc = true
+
+  /**
    * True when a POST to `path` is a plain RPC the lean reader may answer: no middleware (faults), no route claiming
    * the path, and no `beforeAnswer` hold (answers that wait for the disk go through node:http's rpc()).
    */
   claimsRpc(path: string): boolean {
     return (
+      this.leanRpc &&
       this.middleware.length === 0 &&
       this.beforeAnswer === undefined &&
       this.sim.joinedTo === undefined &&
