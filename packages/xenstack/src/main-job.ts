@@ -39,7 +39,9 @@ export async function runMainJob(opts: { json?: boolean }): Promise<void> {
   const stop = async (signal: string, code = 0) => {
     if (stopping) return
     stopping = true
-    if (!opts.json) console.log(`\nxenstack: ${signal}, stopping`)
+    // with --json, stdout holds the one JSON object: the progress goes to stderr
+    if (opts.json) console.error(`xenstack: ${signal}, stopping`)
+    else console.log(`\nxenstack: ${signal}, stopping`)
     for (const s of [...started].reverse()) {
       try {
         await s.stop()
@@ -49,8 +51,14 @@ export async function runMainJob(opts: { json?: boolean }): Promise<void> {
     }
     process.exit(code)
   }
-  process.once('SIGINT', () => void stop('SIGINT received'))
-  process.once('SIGTERM', () => void stop('SIGTERM received'))
+  // A second Ctrl-C must not kill the job halfway through taking the lab down (that would leave its namespaces and
+  // mounts behind): it is only acknowledged.
+  const onSignal = (signal: string) => {
+    if (stopping) console.error(`xenstack: ${signal} received, still stopping (taking the lab down)`)
+    else void stop(`${signal} received`)
+  }
+  process.on('SIGINT', () => onSignal('SIGINT'))
+  process.on('SIGTERM', () => onSignal('SIGTERM'))
   for (const s of services) {
     if (stopping) return
     // listed before it starts: a signal during its start stops it too (each service's stop waits for its start)

@@ -37,6 +37,7 @@ registerMainJobServices(async () => {
   let lab: Lab | undefined
   let sim: SimServer | undefined
   let starting: Promise<unknown> | undefined
+  let stopRequested = false
   const start = async (): Promise<Record<string, unknown>> => {
     let labUnavailable: string | undefined
     if (process.env.XENSTACK_LAB === 'off') labUnavailable = 'XENSTACK_LAB=off'
@@ -49,7 +50,8 @@ registerMainJobServices(async () => {
     if (labUnavailable === undefined) {
       lab = await Lab.up({ name: process.env.XENSTACK_LAB_NAME ?? 'demo', hosts: 2, simulator: true })
       mainPool.lab = lab
-      const glanceNote = await startGlance(lab)
+      // stopped while the lab came up: do not start Glance only to stop it
+      const glanceNote = stopRequested ? 'stopped before Glance started' : await startGlance(lab)
       const glance = lab.services.find((s) => s.kind === 'glance')
       return {
         mode: 'lab',
@@ -90,6 +92,7 @@ registerMainJobServices(async () => {
       },
       async stop() {
         // a lab still coming up is taken down once it is up (Lab.up removes what it made if it fails)
+        stopRequested = true
         await starting?.catch(() => undefined)
         await lab?.down()
         await sim?.close()

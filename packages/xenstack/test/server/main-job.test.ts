@@ -158,9 +158,7 @@ test('npm start with the lab: the demo environment deploys through the REST API 
   assert.equal(pool.note, undefined)
   const env = ready.running.server.environment as string
   assert.equal(env, name, "the demo environment is the lab's")
-  const labDir = join(labRoot(), name)
   const slot = Number(String(Object.values(pool.hosts)[0]).split('.')[2])
-  const prefix = `xsl-${name}-`
 
   const demo = (await job.api('GET', `/api/v1/environments/${env}`)).json
   assert.deepEqual(demo.nodes.map((n: any) => `${n.name}:${n.roles.join('+')}`).sort(), [
@@ -239,32 +237,107 @@ test('npm start with the lab: the demo environment deploys through the REST API 
     assert.ok(tests.filter((x) => x.status === 'success').length >= 15, 'the checks ran')
   })
 
-  // what the lab made, to check after the job is gone: its namespaces' processes
-  const namespaces = readdirSync('/run/netns').filter((n) => n.startsWith(prefix))
-  assert.ok(namespaces.length >= 6, `the lab's namespaces: ${namespaces.join(', ')}`)
-  const inodes = new Set(namespaces.map((n) => readlinkInode(`/run/netns/${n}`)))
-  const pids = processesIn(inodes)
-  assert.ok(pids.length >= namespaces.length, 'holders, sshd, dnsmasq and Glance run in the lab')
-
+  const pids = labProcesses(name)
+  assert.ok(pids.length >= 12, 'holders, sshd, dnsmasq and Glance run in the lab')
   const t0 = performance.now()
   assert.equal(await job.stop('SIGTERM'), 0, job.output().slice(-4000))
   t.diagnostic(`stop on SIGTERM: ${Math.round(performance.now() - t0)} ms`)
+  assertLabGone(name, slot, pids)
+})
+
+test('npm start: SIGINT while the lab is coming up stops it once up, exit 0, and nothing of the lab is left', async (t) => {
+  let missing: string | undefined
+  await preflight().catch((e: Error) => (missing = e.message))
+  if (!requirePrerequisite(t, missing ?? 'lab', () => missing === undefined)) return
+  const name = `mi${(process.pid % 100000).toString(36)}${Date.now().toString(36).slice(-3)}`
+  const labDir = join(labRoot(), name)
+  const home = tmp('xenstack-mainjob-int-')
+  const child = spawn(process.execPath, [bin, 'start', '--json'], {
+    env: {
+      ...process.env,
+      DATABASE_URL: '',
+      XENSTACK_HOME: join(home, 'state'),
+      XENSTACK_PORT: '0',
+      XENSTACK_LAB_NAME: name,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let out = ''
+  child.stdout.on('data', (b) => (out += b))
+  child.stderr.on('data', (b) => (out += b))
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
+  t.after(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL')
+      await exited
+    }
+  })
+  // mid-build: the lab has recorded itself and made its namespaces, and the job has printed nothing yet
+  const state = await until(
+    `lab ${name} to be under way`,
+    180_000,
+    async () => {
+      if (child.exitCode !== null) assert.fail(`xenstack start exited ${child.exitCode}: ${out}`)
+      if (!readdirSync('/run/netns').some((n) => n.startsWith(`xsl-${name}-`))) return undefined
+      try {
+        return JSON.parse(readFileSync(join(labDir, 'state.json'), 'utf8')) as { slot: number }
+      } catch {
+        return undefined
+      }
+    },
+    20,
+  )
+  assert.equal(out.includes('"running"'), false, 'interrupted before the job was up')
+  const pids = labProcesses(name)
+  child.kill('SIGINT')
+  // an impatient second Ctrl-C is acknowledged, not obeyed: the lab still comes down
+  await until('the job to start stopping', 30_000, async () => (out.includes('stopping') ? true : undefined), 20)
+  child.kill('SIGINT')
+  assert.equal(await exited, 0, out.slice(-4000))
+  assert.match(out, /SIGINT received, still stopping/)
+  assertLabGone(name, state.slot, [...pids, ...labProcesses(name)])
+})
+
+/** Processes of a lab: in its network namespaces, or with its directory in their command line (its holders). */
+function labProcesses(name: string): number[] {
+  const prefix = `xsl-${name}-`
+  const dir = join(labRoot(), name)
+  const inodes = new Set<number>()
+  for (const n of readdirSync('/run/netns').filter((x) => x.startsWith(prefix)))
+    try {
+      inodes.add(readlinkInode(`/run/netns/${n}`))
+    } catch {
+      // deleted meanwhile
+    }
+  const fromCmdline = readdirSync('/proc').filter((e) => {
+    try {
+      return /^\d+$/.test(e) && readFileSync(`/proc/${e}/cmdline`, 'utf8').includes(dir + '/')
+    } catch {
+      return false
+    }
+  })
+  return [...new Set([...processesIn(inodes), ...fromCmdline.map(Number)])].filter((p) => p !== process.pid)
+}
+
+/** Nothing of the lab is left on the machine: namespaces, dir, admin links, mounts, processes. */
+function assertLabGone(name: string, slot: number, pids: number[]): void {
+  const dir = join(labRoot(), name)
   assert.deepEqual(
-    readdirSync('/run/netns').filter((n) => n.startsWith(prefix)),
+    readdirSync('/run/netns').filter((n) => n.startsWith(`xsl-${name}-`)),
     [],
     'no lab namespace is left',
   )
-  assert.equal(existsSync(labDir), false, `${labDir} is removed`)
+  assert.equal(existsSync(dir), false, `${dir} is removed`)
   assert.equal(existsSync(`/sys/class/net/xl${slot}h0`), false, 'the admin links are removed')
   const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
-    .filter((l) => l.includes(labDir))
+    .filter((l) => l.includes(dir))
   assert.deepEqual(mounts, [], 'no mount of the lab is left')
-  const alive = pids.filter(
+  const alive = [...pids, ...labProcesses(name)].filter(
     (p) => existsSync(`/proc/${p}`) && !readFileSync(`/proc/${p}/stat`, 'utf8').includes(') Z '),
   )
   assert.deepEqual(alive, [], 'no lab process survives')
-})
+}
 
 /** The inode of a network namespace (its /run/netns bind mount), as /proc/<pid>/ns/net names it. */
 function readlinkInode(path: string): number {
