@@ -130,8 +130,9 @@ test('devstack: an unreachable mirror stops after the recorded earlier steps; th
 
   // the installer: when the VM runs with the preseed boot arguments, it "installs" and powers off
   let installerSeen: any
+  let cliDone = false
   const installer = (async () => {
-    for (const deadline = Date.now() + 120_000; Date.now() < deadline;) {
+    for (const deadline = Date.now() + 120_000; Date.now() < deadline && !cliDone;) {
       const vms = (await xapi.call('VM.get_all_records')) as Record<string, any>
       const found = Object.entries(vms).find(
         ([, v]) => v.other_config?.xenstack_devstack === 'template-install' && v.power_state === 'Running',
@@ -156,7 +157,7 @@ test('devstack: an unreachable mirror stops after the recorded earlier steps; th
       'root@127.0.0.1:9',
     ],
     env,
-  )
+  ).finally(() => (cliDone = true))
   await installer
   const out2 = JSON.parse(again.stdout)
   assert.deepEqual(out2.previouslyDone, ['prerequisites', 'networks'])

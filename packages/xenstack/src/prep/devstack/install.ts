@@ -453,7 +453,11 @@ async function publishPreseed(ctx: Ctx): Promise<string> {
     throw new DevstackError(
       `the installer needs the preseed answers over HTTP: give --dom0-ssh (served by dom0's web server from ${PRESEED_DOM0_PATH}) or serve ${local} yourself and pass --preseed-url URL`,
     )
-  await applyOn(ctx.t.dom0, 'dom0', [new FileResource({ path: PRESEED_DOM0_PATH, content: text, mode: 0o644 })])
+  await applyOn(ctx.t.dom0, 'dom0', [
+    // XenServer ships this web root (xapi serves it on port 80); made when missing
+    new DirectoryResource({ path: dirname(PRESEED_DOM0_PATH), mode: 0o755 }),
+    new FileResource({ path: PRESEED_DOM0_PATH, content: text, mode: 0o644 }),
+  ])
   return `http://${ctx.t.cfg.host}/${PRESEED_DOM0_PATH.split('/').pop()}`
 }
 
