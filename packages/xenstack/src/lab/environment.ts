@@ -15,10 +15,13 @@
  *   ref), `ssh`, `addresses` (with their real prefixes) and, for a compute VM, `dom0: { name, xapiHost, host, ssh }`.
  *
  * `lab down` removes the environment and the pool again, but only what the lab registered: an environment whose
- * nodes all carry `data.lab` = the lab's name, and a pool of that name that points at a loopback simulator.
+ * nodes all carry `data.lab` = the lab's name, and a pool of that name that points at a loopback simulator. Both
+ * registering again and removing forget the engine's deployments of the environment: a lab's hosts are new each
+ * time it comes up, so an old deployment's redeploy digests must not mark tasks on them as done.
  */
 import { ensureShippedPlugins } from '../integration/shipped.js'
 import { EnvironmentError, compatiblePlugins, createEnvironment, resolveRelease } from '../plugins/environment.js'
+import { EngineStore } from '../engine/store.js'
 import { StateStore, type InstalledPlugin } from '../state/store.js'
 import type { LabDescription } from './supervisor.js'
 
@@ -57,7 +60,11 @@ export function registerLabEnvironment(
     const release = resolveRelease(store, opts.release)
     const xs = compatiblePlugins(store, release).find((p) => p.name === XENSERVER_PLUGIN)
     const nodes = labNodes(desc, refs, name)
+    // a lab registered again is new hosts under the old names: what the engine remembers of the old ones (history,
+    // redeploy digests that would skip tasks as done) goes with the old environment, as `env delete` does
+    const engine = new EngineStore(store.db)
     store.transaction(() => {
+      engine.forgetEnvironment(name)
       if (store.environments.get(name)) store.environments.delete(name)
       if (pool) store.pools.remove(name)
       store.pools.add({
@@ -102,6 +109,7 @@ export function unregisterLabEnvironment(name: string, opts: RegisterOptions = {
     let removed = false
     store.transaction(() => {
       if (store.environments.get(name) && isLabEnvironment(store, name)) {
+        new EngineStore(store.db).forgetEnvironment(name)
         store.environments.delete(name)
         removed = true
       }

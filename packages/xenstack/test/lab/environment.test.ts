@@ -7,6 +7,7 @@ import assert from 'node:assert/strict'
 import { scratchDirs } from '@xenstack/testkit'
 import { registerLabEnvironment, unregisterLabEnvironment } from '../../src/lab/environment.js'
 import type { LabDescription } from '../../src/lab/supervisor.js'
+import { EngineStore } from '../../src/engine/store.js'
 import { StateStore } from '../../src/state/store.js'
 import { REDACTED } from '../../src/state/secrets.js'
 
@@ -165,4 +166,49 @@ test('a fresh store gets the shipped XenServer plugin, and the lab environment e
   } finally {
     s.close()
   }
+})
+
+test('registering a lab again, or removing it, forgets its deployments: its new hosts start from a first deploy', () => {
+  const home = tmp('xenstack-labenv-forget-')
+  const desc = description('le3')
+  const other = description('le4')
+  registerLabEnvironment(desc, PASSWORD, desc.refs, { dataDir: home })
+  registerLabEnvironment(other, PASSWORD, other.refs, { dataDir: home })
+  /** A deployment of `env` and the redeploy digest a successful task leaves (what would skip it next time). */
+  const deployed = (env: string) => {
+    const store = StateStore.open({ dataDir: home })
+    try {
+      const engine = new EngineStore(store.db)
+      const id = engine.createDeployment(env, 'deploy', false, {
+        nodes: ['compute-1'],
+        tasks: [],
+        limiters: [],
+        faultTolerance: [],
+      })
+      store.db
+        .prepare(
+          'INSERT INTO engine_task_digests (environment, node, task, digest, deployment_id, at) VALUES (?, ?, ?, ?, ?, ?)',
+        )
+        .run(env, 'compute-1', 'xenserver-himn-attach', 'sha256:old-host', id, new Date().toISOString())
+    } finally {
+      store.close()
+    }
+  }
+  const remembered = (env: string) => {
+    const store = StateStore.open({ dataDir: home })
+    try {
+      const engine = new EngineStore(store.db)
+      return { deployment: engine.latestDeployment(env)?.id, digests: engine.digests(env).size }
+    } finally {
+      store.close()
+    }
+  }
+  deployed('le3')
+  deployed('le4')
+  assert.deepEqual(remembered('le3'), { deployment: 1, digests: 1 })
+  registerLabEnvironment(desc, PASSWORD, desc.refs, { dataDir: home })
+  assert.deepEqual(remembered('le3'), { deployment: undefined, digests: 0 }, 'lab up again: a first deploy')
+  assert.deepEqual(remembered('le4'), { deployment: 2, digests: 1 }, "another lab's deployments are kept")
+  assert.equal(unregisterLabEnvironment('le4', { dataDir: home }), true)
+  assert.deepEqual(remembered('le4'), { deployment: undefined, digests: 0 }, 'lab down forgets them too')
 })
