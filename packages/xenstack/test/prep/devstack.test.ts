@@ -245,3 +245,70 @@ test('devstack: usage errors before anything is read', async () => {
   assert.equal(c.code, 2)
   assert.match(c.stderr, /--compute-only needs --controller-ip/)
 })
+
+test('devstack: a default SR that is not ext/nfs is refused; --force-sr-replace asks, --yes replaces it with ext on its device', async () => {
+  const s = await startSimServer({ hosts: 1, vms: 0, password: PASSWORD })
+  const x = await connect({ url: s.url, username: 'root', password: PASSWORD })
+  try {
+    const pool = ((await x.call('pool.get_all')) as string[])[0]
+    const host = (await x.call('pool.get_master', pool)) as string
+    const lvm = (await x.call(
+      'SR.create',
+      host,
+      { device: '/dev/sdc' },
+      0,
+      'Local LVM',
+      '',
+      'lvm',
+      'user',
+      false,
+      {},
+    )) as string
+    await x.call('pool.set_default_SR', pool, lvm)
+    const args = [
+      'devstack',
+      'install',
+      '127.0.0.1',
+      '--url',
+      s.url,
+      '--data-dir',
+      scratch('xenstack-devstack-sr-'),
+      '--no-wait',
+    ]
+    const before = await snapshot(x)
+    const refused = await runCli(args, env)
+    assert.equal(refused.code, 1)
+    assert.match(
+      refused.stderr,
+      /prerequisites: default SR Local LVM \(uuid [0-9a-f-]+\) is of type lvm; devstack needs ext or nfs/,
+    )
+    assert.match(refused.stderr, /--force-sr-replace replaces it/)
+    const unconfirmed = await runCli([...args, '--force-sr-replace'], env)
+    assert.equal(unconfirmed.code, 2, unconfirmed.stderr)
+    assert.match(
+      unconfirmed.stderr,
+      /--force-sr-replace destroys the default SR when it is not ext\/nfs, and stdin is not a terminal to confirm on/,
+    )
+    assert.match(unconfirmed.stderr, /hint: add --yes to confirm/)
+    const dry = await runCli([...args, '--force-sr-replace', '--dry-run', '--json'], env)
+    assert.equal(dry.code, 0, dry.stderr)
+    assert.match(
+      JSON.stringify(JSON.parse(dry.stdout).steps[0].changes),
+      /replace default SR Local LVM \(lvm, uuid [0-9a-f-]+\) with an ext SR on \/dev\/sdc/,
+    )
+    assert.equal(await snapshot(x), before, 'refusals and the dry run changed nothing')
+
+    const replaced = await runCli([...args, '--force-sr-replace', '--yes', '--json'], env)
+    assert.equal(JSON.parse(replaced.stdout).steps[0].state, 'changed', replaced.stderr)
+    const sr = (await x.call('pool.get_default_SR', pool)) as string
+    assert.notEqual(sr, lvm)
+    assert.equal(await x.call('SR.get_type', sr), 'ext')
+    assert.equal(await x.call('pool.get_suspend_image_SR', pool), sr)
+    const pbds = (await x.call('SR.get_PBDs', sr)) as string[]
+    assert.deepEqual(await x.call('PBD.get_device_config', pbds[0]), { device: '/dev/sdc' })
+    assert.ok(!((await x.call('SR.get_all')) as string[]).includes(lvm), 'the lvm SR is gone')
+  } finally {
+    await x.close()
+    await s.close()
+  }
+})

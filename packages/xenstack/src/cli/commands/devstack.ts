@@ -158,6 +158,12 @@ async function install(hostArg: string, flags: InstallFlags): Promise<void> {
     ...(flags.preseedUrl ? [['--preseed-url', flags.preseedUrl]] : []),
   ])
     if (!URL.canParse(url)) throw new CliError(`${flag} ${url}: expected a URL`, ExitCode.usage)
+  if (flags.forceSrReplace && !flags.yes && !flags.dryRun && !process.stdin.isTTY)
+    throw new CliError(
+      '--force-sr-replace destroys the default SR when it is not ext/nfs, and stdin is not a terminal to confirm on',
+      ExitCode.usage,
+      'add --yes to confirm',
+    )
   if (flags.templateXva && !existsSync(flags.templateXva))
     throw new CliError(`--template-xva ${flags.templateXva}: no such file`, ExitCode.notFound)
 
@@ -243,12 +249,6 @@ async function install(hostArg: string, flags: InstallFlags): Promise<void> {
 
 async function confirmReplace(sr: { name: string; uuid: string; type: string }, yes: boolean): Promise<boolean> {
   if (yes) return true
-  if (!process.stdin.isTTY)
-    throw new CliError(
-      `--force-sr-replace would destroy default SR ${sr.name} (${sr.type}, uuid ${sr.uuid}) and everything on it; stdin is not a terminal to confirm on`,
-      ExitCode.usage,
-      'add --yes to confirm',
-    )
   const rl = createInterface({ input: process.stdin, output: process.stderr })
   try {
     const answer = await rl.question(
