@@ -10,7 +10,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { extname, join, normalize, resolve, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify'
 import swagger from '@fastify/swagger'
 import { registerHealthRoutes, type HealthRoutesDeps } from '../health/api.js'
 import { XENSTACK_VERSION as VERSION } from '../version.js'
@@ -58,7 +58,11 @@ const PLACEHOLDER = `<!doctype html>
 
 /** True for URLs that need the token. */
 const needsToken = (url: string) => url.startsWith('/api/') && !/^\/api\/docs\/?(\?|$)/.test(url)
-const isEventStream = (url: string) => /\/events\/?(\?|$)/.test(url)
+/**
+ * True for a GET of an event stream route, judged by the route matched (its pattern ends in /events), not by the URL:
+ * `/environments/events` (an environment named "events") or a DELETE must not take a query token.
+ */
+const isEventStream = (req: FastifyRequest) => req.method === 'GET' && /\/events$/.test(req.routeOptions.url ?? '')
 
 export async function buildApp(ctx: ServerContext, opts: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
@@ -82,7 +86,7 @@ export async function buildApp(ctx: ServerContext, opts: AppOptions): Promise<Fa
 
   app.addHook('onRequest', async (req, reply) => {
     if (!needsToken(req.url)) return
-    const token = presentedToken(req.headers, req.query, isEventStream(req.url))
+    const token = presentedToken(req.headers, req.query, isEventStream(req))
     if (!opts.tokens.verify(token)) {
       await reply
         .code(401)
