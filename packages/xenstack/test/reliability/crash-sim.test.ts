@@ -9,7 +9,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -24,6 +24,7 @@ import { synthPlan, type SynthTask } from '../engine/synthetic.js'
 import { TestLocalExecutor } from '../engine/local-exec.js'
 
 const SELF = fileURLToPath(import.meta.url)
+const ARTIFACTS = fileURLToPath(new URL('../../../../../test-artifacts/reliability/', import.meta.url))
 const SIM_BIN = fileURLToPath(new URL('../../../../xapi-sim/bin/xapi-sim.js', import.meta.url))
 const ENV = 'crash-sim'
 const VMS = 2
@@ -179,6 +180,7 @@ if (process.env.CRASH_SIM_CHILD) {
       }
     }
 
+    const started = performance.now()
     const runs: Record<string, { port: number; sim: ChildProcess; home: string; log: string; crashFile: string }> = {}
     for (const name of ['clean', 'restarted']) {
       const dir = tmp(`xenstack-crash-sim-${name}-`)
@@ -254,9 +256,19 @@ if (process.env.CRASH_SIM_CHILD) {
       } finally {
         state.close()
       }
-      t.diagnostic(
-        `simulator restarts: ${JSON.stringify(restarts)}; failed attempts retried: ${failedAttempts}; resumes: ${resumes}; tasks run again after success: 0`,
-      )
+      const figures = {
+        test: 'packages/xenstack/test/reliability/crash-sim.test.ts',
+        tasks: total,
+        restarts,
+        failedAttemptsRetried: failedAttempts,
+        resumes,
+        succeededTasksRunAgain: again.length,
+        poolStateEqualsCleanRun: true,
+        wallMs: Math.round(performance.now() - started),
+      }
+      mkdirSync(ARTIFACTS, { recursive: true })
+      writeFileSync(join(ARTIFACTS, 'crash-sim.json'), JSON.stringify(figures, null, 2) + '\n')
+      t.diagnostic(`simulator restart figures: ${JSON.stringify(figures)}`)
     } finally {
       for (const x of Object.values(runs)) {
         const exited = new Promise((res) => x.sim.once('exit', res))
