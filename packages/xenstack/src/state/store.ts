@@ -539,16 +539,21 @@ export class StateStore {
 
   /** Applies the migrations not yet recorded, each in its own transaction; returns the ids applied. */
   migrate(migrations: Migration[] = MIGRATIONS): string[] {
-    // Under the writer lock: on PostgreSQL two processes creating the table at once can both miss it and one fails
-    // on the catalog's unique index (IF NOT EXISTS is not atomic there).
-    this.db
-      .transaction(() =>
-        this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at TEXT NOT NULL)'),
-      )
-      .immediate()
-    const done = new Set(
-      (this.db.prepare('SELECT id FROM schema_migrations').all() as { id: string }[]).map((r) => r.id),
-    )
+    const appliedIds = () =>
+      new Set((this.db.prepare('SELECT id FROM schema_migrations').all() as { id: string }[]).map((r) => r.id))
+    let done: Set<string>
+    try {
+      done = appliedIds()
+    } catch {
+      // A new database. Created under the writer lock: on PostgreSQL two processes creating the table at once can
+      // both miss it, and one then fails on the catalog's unique index (IF NOT EXISTS is not atomic there).
+      this.db
+        .transaction(() =>
+          this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at TEXT NOT NULL)'),
+        )
+        .immediate()
+      done = appliedIds()
+    }
     const ids = migrations.map((m) => m.id)
     const dup = ids.find((id, i) => ids.indexOf(id) !== i)
     if (dup) throw new StateError(`migration id ${dup} is defined twice`, 'invalid')

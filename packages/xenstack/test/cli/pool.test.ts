@@ -1,11 +1,10 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
 import { startSimServer, type SimServer } from '@xenstack/xapi-sim'
 import { scratchDirs } from '@xenstack/testkit'
 import { StateStore } from '../../src/state/store.js'
 import { runCli } from './run.js'
+import { storedStateText } from '../state/databases.js'
 
 const PASSWORD = 'cli-pool-Secr3t!'
 const scratch = scratchDirs()
@@ -27,8 +26,7 @@ test('pool add checks the login, stores the password encrypted, list/show never 
     { name: saved.name, url: saved.url, username: saved.username, tls: saved.tls },
     { name: 'lab1', url: sim.url, username: 'root', tls: { verify: true } },
   )
-  const db = readFileSync(join(dataDir, 'state.db'))
-  assert.ok(!db.includes(Buffer.from(PASSWORD)), 'the password is not in the database in plain text')
+  assert.ok(!storedStateText(dataDir).includes(PASSWORD), 'the password is not in the database in plain text')
   const store = StateStore.open({ dataDir })
   try {
     assert.equal(store.pools.require('lab1', { reveal: true }).password, PASSWORD)

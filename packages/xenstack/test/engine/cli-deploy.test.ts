@@ -2,7 +2,6 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, existsSync, writeFileSync } from 'node:fs'
-import Database from 'better-sqlite3'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -151,13 +150,13 @@ test('xenstack deploy stop is graceful and deploy resume finishes the rest', asy
   }
   await until(() => existsSync(join(dir, 'marks')))
   const stopping = xenstack(['deploy', 'stop', 'env1', '--json', '--data-dir', dataDir])
-  const db = new Database(join(dataDir, 'state.db'), { readonly: true })
+  const state = StateStore.open({ dataDir })
   await until(() => {
-    const r = db.prepare('SELECT stop_requested AS s FROM engine_deployments ORDER BY id DESC LIMIT 1').get() as
+    const r = state.db.prepare('SELECT stop_requested AS s FROM engine_deployments ORDER BY id DESC LIMIT 1').get() as
       { s: number } | undefined
     return r?.s === 1
   })
-  db.close()
+  state.close()
   writeFileSync(gate, '')
   const stop = await stopping
   const deployed = await running

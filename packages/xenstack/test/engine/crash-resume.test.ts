@@ -5,7 +5,8 @@ import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import Database from 'better-sqlite3'
+import { StateStore } from '../../src/state/store.js'
+import { EngineStore } from '../../src/engine/store.js'
 import { CRASH_NODES, CRASH_TASKS_PER_NODE } from './fixtures/crash-child.js'
 
 const child = join(fileURLToPath(import.meta.url), '..', 'fixtures', 'crash-child.js')
@@ -13,28 +14,28 @@ const total = CRASH_NODES * CRASH_TASKS_PER_NODE
 
 const readMarks = (f: string) => (existsSync(f) ? readFileSync(f, 'utf8').split('\n').filter(Boolean) : [])
 
-function succeededInDb(dbPath: string): Set<string> {
-  if (!existsSync(dbPath)) return new Set()
-  const db = new Database(dbPath, { readonly: true, fileMustExist: true })
+function succeededInDb(dataDir: string): Set<string> {
+  const state = StateStore.open({ dataDir })
   try {
-    const has = db.prepare(`SELECT name FROM sqlite_master WHERE name = 'engine_tasks'`).get()
-    if (!has) return new Set()
-    const rows = db.prepare(`SELECT key FROM engine_tasks WHERE status = 'succeeded'`).all() as { key: string }[]
+    new EngineStore(state.db) // its tables, if the child was killed before making them
+    const rows = state.db.prepare(`SELECT key FROM engine_tasks WHERE status = 'succeeded'`).all() as {
+      key: string
+    }[]
     return new Set(rows.map((r) => r.key).filter((k) => !k.startsWith('_sync')))
   } finally {
-    db.close()
+    state.close()
   }
 }
 
 /** Runs the child until `killAfterDone` tasks have written `done` (then SIGKILL), or to the end. */
 function runChild(
-  dbPath: string,
+  dataDir: string,
   marks: string,
   mode: string,
   killAfterDone?: number,
 ): Promise<{ killed: boolean; code: number | null; out: string }> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [child, dbPath, marks, mode], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const p = spawn(process.execPath, [child, dataDir, marks, mode], { stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     p.stdout.on('data', (b) => (out += b))
     p.stderr.on('data', (b) => (out += b))
@@ -60,7 +61,7 @@ function runChild(
 test('kill -9 at several points, then resume: the deployment finishes and no succeeded task runs again', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'xenstack-engine-crash-'))
   t.after(() => rmSync(dir, { recursive: true, force: true }))
-  const dbPath = join(dir, 'state.db')
+  const dataDir = join(dir, 'data')
   const marks = join(dir, 'marks.log')
   // Kill points: counts of tasks done on disk at the moment of the kill (the first kill may hit mid-task).
   const killPoints = [1, 6, 14, 22, 31]
@@ -68,13 +69,13 @@ test('kill -9 at several points, then resume: the deployment finishes and no suc
   let mode = 'start'
   let kills = 0
   for (const k of killPoints) {
-    const r = await runChild(dbPath, marks, mode, k)
+    const r = await runChild(dataDir, marks, mode, k)
     mode = 'resume'
     if (!r.killed) break // finished before the kill point
     kills++
-    checkpoints.push({ succeeded: succeededInDb(dbPath), marksAt: readMarks(marks).length })
+    checkpoints.push({ succeeded: succeededInDb(dataDir), marksAt: readMarks(marks).length })
   }
-  const last = await runChild(dbPath, marks, 'resume')
+  const last = await runChild(dataDir, marks, 'resume')
   assert.equal(last.code, 0, last.out)
   assert.ok(kills >= 3, `expected at least 3 kills, got ${kills}`)
   const summary = JSON.parse(last.out.trim().split('\n').pop() as string)
@@ -97,11 +98,11 @@ test('kill -9 at several points, then resume: the deployment finishes and no suc
   const starts = lines.filter((l) => l.startsWith('start ')).length
   assert.ok(starts - total <= kills * CRASH_NODES, `too many re-runs: ${starts - total}`)
   // The history shows the interrupted tasks (recorded running before being launched, so at least the re-runs).
-  const db = new Database(dbPath, { readonly: true })
-  const interrupted = db
+  const state = StateStore.open({ dataDir })
+  const interrupted = state.db
     .prepare(`SELECT COUNT(*) AS c FROM engine_task_history WHERE reason LIKE 'interrupted%'`)
     .get() as { c: number }
-  db.close()
+  state.close()
   assert.ok(
     interrupted.c >= starts - total && interrupted.c > 0,
     `interrupted ${interrupted.c}, re-runs ${starts - total}`,

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, mkdirSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import Database from 'better-sqlite3'
+import { StateStore } from '../../src/state/store.js'
 import { EngineStore } from '../../src/engine/store.js'
 import { deployEnvironment, resumeEnvironment, type DeployableEnvironment } from '../../src/engine/deployment.js'
 import type { TaskDefinition } from '../../src/engine/graph.js'
@@ -13,13 +13,12 @@ import { TestLocalExecutor } from './local-exec.js'
 
 function setup(t: { after(fn: () => void): void }) {
   const dir = mkdtempSync(join(tmpdir(), 'xenstack-engine-deploy-'))
-  const db = new Database(join(dir, 'state.db'))
-  db.pragma('journal_mode = WAL')
+  const state = StateStore.open({ dataDir: dir })
   t.after(() => {
-    db.close()
+    state.close()
     rmSync(dir, { recursive: true, force: true })
   })
-  return { dir, store: new EngineStore(db) }
+  return { dir, store: new EngineStore(state.db) }
 }
 
 /** A file resource with node access's check/apply contract (content only), for native tasks in these tests. */

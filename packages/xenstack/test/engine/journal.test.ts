@@ -3,17 +3,17 @@ import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import Database from 'better-sqlite3'
+import { StateStore } from '../../src/state/store.js'
+import type { Database } from '../../src/state/driver.js'
 import { buildExecutionPlan } from '../../src/engine/graph.js'
 import { EngineStore, type TaskRow } from '../../src/engine/store.js'
 
 function setup(t: { after(fn: () => void): void }) {
   const dir = mkdtempSync(join(tmpdir(), 'xenstack-engine-journal-'))
-  const file = join(dir, 'state.db')
-  const db = new Database(file)
-  db.pragma('journal_mode = WAL')
+  const state = StateStore.open({ dataDir: dir })
+  const db = state.db
   t.after(() => {
-    db.close()
+    state.close()
     rmSync(dir, { recursive: true, force: true })
   })
   const { plan } = buildExecutionPlan({
@@ -25,10 +25,10 @@ function setup(t: { after(fn: () => void): void }) {
   })
   const store = new EngineStore(db)
   const id = store.createDeployment('journal-env', 'deploy', false, plan)
-  return { db, file, store, plan, id }
+  return { db, dir, store, plan, id }
 }
 
-const rawRows = (db: Database.Database, id: number) =>
+const rawRows = (db: Database, id: number) =>
   db
     .prepare(
       `SELECT idx, key, node, task, status, attempt, started_at, finished_at, reason, error_json, output_tail,
@@ -37,7 +37,7 @@ const rawRows = (db: Database.Database, id: number) =>
     .all(id) as TaskRow[]
 
 test('a flushed transition is in the store before it is acted on; retries, history and digests', (t) => {
-  const { db, file, store, plan, id } = setup(t)
+  const { db, dir, store, plan, id } = setup(t)
   const idx = (task: string) => plan.tasks.findIndex((x) => x.id === task)
   const journal = store.journal(id, 'journal-env', plan)
   const t0 = Date.parse('2026-01-01T00:00:00Z')
@@ -46,10 +46,10 @@ test('a flushed transition is in the store before it is acted on; retries, histo
   // What a reader sees at once (the scheduler launches the task only after this flush).
   assert.equal(store.tasks(id)[idx('a')].status, 'running')
   assert.equal(store.tasks(id)[idx('a')].started_at, '2026-01-01T00:00:00.000Z')
-  // Another process with a read-only connection sees the same.
-  const ro = new Database(file, { readonly: true })
-  t.after(() => ro.close())
-  assert.equal(rawRows(ro, id)[idx('a')].status, 'running')
+  // Another connection (as another process's) sees the same.
+  const other = StateStore.open({ dataDir: dir })
+  t.after(() => other.close())
+  assert.equal(rawRows(other.db, id)[idx('a')].status, 'running')
 
   // A retry: attempt 1 fails, attempt 2 succeeds; then b is dep-less skipped-style terminal with a reason.
   const error = { node: 'n1', task: 'a', message: 'exit 1', exitCode: 1 }

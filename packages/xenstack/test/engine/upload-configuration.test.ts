@@ -5,7 +5,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import Database from 'better-sqlite3'
+import { StateStore } from '../../src/state/store.js'
 import { parse as parseYaml } from 'yaml'
 import { scratchDirs } from '@xenstack/testkit'
 import { EngineStore } from '../../src/engine/store.js'
@@ -16,9 +16,9 @@ const tmp = scratchDirs()
 
 test('upload_file renders $.toYaml() without secrets and changes nothing the second time', async () => {
   const dir = tmp('xenstack-engine-upload-')
-  const db = new Database(join(dir, 'state.db'))
+  const db = StateStore.open({ dataDir: dir })
   try {
-    const store = new EngineStore(db)
+    const store = new EngineStore(db.db)
     const path = join(dir, 'node', 'etc', 'xenstack', 'config.yaml')
     const secret = 'pw-Upl0ad-9'
     const env: DeployableEnvironment = {

@@ -1,6 +1,6 @@
 import { test, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { fileURLToPath } from 'node:url'
@@ -8,6 +8,7 @@ import { requirePrerequisite } from '@xenstack/testkit'
 import { preflight } from '../../src/lab/index.js'
 import { StateStore } from '../../src/state/store.js'
 import { isAlive } from '../../src/lab/sys.js'
+import { storedStateText } from '../state/databases.js'
 
 const execFileP = promisify(execFile)
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
@@ -67,9 +68,7 @@ test('xenstack lab up --json / status / exec / down', async (t) => {
     } finally {
       store.close()
     }
-    const dbFiles = ['state.db', 'state.db-wal'].filter((f) => existsSync(`${HOME}/${f}`))
-    for (const f of dbFiles)
-      assert.equal(readFileSync(`${HOME}/${f}`).includes(out.simulator.password), false, `password in clear in ${f}`)
+    assert.equal(storedStateText(HOME).includes(out.simulator.password), false, 'password in clear in the state')
 
     // the simulator answers with the printed credentials
     const login = await fetch(`${out.simulator.url}/jsonrpc`, {

@@ -5,9 +5,17 @@
 // (the role setup.sh creates, with CREATEDB). Outside CI a missing server skips the PostgreSQL half; in CI it fails.
 import { after, type TestContext } from 'node:test'
 import { randomBytes } from 'node:crypto'
+import { cpSync, existsSync, readFileSync, readdirSync } from 'node:fs'
+import { join } from 'node:path'
 import { requirePrerequisite } from '@xenstack/testkit'
 import { PostgresDatabase } from '../../src/state/postgres.js'
 import { StateStore, type OpenOptions } from '../../src/state/store.js'
+import {
+  TEST_POSTGRES_PREFIX_ENV,
+  TEST_POSTGRES_URL_ENV,
+  testDatabaseFor,
+  testDatabaseName,
+} from '../../src/state/test-databases.js'
 
 export const ADMIN_URL =
   process.env.XENSTACK_TEST_DATABASE_URL ?? 'postgresql://xenstack:xenstack@127.0.0.1:5432/xenstack'
@@ -126,4 +134,70 @@ export function openStore(
   const databaseUrl = databaseUrlFor(t, backend)
   if (databaseUrl === undefined) return undefined
   return StateStore.open({ ...options, dataDir, databaseUrl })
+}
+
+// ------------------------------------------------------------------------------------------------------------------
+// The default store of a data dir (no databaseUrl): SQLite's state.db, or in the runner's PostgreSQL pass
+// (scripts/run-tests.mjs pass 2) the data dir's own database. Tests that look at the stored state itself use these,
+// so they assert the same thing on both backends.
+
+/** The store's tables, sorted. */
+export function tableNames(store: StateStore): string[] {
+  const sql =
+    store.backend === 'sqlite'
+      ? "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+      : "SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename"
+  return (store.db.prepare(sql).all() as { name: string }[]).map((r) => r.name)
+}
+
+/** True in the runner's PostgreSQL pass: default stores are in PostgreSQL. */
+export const postgresPass = (): boolean =>
+  Boolean(process.env[TEST_POSTGRES_URL_ENV] && process.env[TEST_POSTGRES_PREFIX_ENV]) &&
+  process.env.DATABASE_URL === undefined
+
+/**
+ * Everything the data dir's default state holds, as text — to assert that a secret is not stored in clear. SQLite:
+ * the bytes of state.db and its WAL (free pages and old frames included). PostgreSQL: every row of every table.
+ * The data dir's stores must be closed (SQLite then has its WAL checkpointed into state.db).
+ */
+export function storedStateText(dataDir: string): string {
+  if (!postgresPass()) {
+    const files = readdirSync(dataDir).filter((f) => /^state\.db(-wal)?$/.test(f))
+    if (!files.includes('state.db')) throw new Error(`no state.db in ${dataDir}: nothing was stored there`)
+    return files.map((f) => readFileSync(join(dataDir, f), 'latin1')).join('\n')
+  }
+  const db = new PostgresDatabase(testDatabaseFor(dataDir)!)
+  try {
+    const tables = db.prepare("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1").all() as {
+      tablename: string
+    }[]
+    if (!tables.some((t) => t.tablename === 'schema_migrations'))
+      throw new Error(`the database of ${dataDir} has no tables: nothing was stored there`)
+    return tables.map((t) => JSON.stringify(db.prepare(`SELECT * FROM "${t.tablename}"`).all())).join('\n')
+  } finally {
+    db.close()
+  }
+}
+
+/**
+ * Copies a data dir's default state (not its secret.key) to another data dir, as `cp state.db` does for SQLite; in
+ * the PostgreSQL pass the target's database is made from the source's (CREATE DATABASE … TEMPLATE). The source's
+ * stores must be closed; the target must have no state yet.
+ */
+export function copyState(from: string, to: string): void {
+  if (!postgresPass()) {
+    cpSync(join(from, 'state.db'), join(to, 'state.db'))
+    return
+  }
+  if (!existsSync(to)) throw new Error(`copyState: ${to} does not exist`)
+  const prefix = process.env[TEST_POSTGRES_PREFIX_ENV]!
+  const source = testDatabaseName(prefix, from)
+  const target = testDatabaseName(prefix, to)
+  const admin = new PostgresDatabase(process.env[TEST_POSTGRES_URL_ENV]!)
+  try {
+    admin.exec(`CREATE DATABASE ${target} TEMPLATE ${source}`)
+    admin.exec(`COMMENT ON DATABASE ${target} IS '${to.replaceAll("'", "''")}'`)
+  } finally {
+    admin.close()
+  }
 }

@@ -84,7 +84,8 @@ test('every state-store migration runs unchanged on PostgreSQL and gives the sam
 
     const home = mkdtempSync(join(tmpdir(), 'xenstack-pg-sqlite-'))
     try {
-      const store = StateStore.open({ dataDir: home })
+      // The SQLite side of the comparison, in both of the runner's passes.
+      const store = StateStore.open({ dataDir: home, databaseUrl: '' })
       const tables = (
         store.db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as {
           name: string
