@@ -3,12 +3,13 @@
  * pool, recorded as `data.pool` + `data.vm`, how the integration finds the compute VM) or reached over SSH or on
  * this machine. Roles are checkboxes; a role that conflicts with one the node has (either side's `conflicts`), or
  * whose restriction holds, is disabled with the reason — the shared checkRoleAssignment, which the server runs
- * again on every change.
+ * again on every change. Each node shows its HIMN status and opens its interface configuration (NodeNetwork.tsx).
  */
 import { useEffect, useRef, useState, type FormEvent } from 'react'
 import { checkRoleAssignment, type RoleMeta } from '@xenstack/restrictions'
 import { api, errorText } from '../api.js'
 import { clientModels } from '../models.js'
+import { HimnStatus, Interfaces } from './NodeNetwork.js'
 
 interface NodeRow {
   name: string
@@ -34,6 +35,7 @@ export function Nodes({ env }: { env: string }) {
   const [error, setError] = useState('')
   const [status, setStatus] = useState('')
   const [loaded, setLoaded] = useState(false)
+  const [editing, setEditing] = useState('')
   const e = encodeURIComponent(env)
   // Loads overlap (the first one and the one after adding a node): only the newest one's answer is shown.
   const generation = useRef(0)
@@ -112,6 +114,7 @@ export function Nodes({ env }: { env: string }) {
               <th scope="col">Node</th>
               <th scope="col">Access</th>
               <th scope="col">Roles</th>
+              <th scope="col">HIMN</th>
               <th scope="col">
                 <span className="sr-only">Actions</span>
               </th>
@@ -155,6 +158,12 @@ export function Nodes({ env }: { env: string }) {
                   </fieldset>
                 </td>
                 <td>
+                  <HimnStatus env={env} node={n.name} />
+                </td>
+                <td>
+                  <button type="button" onClick={() => setEditing(n.name)} aria-label={`Interfaces of ${n.name}`}>
+                    Interfaces
+                  </button>{' '}
                   <button type="button" onClick={() => remove(n.name)} aria-label={`Remove node ${n.name}`}>
                     Remove
                   </button>
@@ -170,6 +179,7 @@ export function Nodes({ env }: { env: string }) {
           {error}
         </p>
       )}
+      {editing && <Interfaces env={env} node={editing} key={editing} onClose={() => setEditing('')} />}
       <AddNode env={env} pools={pools} ready={loaded} onAdded={() => load().catch((x) => setError(errorText(x)))} />
       <h2>Discovered through XAPI</h2>
       {pools.length === 0 && (

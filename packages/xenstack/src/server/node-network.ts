@@ -6,9 +6,9 @@
  *   `is_host_internal_management_network`, plugged or not, its MAC, `vm-data/himn_mac`), the guest's address on it
  *   when a guest agent reported one (VM_guest_metrics `networks["<device>/ip"]`), and — when the server has node
  *   access — what the guest itself has on the interface with that MAC (the himn-guest task's `interfaces`).
- * - NICs: a VM of a pool has one per VIF, named `eth<device>` as the guest's netfront names them; another node's
- *   come from the node itself over its access (`ip link`). The HIMN NIC carries no logical network (xenstack
- *   configures it).
+ * - NICs: a VM of a pool has one per VIF, named as the guest names the interface with its MAC when the node can be
+ *   reached, else `eth<device>`; another node's come from the node itself over its access (`ip link`). The HIMN's
+ *   NIC carries no logical network (xenstack configures it).
  * - Assignments are kept in the node record as `data.interfaces = { <network>: <nic> }`, what the deployment reads
  *   (integration/compute/neutron.ts: `data.interfaces.private` is where the tenant VLANs go). Every logical network
  *   is on exactly one NIC, and only on a NIC the node has.
@@ -175,29 +175,38 @@ export async function nodeNics(
   rec: NodeRecord,
 ): Promise<{ source: 'xapi' | 'node'; nics: Nic[] }> {
   const where = poolVm(rec)
-  if (where)
+  if (where) {
+    const vifs = await withPool(state, pools, where.pool, async (xapi) => {
+      const vm = await resolveVm(xapi, where.vm, `node ${rec.name}: data.vm`)
+      const vifs = (await xapi.call('VM.get_VIFs', vm.ref)) as string[]
+      const nics = await Promise.all(
+        vifs.map(async (ref) => {
+          const v = (await xapi.call('VIF.get_record', ref)) as Record<string, unknown>
+          const net = (await xapi.call('network.get_record', v.network)) as Record<string, unknown>
+          const flags = (net.other_config ?? {}) as Record<string, string>
+          return {
+            device: String(v.device),
+            name: `eth${String(v.device)}`,
+            mac: String(v.MAC).toLowerCase(),
+            network: String(net.name_label),
+            attached: v.currently_attached === true,
+            himn: flags[HIMN_FLAG] === 'true',
+          }
+        }),
+      )
+      return nics.sort((a, b) => Number(a.device) - Number(b.device))
+    })
+    // netfront names NICs in the order they appear, not by VIF device (a hot-plugged device 9 may be eth2): the
+    // guest's own name for the MAC wins when the node can be reached
+    const named = hasAccess(rec)
+      ? await onNode(state, rec, guestInterfaces).catch(() => [] as { name: string; mac?: string }[])
+      : []
+    const byMac = new Map(named.map((i) => [(i.mac ?? '').toLowerCase(), i.name]))
     return {
       source: 'xapi',
-      nics: await withPool(state, pools, where.pool, async (xapi) => {
-        const vm = await resolveVm(xapi, where.vm, `node ${rec.name}: data.vm`)
-        const vifs = (await xapi.call('VM.get_VIFs', vm.ref)) as string[]
-        const nics = await Promise.all(
-          vifs.map(async (ref) => {
-            const v = (await xapi.call('VIF.get_record', ref)) as Record<string, unknown>
-            const net = (await xapi.call('network.get_record', v.network)) as Record<string, unknown>
-            const flags = (net.other_config ?? {}) as Record<string, string>
-            return {
-              name: `eth${String(v.device)}`,
-              mac: String(v.MAC).toLowerCase(),
-              network: String(net.name_label),
-              attached: v.currently_attached === true,
-              himn: flags[HIMN_FLAG] === 'true',
-            }
-          }),
-        )
-        return nics.sort((a, b) => a.name.localeCompare(b.name, 'en', { numeric: true }))
-      }),
+      nics: vifs.map(({ device: _device, ...n }) => ({ ...n, name: byMac.get(n.mac) ?? n.name })),
     }
+  }
   if (!hasAccess(rec))
     throw new HttpError(
       409,
