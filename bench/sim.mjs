@@ -74,7 +74,7 @@ if (process.argv.includes('--child')) {
     }
   })
   process.stdin.on('end', async () => {
-    process.stdout.write(JSON.stringify({ rss: process.memoryUsage().rss }) + '\n')
+    process.stdout.write(JSON.stringify({ rss: process.memoryUsage().rss, wire: sim.http.wireStats }) + '\n')
     bare.close()
     await server.close()
     process.exit(0)
@@ -354,6 +354,9 @@ if (process.argv.includes('--child')) {
   changer.destroy()
   child.stdin.end()
   const last = JSON.parse((await lines.next()).value)
-  console.log(`  server RSS after the runs: ${(last.rss / MiB).toFixed(0)} MiB`)
+  console.log(
+    `  server RSS after the runs: ${(last.rss / MiB).toFixed(0)} MiB; lean HTTP reader: ${fmt(last.wire.leanAnswers)}` +
+      ` requests answered, ${fmt(last.wire.handedOff)} connections handed to node:http (the 'node:http' blocks)`,
+  )
   await new Promise((r) => child.on('exit', r))
 }

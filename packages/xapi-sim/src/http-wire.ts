@@ -121,6 +121,12 @@ export function responseText(status: number, contentType: string, body: string, 
   )
 }
 
+/** What the readers of one front did: requests answered themselves, connections handed to node:http. */
+export interface WireStats {
+  leanAnswers: number
+  handedOff: number
+}
+
 /** A response slot, so pipelined requests are answered in order even when one of them completes later. */
 interface Slot {
   text: string | undefined
@@ -150,6 +156,7 @@ export class RpcConnection {
     private readonly endpoint: () => RpcEndpoint,
     private readonly host: string,
     private readonly handOff: (socket: Socket) => void,
+    private readonly stats: WireStats,
   ) {
     socket.setNoDelay(true)
     socket.setTimeout(KEEP_ALIVE_MS)
@@ -213,6 +220,7 @@ export class RpcConnection {
   private serve(head: Head, body: string): void {
     const slot: Slot = { text: undefined, close: head.close }
     this.slots.push(slot)
+    this.stats.leanAnswers++
     if (head.close) this.done = true // nothing after a Connection: close request is read
     const path = head.path.split('?', 1)[0]
     this.endpoint().answerRpc(body, this.host, path === '/jsonrpc', (status, contentType, text) => {
@@ -259,6 +267,7 @@ export class RpcConnection {
     s.pause()
     if (this.pending && this.pending.length > 0) s.unshift(this.pending)
     this.pending = undefined
+    this.stats.handedOff++
     this.handOff(s)
     // node:http reads the unshifted bytes first (they are flushed on resume, before the next read from the handle).
     process.nextTick(() => s.resume())

@@ -9,7 +9,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
-import { RpcConnection, type Reply, type RpcEndpoint } from './http-wire.js'
+import { RpcConnection, type Reply, type RpcEndpoint, type WireStats } from './http-wire.js'
 import { XapiError } from './errors.js'
 import type { CallOutcome } from './dispatch.js'
 import { decodeMethodCall, encodeUntyped, methodResponse } from './xml.js'
@@ -105,7 +105,7 @@ export class HttpFront implements RpcEndpoint {
       const server = createNetServer({ allowHalfOpen: true, noDelay: true }, (s: Socket) => {
         this.sockets.add(s)
         s.on('close', () => this.sockets.delete(s))
-        new RpcConnection(s, endpoint, host, handOff)
+        new RpcConnection(s, endpoint, host, handOff, this.wireStats)
       })
       await new Promise<void>((resolve, reject) => {
         server.once('error', (e: NodeJS.ErrnoException) =>
@@ -147,6 +147,9 @@ export class HttpFront implements RpcEndpoint {
    * benchmark's before/after comparison in one run, and a way out should the reader ever be suspected.
    */
   leanRpc = true
+
+  /** Requests the lean reader answered and connections it handed to node:http (the benchmark prints them). */
+  readonly wireStats: WireStats = { leanAnswers: 0, handedOff: 0 }
 
   /**
    * True when a POST to `path` is a plain RPC the lean reader may answer: no middleware (faults), no route claiming

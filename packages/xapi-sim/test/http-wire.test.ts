@@ -211,6 +211,7 @@ test('pipelining: answers come in request order, also behind a call that blocks 
   const c = new RawClient(r.port)
   try {
     const token = (await r.ok<{ token: string }>('event.from', ['pool'], '', 0)).token
+    const before = { ...r.sim.http.wireStats }
     // event.from on a class nothing changes in blocks for its 0.3 s timeout; the two calls after it are instant.
     await c.write(
       jsonRequest('event.from', [session, ['pbd'], token, 0.3], 1) +
@@ -227,6 +228,8 @@ test('pipelining: answers come in request order, also behind a call that blocks 
     assert.equal(JSON.parse(rs[1].body).id, 2)
     assert.equal(rs[2].headers.get('content-type'), 'text/xml')
     assert.match(rs[2].body, /<value>Success<\/value>.*OpaqueRef:/)
+    // All three were the lean reader's; nothing went to node:http.
+    assert.deepEqual(r.sim.http.wireStats, { leanAnswers: before.leanAnswers + 3, handedOff: before.handedOff })
   } finally {
     c.destroy()
   }
@@ -269,8 +272,10 @@ test('node:http takes over mid-connection: chunked body, Expect: 100-continue, a
   const r = await sim()
   const c = new RawClient(r.port)
   try {
+    const before = { ...r.sim.http.wireStats }
     await c.write(jsonRequest('system.listMethods', [], 1))
     await c.waitFor(1, 'fast-path request')
+    assert.equal(r.sim.http.wireStats.leanAnswers, before.leanAnswers + 1)
     // A chunked JSON-RPC body: not the fast path's, node:http's chunked decoding serves it on the same connection.
     const body = JSON.stringify({ jsonrpc: '2.0', method: 'system.listMethods', params: [], id: 2 })
     const half = Math.floor(body.length / 2)
@@ -281,6 +286,7 @@ test('node:http takes over mid-connection: chunked body, Expect: 100-continue, a
     const [, chunked] = await c.waitFor(2, 'chunked request')
     assert.equal(chunked.status, 200)
     assert.equal(JSON.parse(chunked.body).id, 2)
+    assert.equal(r.sim.http.wireStats.handedOff, before.handedOff + 1, 'the chunked request moved the connection')
     // 100-continue: the interim response first, then the answer.
     const x = xmlRequest('system.listMethods', []).replace('\r\n\r\n', '\r\nExpect: 100-continue\r\n\r\n')
     const headEnd = x.indexOf('\r\n\r\n') + 4
@@ -299,6 +305,8 @@ test('node:http takes over mid-connection: chunked body, Expect: 100-continue, a
     const all = await c.waitFor(6, 'RPC after the hand-over')
     assert.equal(JSON.parse(all[5].body).id, 6)
     assert.equal(c.closed, false)
+    // From the hand-over on, node:http answers this connection (the lean reader answered only the first request).
+    assert.deepEqual(r.sim.http.wireStats, { leanAnswers: before.leanAnswers + 1, handedOff: before.handedOff + 1 })
   } finally {
     c.destroy()
   }
@@ -376,5 +384,27 @@ test('a route and fault middleware take the request to node:http; RPCs on the sa
   } finally {
     removeMw()
     c2.destroy()
+  }
+})
+
+test('leanRpc = false: every new request goes to node:http, with the same answers', async () => {
+  const r = await sim()
+  const before = { ...r.sim.http.wireStats }
+  r.sim.http.leanRpc = false
+  const c = new RawClient(r.port)
+  try {
+    await c.write(jsonRequest('system.listMethods', [], 1) + jsonRequest('system.listMethods', [], 2))
+    const rs = await c.waitFor(2, 'two requests through node:http')
+    assert.deepEqual(
+      rs.map((x) => [x.status, x.headers.get('content-type'), JSON.parse(x.body).id]),
+      [
+        [200, 'application/json', 1],
+        [200, 'application/json', 2],
+      ],
+    )
+    assert.deepEqual(r.sim.http.wireStats, { leanAnswers: before.leanAnswers, handedOff: before.handedOff + 1 })
+  } finally {
+    r.sim.http.leanRpc = true
+    c.destroy()
   }
 })
