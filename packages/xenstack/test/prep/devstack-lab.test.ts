@@ -79,6 +79,17 @@ test('devstack install on the lab: converges from nothing, second run and dry ru
       ]
       const xapi = await connect({ url: s.url, username: s.username, password: s.password })
       try {
+        // dom0's host key not pinned: refused before anything changes (no trust on first use)
+        const unpinned = join(scratch('xenstack-devstack-kh-'), 'known_hosts')
+        writeFileSync(unpinned, '')
+        const refused = await runCli(
+          args.map((a) => (a === dom0.ssh.knownHostsFile ? unpinned : a)),
+          env,
+        )
+        assert.equal(refused.code, 1, refused.stderr)
+        assert.match(refused.stderr, /prerequisites: dom0 .* over SSH: .*not pinned/)
+        assert.deepEqual(await xapi.call('network.get_by_name_label', 'OpenStack VM Network'), [], 'nothing created')
+
         // the netinstall: the installer VM runs, then powers itself off
         let cliDone = false
         const installer = (async () => {

@@ -15,6 +15,7 @@ import { join } from 'node:path'
 import { scratchDirs } from '@xenstack/testkit'
 import { startSimServer, type SimServer } from '@xenstack/xapi-sim'
 import { connect, type Xapi } from '@xenstack/xenapi'
+import { DEFAULTS, parseOverrides, renderLocalConf, renderPreseed } from '../../src/prep/devstack/index.js'
 import { runCli } from '../cli/run.js'
 
 const PASSWORD = 'devstack-sim-Secr3t!'
@@ -311,4 +312,49 @@ test('devstack: a default SR that is not ext/nfs is refused; --force-sr-replace 
     await x.close()
     await s.close()
   }
+})
+
+test('devstack: local.conf for a compute-only DomU points at the controller; overrides replace, add and append sections', () => {
+  const cfg = {
+    ...DEFAULTS,
+    host: '10.0.0.5',
+    mode: 'compute' as const,
+    controllerIp: '10.0.0.10',
+    vmNetwork: 'xapi1',
+    publicNetwork: 'Public Net',
+    localConfOverrides:
+      '# comment\nPUBLIC_INTERFACE=eth4\n[[post-config|$NOVA_CONF]]\n[xenserver]\ncache_images = none\n',
+  }
+  const conf = renderLocalConf(cfg, { service: 'svc-pass', xapi: 'xapi-pass' }).split('\n')
+  for (const line of [
+    '[[local|localrc]]',
+    'ENABLED_SERVICES=neutron,q-agt,q-domua,n-cpu,placement-client,dstat,n-novnc',
+    'SERVICE_HOST=10.0.0.10',
+    'GLANCE_HOSTPORT=10.0.0.10:9292',
+    'VM_BRIDGE_OR_NET_NAME=xapi1',
+    'PUB_BRIDGE_OR_NET_NAME="Public Net"',
+    'XENAPI_CONNECTION_URL=http://10.0.0.5',
+    'XENAPI_PASSWORD=xapi-pass',
+    'MYSQL_PASSWORD=svc-pass',
+    'PUBLIC_INTERFACE=eth4',
+    'disk_allocation_ratio = 2.0',
+    'cache_images = none',
+  ])
+    assert.ok(conf.includes(line), `${line} in\n${conf.join('\n')}`)
+  assert.ok(!conf.includes('ENABLED_SERVICES+=,neutron,q-domua'), 'no all-in-one services')
+  assert.ok(!conf.includes('PUBLIC_INTERFACE=eth2'), 'the override replaced the sample value')
+  assert.throws(
+    () => renderLocalConf({ ...cfg, controllerIp: undefined }, { service: 's', xapi: 'x' }),
+    /--controller-ip/,
+  )
+  assert.deepEqual(parseOverrides('A=1\n[[local|localrc]]\nB=2\n[[post-extra|$TEMPEST_CONF]]\nx'), {
+    assignments: ['A=1', 'B=2'],
+    sections: '[[post-extra|$TEMPEST_CONF]]\nx\n',
+  })
+  const preseed = renderPreseed({ ...cfg, mirror: 'https://mirror.example.org/ubuntu/', ubuntuRelease: 'bionic' })
+  assert.match(preseed, /^d-i mirror\/protocol string https$/m)
+  assert.match(preseed, /^d-i mirror\/https\/hostname string mirror\.example\.org$/m)
+  assert.match(preseed, /^d-i mirror\/https\/directory string \/ubuntu$/m)
+  assert.match(preseed, /^d-i mirror\/suite string bionic$/m)
+  assert.match(preseed, /^d-i debian-installer\/exit\/poweroff boolean true$/m)
 })

@@ -72,7 +72,7 @@ export function register(program: Command): void {
       '--known-hosts <file>',
       "known_hosts pinning dom0's and the DomU's host keys (default <data dir>/known_hosts)",
     )
-    .option('--dom0-ssh <user@host[:port]>', "dom0's SSH address (default root@HOST with --ssh-key)")
+    .option('--dom0-ssh <user@host[:port]>', "dom0's SSH address, e.g. root@HOST (preseed upload, key exchange)")
     .option(
       '--domu-ssh <user@host[:port]>',
       "the DomU's SSH address (default root@ the address its guest agent reports)",
@@ -173,11 +173,7 @@ async function install(hostArg: string, flags: InstallFlags): Promise<void> {
   const knownHosts = new FileKnownHostsStore(flags.knownHosts ?? join(dataDir, 'known_hosts'))
   const sshTo = (a: SshAddress) =>
     new SshExecutor({ host: a.host, port: a.port, username: a.user, privateKey: key!, knownHosts, name: a.host })
-  const dom0Address = flags.dom0Ssh
-    ? parseSsh('--dom0-ssh', flags.dom0Ssh)
-    : key
-      ? { user: 'root', host: hostArg, port: 22 }
-      : undefined
+  const dom0Address = flags.dom0Ssh ? parseSsh('--dom0-ssh', flags.dom0Ssh) : undefined
   if (flags.dom0Ssh && !key)
     throw new CliError('--dom0-ssh needs --ssh-key FILE (the private key to log in with)', ExitCode.usage)
   const overrides = flags.localConf ? readFile('--local-conf', flags.localConf).toString('utf8') : undefined

@@ -169,6 +169,13 @@ const call = (ctx: Ctx, m: string, ...a: unknown[]) => ctx.t.xapi.call(m, ...a)
 // ---- 1. prerequisites --------------------------------------------------------------------------------------------
 
 async function prerequisites(ctx: Ctx): Promise<StepOutcome> {
+  // dom0 is reached (its host key verified) before anything changes, so a refused dom0 leaves the pool as it was
+  if (ctx.t.dom0)
+    try {
+      await ctx.t.dom0.run(['true'], { timeoutMs: 60_000 })
+    } catch (e) {
+      throw new DevstackError(`dom0 ${ctx.t.dom0.host} over SSH: ${(e as Error).message}`)
+    }
   const sv = (await call(ctx, 'host.get_software_version', ctx.host.ref)) as Record<string, string>
   const version = sv.product_version ?? sv.platform_version
   const [major] = String(version ?? '')
