@@ -174,6 +174,11 @@ export class FaultInjector {
     for (const r of opts.rules ?? []) this.add(r)
   }
 
+  /** Restarts the generator rate-based rules draw from (a test picks the seed of its run). */
+  reseed(seed: number): void {
+    this.random = prng(seed)
+  }
+
   /** True when no rule is installed (the server skips the fault hook entirely). */
   get empty(): boolean {
     return this.rules.length === 0
