@@ -290,5 +290,13 @@ export function deploymentInputs(store: StateStore, name: string) {
     })
   }
   const nodes = store.environments.nodes(name).map((n) => ({ name: n.name, roles: n.roles, facts: n.data.facts ?? {} }))
+  // As nailgun did: with controllers and none marked primary, the first controller (by name) becomes the
+  // primary-controller (in place of controller: the release's graph has a group for each), so primary-controller
+  // tasks (the XenServer plugin's TestVM upload) run on an environment whose roles were assigned from the release's
+  // list, which has no primary-controller role to pick.
+  if (!nodes.some((n) => n.roles.includes('primary-controller'))) {
+    const first = nodes.filter((n) => n.roles.includes('controller')).sort((x, y) => x.name.localeCompare(y.name))[0]
+    if (first) first.roles = first.roles.map((r) => (r === 'controller' ? 'primary-controller' : r))
+  }
   return { environment: env, release, tasks, nodes, models: environmentModels(store, name, { reveal: true }), scripts }
 }
