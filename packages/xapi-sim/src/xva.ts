@@ -622,6 +622,14 @@ async function importHandler(store: DiskStore, req: IncomingMessage, res: Server
 
 /** Registers `GET /export` and `PUT /import` on the simulator that owns `store`. */
 export function installXvaHandlers(store: DiskStore): void {
-  store.sim.http.route('GET', '/export', (req, res, ctx) => exportHandler(store, req, res, ctx))
-  store.sim.http.route('PUT', '/import', (req, res, ctx) => importHandler(store, req, res, ctx))
+  // routes match by prefix: /export_metadata and /import_metadata are other handlers, which the simulator lacks
+  const exact =
+    (path: string, h: typeof exportHandler) =>
+    (req: IncomingMessage, res: ServerResponse, ctx: HttpContext): Promise<void> | void => {
+      if (ctx.url.pathname === path || ctx.url.pathname === `${path}/`) return h(store, req, res, ctx)
+      req.resume()
+      sendError(res, 404, ['INTERNAL_ERROR', `${ctx.url.pathname} is not implemented by the simulator`])
+    }
+  store.sim.http.route('GET', '/export', exact('/export', exportHandler))
+  store.sim.http.route('PUT', '/import', exact('/import', importHandler))
 }

@@ -202,6 +202,12 @@ test('XVA: a corrupted chunk is refused with the member named, nothing is left b
   const tpl = ((await a.xapi.call('VM.get_by_name_label', TEMPLATE)) as string[])[0]
   const res = await fetch(`${a.sim.url}/export?session_id=${session}&ref=${tpl}&use_compression=true`)
   const gz = Buffer.from(await res.arrayBuffer())
+  const noSession = await fetch(`${a.sim.url}/export?ref=${tpl}`)
+  assert.equal(noSession.status, 401, 'an export needs a session')
+  await noSession.arrayBuffer()
+  const meta = await fetch(`${a.sim.url}/export_metadata?session_id=${session}&uuid=x`)
+  assert.equal(meta.status, 404, '/export_metadata is another handler, not this one')
+  await meta.arrayBuffer()
   assert.deepEqual([...gz.subarray(0, 2)], [0x1f, 0x8b], 'gzip stream')
   const gzFile = join(dir, 'jeos.xva.gz')
   writeFileSync(gzFile, gz)
