@@ -28,7 +28,7 @@ const scratch = scratchDirs()
 test('devstack install on the lab: converges from nothing, second run and dry run change nothing, clear failures', async (t) => {
   if (!(await labPrerequisite(t))) return
   const stub = createServer((req, res) => {
-    if (req.url === '/ubuntu/dists/xenial/Release' || req.url === '/devstack') return void res.end('ok\n')
+    if (['/ubuntu/dists/xenial/Release', '/devstack', '/os-xenapi'].includes(req.url ?? '')) return void res.end('ok\n')
     res.statusCode = 404
     res.end()
   })
@@ -68,6 +68,8 @@ test('devstack install on the lab: converges from nothing, second run and dry ru
         `${stubUrl}/ubuntu`,
         '--devstack-url',
         `${stubUrl}/devstack`,
+        '--os-xenapi-url',
+        `${stubUrl}/os-xenapi`,
         '--branch',
         'stable/queens',
         '--local-conf',
@@ -133,7 +135,7 @@ test('devstack install on the lab: converges from nothing, second run and dry ru
           'EXTRA_FLAG=1',
           'LOGFILE=/opt/stack/devstack_logs/stack.log',
           'ENABLED_SERVICES+=,neutron,q-domua',
-          'enable_plugin os-xenapi https://opendev.org/x/os-xenapi stable/queens',
+          `enable_plugin os-xenapi ${stubUrl}/os-xenapi stable/queens`,
           '[[post-config|$NEUTRON_CONF]]',
           'debug = True',
         ])

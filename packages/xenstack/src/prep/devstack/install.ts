@@ -703,12 +703,22 @@ async function dom0Keys(ctx: Ctx): Promise<StepOutcome> {
 
 // ---- 7. devstack source, files, wait, tempest --------------------------------------------------------------------
 
+/** The repositories the DomU clones (devstack by run.sh, os-xenapi by devstack's enable_plugin), probed from here. */
 async function devstackSource(ctx: Ctx): Promise<StepOutcome> {
-  const url = ctx.t.cfg.devstackUrl
-  if (ctx.dryRun) return { changes: [], notes: [`the devstack source ${url} is checked when run`] }
-  if (!/^https?:/i.test(url)) return { changes: [], notes: [`${url}: not HTTP(S), reachability not checked from here`] }
-  await requireReachable(ctx, url, url, 'the devstack source', '--devstack-url URL')
-  return { changes: [], notes: [`${url} reachable`] }
+  const { cfg } = ctx.t
+  const notes: string[] = []
+  for (const [url, what, flag] of [
+    [cfg.devstackUrl, 'the devstack source', '--devstack-url URL'],
+    [cfg.osXenapiUrl, 'the os-xenapi source', '--os-xenapi-url URL'],
+  ]) {
+    if (ctx.dryRun) notes.push(`${what} ${url} is checked when run`)
+    else if (!/^https?:/i.test(url)) notes.push(`${url}: not HTTP(S), reachability not checked from here`)
+    else {
+      await requireReachable(ctx, url, url, what, flag)
+      notes.push(`${url} reachable`)
+    }
+  }
+  return { changes: [], notes }
 }
 
 function devstackResources(ctx: Ctx): Resource[] {
