@@ -2,7 +2,8 @@
 // before and after the integration's HimnAttacher attaches it (VIF plugged, MAC, xenstore MAC, the guest agent's
 // address once it reports one), a node that is not a VM of a pool (no HIMN, said why); its NICs from XAPI and the
 // logical networks assigned to them — saved into data.interfaces (the key the neutron agent task reads), every
-// network on exactly one NIC, no unknown NIC, nothing on the HIMN NIC; auth and bad input answered with the field.
+// network on exactly one NIC, no unknown NIC, nothing on the HIMN NIC; the environment's virtual IPs; auth and bad
+// input answered with the field.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { scratchDirs } from '@xenstack/testkit'
@@ -175,6 +176,27 @@ for (const backend of BACKENDS) {
         assert.equal((await call('GET', url, undefined, { authorization: 'Bearer xst_wrong_x' })).status, 401)
       const put = await call('PUT', '/environments/env1/nodes/compute-1/interfaces', { nics: {} }, {} as any)
       assert.equal(put.status, 401)
+    })
+
+    await t.test('virtual IPs: unset, saved into the cluster model, a bad address refused on its field', async () => {
+      assert.deepEqual(await ok('GET', '/environments/env1/vips'), { publicVip: null, managementVip: null })
+      const before = s.state.environments.cluster('env1')
+      const saved = await ok('PUT', '/environments/env1/vips', { publicVip: '10.20.0.2', managementVip: '10.30.0.2' })
+      assert.deepEqual(saved, { publicVip: '10.20.0.2', managementVip: '10.30.0.2' })
+      assert.deepEqual(
+        s.state.environments.cluster('env1'),
+        { ...before, public_vip: '10.20.0.2', management_vip: '10.30.0.2' },
+        'the VIPs are in the cluster model, the rest of it kept',
+      )
+      const bad = await call('PUT', '/environments/env1/vips', { publicVip: '10.20.0.256', managementVip: '10.30.0.2' })
+      assert.equal(bad.status, 400)
+      assert.equal(bad.body.field, 'body.publicVip')
+      const missing = await call('PUT', '/environments/env1/vips', { publicVip: '10.20.0.3' })
+      assert.equal(missing.status, 400)
+      assert.equal(missing.body.field, 'body.managementVip')
+      assert.equal(s.state.environments.cluster('env1').public_vip, '10.20.0.2', 'refusals stored nothing')
+      assert.equal((await call('GET', '/environments/nope/vips')).status, 404)
+      assert.equal((await call('GET', '/environments/env1/vips', undefined, {} as any)).status, 401)
     })
 
     await t.test('interfaces: a node reached on this machine lists the NICs it has', async () => {

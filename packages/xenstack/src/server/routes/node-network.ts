@@ -1,6 +1,7 @@
 /**
  * A node's network (server/node-network.ts): its HIMN status, and its NICs with the logical networks assigned to
  * them — read, and saved into the node record's `data.interfaces` (what the deployment reads) after validation.
+ * And the environment's virtual IPs, kept in its cluster model where the compute tasks read the public one.
  */
 import type { FastifyInstance } from 'fastify'
 import type { ServerContext } from '../context.js'
@@ -14,7 +15,7 @@ import {
   storedAssignments,
   type NodeInterfaces,
 } from '../node-network.js'
-import { errors, name } from './schemas.js'
+import { envParams, errors, name } from './schemas.js'
 
 const nodeParams = {
   type: 'object',
@@ -43,8 +44,70 @@ const interfacesBody = {
   additionalProperties: false,
 } as const
 
+const IPV4 = '^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$'
+
+const vipsBody = {
+  type: 'object',
+  properties: {
+    publicVip: { type: 'string', pattern: IPV4, description: "where users reach the environment (nova's noVNC URL)" },
+    managementVip: { type: 'string', pattern: IPV4, description: 'where services reach the controllers' },
+  },
+  required: ['publicVip', 'managementVip'],
+  additionalProperties: false,
+} as const
+
 export function nodeNetworkRoutes(app: FastifyInstance, ctx: ServerContext): void {
   const { state } = ctx
+
+  /** The environment's virtual IPs as the cluster model keeps them (`public_vip`, `management_vip`). */
+  const vipsOf = (env: string) => {
+    const c = state.environments.cluster(env)
+    return { publicVip: (c.public_vip as string | undefined) ?? null, managementVip: c.management_vip ?? null }
+  }
+
+  app.get<{ Params: { env: string } }>(
+    '/environments/:env/vips',
+    {
+      schema: {
+        tags: ['environments'],
+        summary: "The environment's public and management virtual IPs (null until set)",
+        params: envParams,
+        response: { ...errors },
+      },
+    },
+    async (req) => {
+      state.environments.require(req.params.env)
+      return vipsOf(req.params.env)
+    },
+  )
+
+  app.put<{ Params: { env: string }; Body: { publicVip: string; managementVip: string } }>(
+    '/environments/:env/vips',
+    {
+      schema: {
+        tags: ['environments'],
+        summary:
+          "Set the environment's virtual IPs (Fuel's Networks tab): the compute's noVNC base URL is on the public one",
+        params: envParams,
+        body: vipsBody,
+        response: { ...errors },
+      },
+    },
+    async (req) => {
+      const { env } = req.params
+      if (ctx.deployments.isRunning(env))
+        throw new HttpError(409, `environment ${env} is being deployed; its virtual IPs cannot change now`)
+      state.transaction(() => {
+        state.environments.require(env)
+        state.environments.setCluster(env, {
+          ...state.environments.cluster(env),
+          public_vip: req.body.publicVip,
+          management_vip: req.body.managementVip,
+        })
+      })
+      return vipsOf(env)
+    },
+  )
 
   const interfacesOf = async (env: string, node: string): Promise<NodeInterfaces> => {
     state.environments.require(env)
