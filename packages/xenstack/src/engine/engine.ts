@@ -147,7 +147,8 @@ export function summarize(store: EngineStore, id: number): DeploymentSummary {
     else if (r.status === 'failed' || r.status === 'dep_failed') counts.failed++
     if (r.changes_json)
       changes += (JSON.parse(r.changes_json) as ResourceChange[]).filter((c) => c.result === 'changed').length
-    if (r.status === 'failed' && r.error_json) errors.push(JSON.parse(r.error_json) as TaskErrorInfo)
+    if (r.status === 'failed' && r.error_json)
+      errors.push({ ...(JSON.parse(r.error_json) as TaskErrorInfo), ...(r.attempt ? { attempts: r.attempt } : {}) })
   })
   return {
     environment: row.environment,

@@ -95,6 +95,8 @@ export interface TaskErrorInfo {
   message: string
   /** Last lines of output (at most 40). */
   tail?: string[]
+  /** Attempts the task made (its retries + 1 when all failed); set in deployment summaries. */
+  attempts?: number
 }
 
 export interface TaskOutcome {
@@ -113,7 +115,7 @@ export class TaskFailure extends Error {
 }
 
 export function formatTaskError(e: TaskErrorInfo): string {
-  const head = `task ${e.task} failed on node ${e.node}${e.step ? ` at ${e.step}` : ''}${
+  const head = `task ${e.task} failed on node ${e.node}${e.attempts && e.attempts > 1 ? ` after ${e.attempts} attempts` : ''}${e.step ? ` at ${e.step}` : ''}${
     e.exitCode !== undefined ? ` (exit code ${e.exitCode})` : ''
   }: ${e.message}`
   return e.tail?.length ? `${head}\n--- last ${e.tail.length} lines ---\n${e.tail.join('\n')}` : head

@@ -58,7 +58,24 @@ export interface SshExecutorOptions {
   maxShells?: number
   /** Receives warnings (trust on first use); never receives secrets. */
   log?: (message: string) => void
+  /**
+   * Connection attempts when the host does not answer (refused, reset, unreachable, handshake timeout) before a
+   * command fails (default 3); the delay starts at `connectRetryDelayMs` (default 1 000) and doubles. A host key or
+   * login failure is never retried.
+   */
+  connectAttempts?: number
+  connectRetryDelayMs?: number
 }
+
+const RETRYABLE_CONNECT_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'ECONNABORTED',
+])
 
 interface RawResult {
   code: number
@@ -97,92 +114,126 @@ export class SshExecutor implements Executor {
     const o = this.#options
     const attempt = (async () => {
       const pinned = await o.knownHosts.lookup(o.host, this.#port)
-      const client = new Client()
-      // A late second 'error' (after the one that failed the connect) must not become an uncaught exception.
-      client.on('error', () => {})
-      let verifyError: Error | undefined
-      const hostVerifier = (blob: Buffer, verify: (ok: boolean) => void): void => {
-        let presented: HostKey
+      const attempts = Math.max(1, o.connectAttempts ?? 3)
+      const started = Date.now()
+      for (let n = 1; ; n++) {
         try {
-          presented = hostKeyFromBlob(Buffer.from(blob))
-        } catch (e) {
-          verifyError = new Error(`${this.host}: host presented an unreadable key: ${(e as Error).message}`)
-          return verify(false)
-        }
-        const fp = fingerprint(presented.blob)
-        if (pinned.length === 0) {
-          if (!o.trustOnFirstUse) {
-            verifyError = new UnknownHostKeyError(this.host, `${presented.type} ${fp}`)
-            return verify(false)
+          const client = await this.#open(pinned)
+          const forget = (): void => {
+            if (this.#client === attempt) this.#client = undefined
           }
-          o.log?.(`warning: ${this.host}: trusting on first use and pinning host key ${presented.type} ${fp}`)
-          o.knownHosts.pin(o.host, this.#port, presented).then(
-            () => verify(true),
-            (e: Error) => {
-              verifyError = new Error(`${this.host}: cannot pin host key: ${e.message}`)
-              verify(false)
-            },
-          )
-          return
-        }
-        if (pinned.some((k) => k.blob.equals(presented.blob))) return verify(true)
-        verifyError = new HostKeyMismatchError(
-          this.host,
-          pinned.map((k) => `${k.type} ${fingerprint(k.blob)}`),
-          `${presented.type} ${fp}`,
-        )
-        verify(false)
-      }
-      const config: ConnectConfig = {
-        host: o.host,
-        port: this.#port,
-        username: o.username ?? 'root',
-        readyTimeout: o.readyTimeoutMs ?? 20_000,
-        hostVerifier: hostVerifier as unknown as ConnectConfig['hostVerifier'],
-        keepaliveInterval: 15_000,
-      }
-      if (pinned.length > 0) {
-        // Ask for the pinned key types so a host with several keys presents the one we know.
-        const algs = [...new Set(pinned.flatMap((k) => algorithmsFor(k.type)))]
-        config.algorithms = { serverHostKey: algs as NonNullable<ConnectConfig['algorithms']>['serverHostKey'] }
-      }
-      if (o.privateKey !== undefined)
-        config.privateKey = o.privateKey instanceof Secret ? o.privateKey.reveal() : o.privateKey
-      if (o.passphrase !== undefined) config.passphrase = o.passphrase.reveal()
-      if (o.password !== undefined) config.password = o.password.reveal()
-      await new Promise<void>((resolve, reject) => {
-        const onError = (e: Error): void => {
-          client.removeListener('ready', onReady)
-          client.end()
-          const secrets: MaybeSecret[] = [o.password, o.passphrase].filter((s): s is Secret => s !== undefined)
-          reject(verifyError ?? new Error(`${this.host}: cannot connect: ${redact(e.message, secrets)}`))
-        }
-        const onReady = (): void => {
-          client.removeListener('error', onError)
-          resolve()
-        }
-        client.once('error', onError)
-        client.once('ready', onReady)
-        try {
-          client.connect(config)
+          client.on('error', forget)
+          client.on('close', forget)
+          client.on('end', forget)
+          return client
         } catch (e) {
-          // e.g. a private key that cannot be parsed, or a wrong passphrase
-          onError(e as Error)
+          const err = e as Error & { sshRetryable?: boolean }
+          if (!err.sshRetryable) throw e
+          if (n >= attempts)
+            throw new Error(
+              `${this.host}: cannot connect over SSH: ${n} attempt${n > 1 ? 's' : ''} over ` +
+                `${((Date.now() - started) / 1000).toFixed(1)} s to ${o.host}:${this.#port} as ${o.username ?? 'root'}, ` +
+                `the last: ${err.message.replace(`${this.host}: cannot connect: `, '')}`,
+              { cause: e },
+            )
+          await new Promise((r) => setTimeout(r, (o.connectRetryDelayMs ?? 1_000) * 2 ** (n - 1)))
         }
-      })
-      const forget = (): void => {
-        if (this.#client === attempt) this.#client = undefined
       }
-      client.on('error', forget)
-      client.on('close', forget)
-      client.on('end', forget)
-      return client
     })()
     this.#client = attempt
     attempt.catch(() => {
       if (this.#client === attempt) this.#client = undefined
     })
     return attempt
+  }
+
+  /** One connection attempt; a network-level failure is marked `sshRetryable` (a key or login problem never is). */
+  async #open(pinned: HostKey[]): Promise<Client> {
+    const o = this.#options
+    const client = new Client()
+    // A late second 'error' (after the one that failed the connect) must not become an uncaught exception.
+    client.on('error', () => {})
+    let verifyError: Error | undefined
+    const hostVerifier = (blob: Buffer, verify: (ok: boolean) => void): void => {
+      let presented: HostKey
+      try {
+        presented = hostKeyFromBlob(Buffer.from(blob))
+      } catch (e) {
+        verifyError = new Error(`${this.host}: host presented an unreadable key: ${(e as Error).message}`)
+        return verify(false)
+      }
+      const fp = fingerprint(presented.blob)
+      if (pinned.length === 0) {
+        if (!o.trustOnFirstUse) {
+          verifyError = new UnknownHostKeyError(this.host, `${presented.type} ${fp}`)
+          return verify(false)
+        }
+        o.log?.(`warning: ${this.host}: trusting on first use and pinning host key ${presented.type} ${fp}`)
+        o.knownHosts.pin(o.host, this.#port, presented).then(
+          () => verify(true),
+          (e: Error) => {
+            verifyError = new Error(`${this.host}: cannot pin host key: ${e.message}`)
+            verify(false)
+          },
+        )
+        return
+      }
+      if (pinned.some((k) => k.blob.equals(presented.blob))) return verify(true)
+      verifyError = new HostKeyMismatchError(
+        this.host,
+        pinned.map((k) => `${k.type} ${fingerprint(k.blob)}`),
+        `${presented.type} ${fp}`,
+      )
+      verify(false)
+    }
+    const config: ConnectConfig = {
+      host: o.host,
+      port: this.#port,
+      username: o.username ?? 'root',
+      readyTimeout: o.readyTimeoutMs ?? 20_000,
+      hostVerifier: hostVerifier as unknown as ConnectConfig['hostVerifier'],
+      keepaliveInterval: 15_000,
+    }
+    if (pinned.length > 0) {
+      // Ask for the pinned key types so a host with several keys presents the one we know.
+      const algs = [...new Set(pinned.flatMap((k) => algorithmsFor(k.type)))]
+      config.algorithms = { serverHostKey: algs as NonNullable<ConnectConfig['algorithms']>['serverHostKey'] }
+    }
+    if (o.privateKey !== undefined)
+      config.privateKey = o.privateKey instanceof Secret ? o.privateKey.reveal() : o.privateKey
+    if (o.passphrase !== undefined) config.passphrase = o.passphrase.reveal()
+    if (o.password !== undefined) config.password = o.password.reveal()
+    await new Promise<void>((resolve, reject) => {
+      const onError = (e: Error): void => {
+        client.removeListener('ready', onReady)
+        client.end()
+        const secrets: MaybeSecret[] = [o.password, o.passphrase].filter((s): s is Secret => s !== undefined)
+        if (verifyError) return reject(verifyError)
+        const err = new Error(`${this.host}: cannot connect: ${redact(e.message, secrets)}`)
+        // the host did not answer, or dropped the connection before the login: worth another attempt
+        const code = (e as { code?: string; level?: string }).code
+        const retryable =
+          (code !== undefined && RETRYABLE_CONNECT_CODES.has(code)) || /handshake|Connection lost/i.test(e.message)
+        reject(
+          Object.assign(err, {
+            sshRetryable: retryable && (e as { level?: string }).level !== 'client-authentication',
+          }),
+        )
+      }
+      const onReady = (): void => {
+        client.removeListener('error', onError)
+        resolve()
+      }
+      client.once('error', onError)
+      client.once('ready', onReady)
+      try {
+        client.connect(config)
+      } catch (e) {
+        // e.g. a private key that cannot be parsed, or a wrong passphrase
+        onError(e as Error)
+      }
+    })
+    return client
   }
 
   async #acquire(): Promise<void> {
