@@ -242,8 +242,8 @@ export class RpcConnection {
       }
     }
     if (this.slots.length > 0) return
-    if (this.ended && !s.destroyed) s.end()
-    else if (this.handOffWanted) this.transfer()
+    if (this.handOffWanted) this.transfer()
+    else if (this.ended && !s.destroyed) s.end()
   }
 
   /** The request at the start of `rest` is not ours: node:http takes the connection once earlier answers are out. */
@@ -264,19 +264,31 @@ export class RpcConnection {
     s.removeListener('error', this.onError)
     s.setTimeout(0)
     if (s.destroyed) return
-    s.pause()
-    if (this.pending && this.pending.length > 0) s.unshift(this.pending)
+    const rest = this.pending
     this.pending = undefined
     this.stats.handedOff++
-    this.handOff(s)
-    // node:http reads the unshifted bytes first (they are flushed on resume, before the next read from the handle).
-    process.nextTick(() => s.resume())
+    if (!this.ended) {
+      s.pause()
+      if (rest && rest.length > 0) s.unshift(rest)
+      this.handOff(s)
+      // node:http reads the unshifted bytes first (flushed on resume, before the next read from the handle).
+      process.nextTick(() => s.resume())
+    } else {
+      // The client's FIN was already read (its end is emitted while paused when the stream's buffer is empty), so
+      // the stream takes no bytes back: node:http gets what is held as a data event, then the end, and answers
+      // before it closes (httpAllowHalfOpen on its server).
+      this.handOff(s)
+      process.nextTick(() => {
+        if (rest && rest.length > 0) s.emit('data', rest)
+        s.emit('end')
+      })
+    }
   }
 
   private readonly onEnd = (): void => {
-    // (Not reached while a hand-off waits: the socket is paused then, so its end is node:http's to see.)
     this.ended = true
     this.done = true
+    if (this.handOffWanted) return // transfer() passes the end on
     if (this.slots.length === 0 && !this.socket.destroyed) this.socket.end()
   }
 

@@ -97,6 +97,10 @@ export class HttpFront implements RpcEndpoint {
     for (const { address, host } of addresses) {
       const http = createServer({ keepAliveTimeout: 65_000 }, (req, res) => this.handle(req, res, host))
       http.headersTimeout = 70_000
+      // A client that half-closes right after a request still gets the answer (as from the lean reader): node:http's
+      // default ends the socket at the client's FIN, which loses an answer not yet written when the request reached
+      // node:http through a hand-over (its bytes and the FIN are then read in one go).
+      ;(http as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true // undocumented, in node:http since 0.x
       // Starts node:http's header/request timeout checks, which it otherwise starts on listening.
       http.emit('listening')
       const handOff = (s: Socket) => http.emit('connection', s)

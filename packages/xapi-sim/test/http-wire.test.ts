@@ -408,3 +408,31 @@ test('leanRpc = false: every new request goes to node:http, with the same answer
     c.destroy()
   }
 })
+
+test('a hand-over waits for earlier answers: blocking call, then a chunked request, then the client half-closes', async () => {
+  const r = await sim()
+  const session = await r.login('hand-over-order')
+  const token = (await r.ok<{ token: string }>('event.from', ['pool'], '', 0)).token
+  const c = new RawClient(r.port)
+  try {
+    const body = JSON.stringify({ jsonrpc: '2.0', method: 'system.listMethods', params: [], id: 2 })
+    await c.write(
+      jsonRequest('event.from', [session, ['pbd'], token, 0.3], 1) +
+        'POST /jsonrpc HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n' +
+        `${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`,
+    )
+    c.end()
+    await c.waitClosed('half-close after the hand-over')
+    const rs = c.responses()
+    assert.deepEqual(
+      rs.map((x) => [x.status, JSON.parse(x.body).id]),
+      [
+        [200, 1],
+        [200, 2],
+      ],
+    )
+    assert.ok(Array.isArray(JSON.parse(rs[0].body).result.events), rs[0].body)
+  } finally {
+    c.destroy()
+  }
+})
