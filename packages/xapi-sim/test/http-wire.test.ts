@@ -436,3 +436,23 @@ test('a hand-over waits for earlier answers: blocking call, then a chunked reque
     c.destroy()
   }
 })
+
+test('a request for node:http sent with the FIN in one go is answered before the close', async () => {
+  const r = await sim()
+  const c = new RawClient(r.port)
+  try {
+    const body = JSON.stringify({ jsonrpc: '2.0', method: 'system.listMethods', params: [], id: 7 })
+    await c.write(
+      'POST /jsonrpc HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n' +
+        `${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`,
+    )
+    c.end()
+    await c.waitClosed('chunked request, then FIN')
+    assert.deepEqual(
+      c.responses().map((x) => [x.status, JSON.parse(x.body).id]),
+      [[200, 7]],
+    )
+  } finally {
+    c.destroy()
+  }
+})
