@@ -119,6 +119,14 @@ async function templateOf(x: Xapi) {
   }
 }
 
+test("XVA: the chunk checksum is XXH64 (seed 0) as XAPI's %016X", () => {
+  // reference values of XXH64
+  assert.equal(xxh64Hex(Buffer.from('')), 'EF46DB3751D8E999')
+  assert.equal(xxh64Hex(Buffer.from('a')), 'D24EC4F1A98C6E5B')
+  assert.equal(xxh64Hex(Buffer.from('abc')), '44BC2CF5AD770999')
+  assert.equal(xxh64Hex(Buffer.from('Nobody inspects the spammish repetition')), 'FBCEA83C8A378BF1')
+})
+
 test('XVA: --export-template writes XAPI layout; --template-xva imports it with equal disk sha256 and metadata', async () => {
   const file = join(dir, 'jeos.xva')
   const r = await runCli(
