@@ -358,3 +358,53 @@ test('devstack: local.conf for a compute-only DomU points at the controller; ove
   assert.match(preseed, /^d-i mirror\/suite string bionic$/m)
   assert.match(preseed, /^d-i debian-installer\/exit\/poweroff boolean true$/m)
 })
+
+test('devstack: an installer still running at --install-timeout is blocked; the re-run waits for that same VM', async () => {
+  const s = await startSimServer({ hosts: 1, vms: 0, password: PASSWORD })
+  const x = await connect({ url: s.url, username: 'root', password: PASSWORD })
+  try {
+    const args = [
+      'devstack',
+      'install',
+      '127.0.0.1',
+      '--url',
+      s.url,
+      '--data-dir',
+      scratch('xenstack-devstack-wait-'),
+      '--mirror',
+      mirrorUrl,
+      '--preseed-url',
+      `${mirrorUrl}/preseed.cfg`,
+      '--disk',
+      '1',
+      '--install-timeout',
+      '1',
+      '--json',
+    ]
+    const first = await runCli(args, env)
+    assert.equal(first.code, 4, first.stderr)
+    assert.match(first.stderr, /template: the template installer VM \(uuid ([0-9a-f-]+)\) is still Running after 1 s/)
+    const uuid = /uuid ([0-9a-f-]+)\)/.exec(first.stderr)![1]
+    const progress = JSON.parse(readFileSync(JSON.parse(first.stdout).progressFile, 'utf8'))
+    assert.equal(progress.notes.installer, uuid)
+    assert.equal(progress.steps.template.status, 'blocked')
+
+    // the install finishes while nobody watches; the re-run picks the same VM up (no second installer)
+    await x.call('VM.clean_shutdown', await x.call('VM.get_by_uuid', uuid))
+    const again = await runCli(args, env)
+    const out = JSON.parse(again.stdout)
+    const template = out.steps.find((st: { id: string }) => st.id === 'template')
+    assert.equal(template.state, 'changed', JSON.stringify(template))
+    assert.match(template.changes[0], new RegExp(`continue with the template installer VM \\(uuid ${uuid}, Halted\\)`))
+    const tpl = (await x.call('VM.get_by_name_label', 'jeos_template_for_ubuntu')) as string[]
+    assert.deepEqual(
+      await Promise.all(tpl.map((r) => x.call('VM.get_uuid', r))),
+      [uuid],
+      'the installer VM became the template',
+    )
+    assert.equal(await x.call('VM.get_is_a_template', tpl[0]), true)
+  } finally {
+    await x.close()
+    await s.close()
+  }
+})
