@@ -125,6 +125,9 @@ function xmlEscape(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
 }
 
+/** Tries of one XAPI call over the HIMN before the pre-test reports it unanswered. */
+const HIMN_PROBE_ATTEMPTS = 4
+
 const xmlCall = (method: string, params: string[]) =>
   `<?xml version="1.0"?><methodCall><methodName>${method}</methodName><params>` +
   params.map((p) => `<param><value><string>${xmlEscape(p)}</string></value></param>`).join('') +
@@ -147,14 +150,20 @@ export async function checkXapiOverHimn(
     `  python3 -c 'import sys,urllib.request as u; r=u.Request("${url}", sys.stdin.buffer.read(), {"Content-Type": "text/xml"}); print(u.urlopen(r, timeout=20).read().decode())'`,
     'fi',
   ].join('\n')
+  // Every call sent here (logins, logouts, get_this_host) is safe to repeat, so an answer that is not XAPI's (the
+  // connection reset, an HTTP 500 page) is tried again, as the xenapi client does for its own calls: a passing
+  // fault of XAPI must not fail the pre-test.
   const send = async (body: string, secret?: Secret) => {
-    const r = await exec.run(['sh', '-c', post], {
-      stdin: body,
-      allowedExitCodes: Array.from({ length: 256 }, (_, i) => i),
-      timeoutMs: 40_000,
-      secrets: secret ? [secret] : [],
-    })
-    return r
+    for (let attempt = 1; ; attempt++) {
+      const r = await exec.run(['sh', '-c', post], {
+        stdin: body,
+        allowedExitCodes: Array.from({ length: 256 }, (_, i) => i),
+        timeoutMs: 40_000,
+        secrets: secret ? [secret] : [],
+      })
+      if ((r.code === 0 && r.stdout.includes('<methodResponse>')) || attempt >= HIMN_PROBE_ATTEMPTS) return r
+      await new Promise((resolve) => setTimeout(resolve, 500 * attempt))
+    }
   }
   if (!password) {
     const r = await send(xmlCall('session.get_this_host', ['OpaqueRef:NULL', 'OpaqueRef:NULL']))
