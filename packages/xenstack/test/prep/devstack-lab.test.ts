@@ -108,6 +108,10 @@ test('devstack install on the lab: converges from nothing, second run and dry ru
         await installer
         assert.equal(first.code, 0, first.stderr + first.stdout)
         assert.ok(!(first.stdout + first.stderr).includes(s.password), 'the XAPI password is never printed')
+        assert.ok(
+          !(first.stdout + first.stderr).includes(servicePassword(s.password, dom0.ssh.host, {})),
+          'nor the service password',
+        )
         const out = JSON.parse(first.stdout)
         const state = (o: any, id: string) => o.steps.find((x: { id: string }) => x.id === id)?.state
         for (const id of ['networks', 'template', 'domu', 'dom0-keys', 'devstack-files'])
