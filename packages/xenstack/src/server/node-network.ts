@@ -70,20 +70,30 @@ export interface HimnReport {
   guest?: { interface: string | null; ipv4: string[] } | { error: string }
 }
 
-/** Opens the node's pool (the server's watched connection when it has one) and runs `fn` on it. */
+/**
+ * Opens the node's pool (the server's watched connection when it has one) and runs `fn` on it. A pool that cannot
+ * be reached or a VM it does not have is the node record's problem (409 naming the node), not the server's.
+ */
 async function withPool<T>(
   state: StateStore,
   pools: PoolInventory,
+  node: string,
   pool: string,
   fn: (xapi: Xapi) => Promise<T>,
 ): Promise<T> {
-  const watched = pools.connection(pool)
-  if (watched) return fn(watched)
-  const xapi = await connectPool(state, pool)
+  state.pools.require(pool) // an unknown pool is a 404 naming it
   try {
-    return await fn(xapi)
-  } finally {
-    await xapi.close().catch(() => undefined)
+    const watched = pools.connection(pool)
+    if (watched) return await fn(watched)
+    const xapi = await connectPool(state, pool)
+    try {
+      return await fn(xapi)
+    } finally {
+      await xapi.close().catch(() => undefined)
+    }
+  } catch (e) {
+    if (e instanceof HttpError) throw e
+    throw new HttpError(409, `node ${node}: pool ${pool}: ${(e as Error).message}`, { field: 'params.node' })
   }
 }
 
@@ -130,7 +140,7 @@ export async function himnReport(state: StateStore, pools: PoolInventory, rec: N
       applicable: false,
       reason: `${rec.name} is not a VM of a pool (its record has no data.pool and data.vm), so it has no HIMN`,
     }
-  const report = await withPool(state, pools, where.pool, async (xapi) => {
+  const report = await withPool(state, pools, rec.name, where.pool, async (xapi) => {
     const vm = await resolveVm(xapi, where.vm, `node ${rec.name}: data.vm`)
     const s = await new HimnAttacher(xapi).status(vm.ref)
     const { ref: _ref, ...vmInfo } = s.vm
@@ -176,7 +186,7 @@ export async function nodeNics(
 ): Promise<{ source: 'xapi' | 'node'; nics: Nic[] }> {
   const where = poolVm(rec)
   if (where) {
-    const vifs = await withPool(state, pools, where.pool, async (xapi) => {
+    const vifs = await withPool(state, pools, rec.name, where.pool, async (xapi) => {
       const vm = await resolveVm(xapi, where.vm, `node ${rec.name}: data.vm`)
       const vifs = (await xapi.call('VM.get_VIFs', vm.ref)) as string[]
       const nics = await Promise.all(

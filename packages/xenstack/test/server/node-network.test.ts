@@ -199,6 +199,27 @@ for (const backend of BACKENDS) {
       assert.equal((await call('GET', '/environments/env1/vips', undefined, {} as any)).status, 401)
     })
 
+    await t.test('a record naming a pool or VM that is not there: 404/409 naming it, never a 5xx', async () => {
+      // port 1 on loopback: refused at once
+      await ok('POST', '/pools', { name: 'down', url: 'http://127.0.0.1:1', username: 'root', password: 'x-Passw0rd' })
+      await ok('POST', '/environments/env1/nodes', { name: 'ghost', data: { pool: 'nn', vm: 'no-such-vm' } })
+      await ok('POST', '/environments/env1/nodes', { name: 'unreachable', data: { pool: 'down', vm: vmUuid } })
+      await ok('POST', '/environments/env1/nodes', { name: 'nopool', data: { pool: 'gone', vm: vmUuid } })
+      for (const what of ['himn', 'interfaces']) {
+        const ghost = await call('GET', `/environments/env1/nodes/ghost/${what}`)
+        assert.equal(ghost.status, 409, JSON.stringify(ghost.body))
+        assert.match(ghost.body.message, /node ghost: pool nn: .*data\.vm.*no-such-vm/)
+        const down = await call('GET', `/environments/env1/nodes/unreachable/${what}`)
+        assert.equal(down.status, 409, JSON.stringify(down.body))
+        assert.match(down.body.message, /node unreachable: pool down: .*127\.0\.0\.1:1/)
+        const gone = await call('GET', `/environments/env1/nodes/nopool/${what}`)
+        assert.equal(gone.status, 404, JSON.stringify(gone.body))
+        assert.match(gone.body.message, /gone/)
+      }
+      const put = await call('PUT', '/environments/env1/nodes/unreachable/interfaces', { nics: { eth0: ['public'] } })
+      assert.equal(put.status, 409)
+    })
+
     await t.test('interfaces: a node reached on this machine lists the NICs it has', async () => {
       await ok('POST', '/environments/env1/nodes', { name: 'local-1', data: { local: true } })
       const got = await ok('GET', '/environments/env1/nodes/local-1/interfaces')
