@@ -14,8 +14,9 @@
 // raw bytes, its WAL and shared memory, plugin files), every row of every table, every HTTP answer (the OpenAPI
 // document's GET routes crawled with every real parameter value, bodies and headers), the event streams, what this
 // process and the CLI printed, the lab's logs and every file its hosts wrote (sshd, Glance, services, /etc, /root, …),
-// and the machine's /var/log and /tmp files written meanwhile. The one place a secret belongs — the XenServer password
-// in the compute VMs' nova/neutron configuration, which those services need — is listed and counted apart.
+// the simulated pool's XAPI objects, and the machine's /var/log and /tmp files written meanwhile. The one place a
+// secret belongs — the XenServer password in the compute VMs' nova/neutron configuration, which those services need,
+// readable by root and the service group only — is listed and counted apart.
 // Figures go to test-artifacts/reliability/secrets.json.
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
@@ -481,6 +482,10 @@ test('secrets: no password or API token in logs, task output, errors, state rows
       sweep.search('CLI stderr', `xenstack ${r.args.join(' ')}`, r.stderr)
     }
     sweep.search('server/engine output', 'this process (server, engine, health runner)', output.text())
+    // the simulated pool's own objects (sessions, hosts, VMs' xenstore data and other_config, tasks, messages)
+    const xapiDb = lab.simulator!.sim.db
+    for (const cls of Object.keys(xapiDb.refCounts()))
+      for (const [ref, row] of xapiDb.table(cls)) sweep.search('XAPI object', `${cls} ${ref}`, xapiDb.json(row))
     // state: the raw files first (the WAL still holds recent pages while the server runs), then every row
     const wal = join(home, 'state.db-wal')
     const walBytes = existsSync(wal) ? statSync(wal).size : 0
