@@ -408,3 +408,34 @@ test('devstack: an installer still running at --install-timeout is blocked; the 
     await s.close()
   }
 })
+
+test('devstack: no template that installs over http: refused before anything is cloned, naming the way out', async () => {
+  const s = await startSimServer({ hosts: 1, vms: 0, password: PASSWORD })
+  const x = await connect({ url: s.url, username: 'root', password: PASSWORD })
+  try {
+    for (const name of ['Ubuntu Xenial Xerus 16.04', 'Other install media'])
+      for (const ref of (await x.call('VM.get_by_name_label', name)) as string[]) {
+        await x.call('VM.remove_from_other_config', ref, 'install-methods')
+        await x.call('VM.add_to_other_config', ref, 'install-methods', 'cdrom')
+      }
+    const vmsBefore = ((await x.call('VM.get_all')) as string[]).length
+    const r = await runCli(
+      ['devstack', 'install', '127.0.0.1', '--url', s.url, '--data-dir', scratch('xenstack-devstack-im-')].concat([
+        '--mirror',
+        mirrorUrl,
+        '--preseed-url',
+        `${mirrorUrl}/preseed.cfg`,
+      ]),
+      env,
+    )
+    assert.equal(r.code, 1, r.stderr)
+    assert.match(
+      r.stderr,
+      /template: no template to netinstall Ubuntu xenial from: "Ubuntu Xenial Xerus 16\.04" installs from cdrom only .*Import one with --template-xva FILE/,
+    )
+    assert.equal(((await x.call('VM.get_all')) as string[]).length, vmsBefore, 'no installer VM was made')
+  } finally {
+    await x.close()
+    await s.close()
+  }
+})

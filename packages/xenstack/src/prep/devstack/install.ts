@@ -368,8 +368,8 @@ async function buildTemplate(ctx: Ctx, all: [string, VmRec][]): Promise<StepOutc
     ]
     if (ctx.dryRun) return planEnds(ctx, 'template', steps)
     await requireReachable(ctx, probe, cfg.mirror, 'the Ubuntu mirror', '--mirror URL, or --template-xva FILE')
-    const preseedUrl = await publishPreseed(ctx)
     const base = await installBase(ctx, all)
+    const preseedUrl = await publishPreseed(ctx)
     log(ctx, steps[2])
     installer = (await call(ctx, 'VM.clone', base, cfg.templateName)) as string
     for (const k of ['default_template', 'disks', 'install-repository', DEVSTACK_KEY])
@@ -434,16 +434,31 @@ export function mirrorProbeUrl(cfg: DevstackConfig): string {
   return `${cfg.mirror.replace(/\/+$/, '')}/dists/${cfg.ubuntuRelease}/Release`
 }
 
+/**
+ * The template the installer VM is cloned from: XenServer's own for the release, else "Other install media" — only
+ * one whose other_config:install-methods allows a network install (XenServer lists `http` for its Linux templates;
+ * an install-repository on a cdrom-only template would never be used).
+ */
 async function installBase(ctx: Ctx, all: [string, VmRec][]): Promise<string> {
   const wanted = UBUNTU_TEMPLATES[ctx.t.cfg.ubuntuRelease]
+  const why: string[] = []
   for (const name of [wanted, GENERIC_TEMPLATE].filter(Boolean)) {
     const t = all
       .filter(([, v]) => v.is_a_template && v.name_label === name)
       .sort(([, a], [, b]) => Number(b.is_default_template === true) - Number(a.is_default_template === true))
-    if (t.length) return t[0][0]
+    if (!t.length) {
+      why.push(`no template "${name}"`)
+      continue
+    }
+    const methods = t[0][1].other_config?.['install-methods']
+    if (methods !== undefined && !methods.split(',').includes('http')) {
+      why.push(`"${name}" installs from ${methods} only (other_config:install-methods), not over http`)
+      continue
+    }
+    return t[0][0]
   }
   throw new DevstackError(
-    `the pool has neither a "${wanted ?? 'Ubuntu'}" nor an "${GENERIC_TEMPLATE}" template to install from`,
+    `no template to netinstall Ubuntu ${ctx.t.cfg.ubuntuRelease} from: ${why.join('; ')}. Import one with --template-xva FILE`,
   )
 }
 
