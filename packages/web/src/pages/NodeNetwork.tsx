@@ -2,9 +2,10 @@
  * A node's network on the Nodes page: its HIMN status (what the server reads through XAPI and, when it can reach the
  * node, inside the guest) and Fuel's interface configuration — the logical networks dragged onto the node's NICs,
  * saved through the API, which refuses a network on no NIC or on two, a NIC the node does not have and the HIMN's NIC.
+ * And the environment's virtual IPs (the public one is nova's noVNC address on the compute nodes).
  */
-import { useEffect, useRef, useState, type DragEvent } from 'react'
-import { api, errorText } from '../api.js'
+import { useEffect, useRef, useState, type DragEvent, type FormEvent } from 'react'
+import { api, ApiError, errorText } from '../api.js'
 
 interface HimnReport {
   applicable: boolean
@@ -81,6 +82,13 @@ export function Interfaces({ env, node, onClose }: { env: string; node: string; 
   const [error, setError] = useState('')
   const [status, setStatus] = useState('')
   const panel = useRef<HTMLElement>(null)
+  // a network moved with the keys keeps the focus in its new place
+  const refocus = useRef('')
+  useEffect(() => {
+    if (!refocus.current) return
+    panel.current?.querySelector<HTMLElement>(`[data-network="${refocus.current}"]`)?.focus()
+    refocus.current = ''
+  })
   // opened below the nodes table: brought into view
   useEffect(() => {
     // a block body: Chromium's scrollIntoView returns a promise, which React would take for a cleanup function
@@ -127,12 +135,26 @@ export function Interfaces({ env, node, onClose }: { env: string; node: string; 
           draggable
           role="listitem"
           aria-label={`${n} network`}
+          data-network={n}
           onDragStart={(ev) => {
             ev.dataTransfer.setData('text/plain', n)
             ev.dataTransfer.effectAllowed = 'move'
             setDragging(n)
           }}
           onDragEnd={() => setDragging('')}
+          tabIndex={0}
+          aria-describedby="chip-keys"
+          onKeyDown={(ev) => {
+            // the keyboard's way: up/down moves the network to the previous/next NIC that can take it
+            const step = ev.key === 'ArrowDown' ? 1 : ev.key === 'ArrowUp' ? -1 : 0
+            if (!step) return
+            ev.preventDefault()
+            const targets = [UNASSIGNED, ...(info?.nics ?? []).filter((x) => !x.himn).map((x) => x.name)]
+            const next = targets[(targets.indexOf(nic) + step + targets.length) % targets.length]
+            setStatus('')
+            refocus.current = n
+            setPlaced((p) => ({ ...p, [n]: next }))
+          }}
         >
           {n}
         </span>
@@ -146,8 +168,8 @@ export function Interfaces({ env, node, onClose }: { env: string; node: string; 
       {!info && !error && <p aria-busy="true">Reading the NICs…</p>}
       {info && (
         <>
-          <p className="hint">
-            Drag each network onto the NIC that carries it. NICs{' '}
+          <p className="hint" id="chip-keys">
+            Drag each network onto the NIC that carries it (or focus it and press the up and down arrow keys). NICs{' '}
             {info.source === 'xapi' ? "from the VM's VIFs in XAPI" : 'read on the node'}.
           </p>
           <div className="nic unassigned" role="list" aria-label="Networks not on a NIC" {...target(UNASSIGNED, false)}>
@@ -188,5 +210,71 @@ export function Interfaces({ env, node, onClose }: { env: string; node: string; 
         </p>
       )}
     </section>
+  )
+}
+
+interface Vips {
+  publicVip: string | null
+  managementVip: string | null
+}
+
+const VIP_FIELDS = [
+  ['publicVip', 'Public VIP', "where users reach the environment (nova's noVNC URL)"],
+  ['managementVip', 'Management VIP', 'where services reach the controllers'],
+] as const
+
+/** The environment's virtual IPs (Fuel's Networks tab); the server's refusal is put on the field it names. */
+export function VirtualIps({ env }: { env: string }) {
+  const [values, setValues] = useState<Record<string, string>>({ publicVip: '', managementVip: '' })
+  const [invalid, setInvalid] = useState<Record<string, string>>({})
+  const [status, setStatus] = useState('')
+  const path = `/environments/${encodeURIComponent(env)}/vips`
+  const show = (v: Vips) => setValues({ publicVip: v.publicVip ?? '', managementVip: v.managementVip ?? '' })
+  useEffect(() => {
+    api<Vips>('GET', path).then(show, (x) => setInvalid({ form: errorText(x) }))
+  }, [env])
+  const save = async (ev: FormEvent) => {
+    ev.preventDefault()
+    setInvalid({})
+    setStatus('')
+    try {
+      show(await api<Vips>('PUT', path, values))
+      setStatus('Virtual IPs saved.')
+    } catch (x) {
+      const field = x instanceof ApiError ? (x.field ?? '').replace(/^body\./, '') : ''
+      setInvalid({ [VIP_FIELDS.some(([k]) => k === field) ? field : 'form']: errorText(x) })
+    }
+  }
+  return (
+    <form onSubmit={save} aria-label="Virtual IPs" className="form">
+      <h2>Virtual IPs</h2>
+      {VIP_FIELDS.map(([key, label, hint]) => (
+        <span key={key} className="field">
+          <label htmlFor={`vip-${key}`}>{label}</label>
+          <input
+            id={`vip-${key}`}
+            value={values[key]}
+            onChange={(e) => setValues((v) => ({ ...v, [key]: e.target.value }))}
+            aria-invalid={!!invalid[key]}
+            aria-describedby={`vip-${key}-hint${invalid[key] ? ` vip-${key}-error` : ''}`}
+          />
+          <span id={`vip-${key}-hint`} className="hint">
+            {hint}
+          </span>
+          {invalid[key] && (
+            <span id={`vip-${key}-error`} className="field-errors">
+              {invalid[key]}
+            </span>
+          )}
+        </span>
+      ))}
+      {invalid.form && (
+        <p role="alert" className="error">
+          {invalid.form}
+        </p>
+      )}
+      {status && <p role="status">{status}</p>}
+      <button type="submit">Save virtual IPs</button>
+    </form>
   )
 }

@@ -9,7 +9,7 @@ import { useEffect, useRef, useState, type FormEvent } from 'react'
 import { checkRoleAssignment, type RoleMeta } from '@xenstack/restrictions'
 import { api, errorText } from '../api.js'
 import { clientModels } from '../models.js'
-import { HimnStatus, Interfaces } from './NodeNetwork.js'
+import { HimnStatus, Interfaces, VirtualIps } from './NodeNetwork.js'
 
 interface NodeRow {
   name: string
@@ -180,6 +180,7 @@ export function Nodes({ env }: { env: string }) {
         </p>
       )}
       {editing && <Interfaces env={env} node={editing} key={editing} onClose={() => setEditing('')} />}
+      <VirtualIps env={env} />
       <AddNode env={env} pools={pools} ready={loaded} onAdded={() => load().catch((x) => setError(errorText(x)))} />
       <h2>Discovered through XAPI</h2>
       {pools.length === 0 && (

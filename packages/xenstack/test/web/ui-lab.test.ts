@@ -3,13 +3,12 @@
 // node) and the real server with the XenServer natives. Through the pages: the lab's pool added and discovered, an
 // environment made with the wizard (QEMU-KVM next to XenServer refused with its message), settings (a bad username
 // refused on its field, consent to VM restarts saved), roles assigned on the lab's nodes (a conflicting role
-// refused), the compute VM's HIMN status before and after, its networks dragged onto its NICs with the mouse (an
-// incomplete assignment refused by the server), a dry run, a deploy to `ready` with live progress, and every health
-// check set run to its end without a failure. One lab, one deploy; a screenshot of each page in test-artifacts/web/.
+// refused), the virtual IPs (a bad one refused on its field), the compute VM's HIMN status before and after, its
+// networks dragged onto its NICs with the mouse (an incomplete assignment refused by the server), a dry run, a deploy
+// to `ready` with live progress, and every health check set run to its end without a failure. One lab, one deploy; a screenshot of each page in test-artifacts/web/.
 //
 // Not done through the pages, with the reason: the nodes' access records (SSH key, known hosts, addresses, dom0) are
-// what `lab up` records — the page adds a node by pool VM or SSH address only — and the public VIP, which Fuel set on
-// its Networks tab and xenstack has no page or API for yet, is set on the cluster model as `lab up` does.
+// what `lab up` records — the page adds a node by pool VM or SSH address only.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync, mkdirSync } from 'node:fs'
@@ -150,9 +149,6 @@ test('web UI on lab-backed nodes: wizard, settings, roles, HIMN, interfaces, dry
     // the nodes' access records, as `lab up` records them (see the header)
     for (const node of labNodeRecords(desc, lab.name))
       state.environments.addNode(ENV, { name: node.name, roles: [], data: node.data })
-    const vip = desc.hosts.find((h) => h.role === 'controller')!.addresses.management.split('/')[0]
-    state.environments.setCluster(ENV, { ...state.environments.cluster(ENV), public_vip: vip, management_vip: vip })
-
     await page.getByRole('link', { name: 'Nodes' }).click()
     for (const [node, role] of [
       ['compute-1', 'Compute'],
@@ -176,6 +172,25 @@ test('web UI on lab-backed nodes: wizard, settings, roles, HIMN, interfaces, dry
       .waitFor()
     await page.getByTestId('himn-controller-1').getByText('no HIMN (not a VM of a pool)').waitFor()
     await shot('06-nodes-roles')
+  })
+
+  await step("virtual IPs: a bad address refused on its field; the controller's address saved", async () => {
+    // the lab has no public network: its controller's management address is the public VIP too, as `lab up` sets it
+    const vip = desc.hosts.find((h) => h.role === 'controller')!.addresses.management.split('/')[0]
+    const form = page.getByRole('form', { name: 'Virtual IPs' })
+    const publicVip = form.getByLabel('Public VIP')
+    await publicVip.fill('192.168.16.300')
+    await form.getByLabel('Management VIP').fill(vip)
+    await form.getByRole('button', { name: 'Save virtual IPs' }).click()
+    await form.locator('#vip-publicVip-error').waitFor()
+    assert.equal(await publicVip.getAttribute('aria-invalid'), 'true')
+    assert.match(await describedBy(page, publicVip), /must match pattern|publicVip/)
+    assert.equal(state.environments.cluster(ENV).public_vip, undefined)
+    await publicVip.fill(vip)
+    await form.getByRole('button', { name: 'Save virtual IPs' }).click()
+    await form.getByRole('status').getByText('Virtual IPs saved.').waitFor()
+    assert.equal(state.environments.cluster(ENV).public_vip, vip)
+    assert.equal(state.environments.cluster(ENV).management_vip, vip)
   })
 
   await step("interfaces: the compute VM's networks dragged onto its NICs; an incomplete set is refused", async () => {
@@ -206,6 +221,21 @@ test('web UI on lab-backed nodes: wizard, settings, roles, HIMN, interfaces, dry
       private: 'eth1',
     })
     await shot('08-interfaces-saved')
+    // the keyboard's way moves a network too (up: to "not on a NIC", down: back onto eth0); not saved
+    await chip('public').focus()
+    await page.keyboard.press('ArrowUp')
+    await panel
+      .getByRole('list', { name: 'Networks not on a NIC' })
+      .getByRole('listitem', { name: 'public network' })
+      .waitFor()
+    assert.equal(
+      await chip('public').evaluate((e) => e === (globalThis as any).document.activeElement),
+      true,
+      'the moved network keeps the focus',
+    )
+    await page.keyboard.press('ArrowDown')
+    await nic('eth0').getByRole('listitem', { name: 'public network' }).waitFor()
+    assert.equal(nodeData('compute-1').interfaces.public, 'eth0')
   })
 
   await step('deploy: a dry run, then a deploy to ready with live progress', async () => {
