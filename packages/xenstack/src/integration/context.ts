@@ -133,6 +133,11 @@ export async function resolveVm(xapi: Xapi, refOrUuid: string, what: string): Pr
     const rec = (await xapi.call('VM.get_record', ref)) as Record<string, unknown>
     return { ref, uuid: String(rec.uuid), name: String(rec.name_label) }
   } catch (e) {
-    throw new IntegrationContextError(`${what}: no VM ${refOrUuid} in the pool at ${xapi.url}: ${(e as Error).message}`)
+    // Only XAPI's own "no such object" answers mean the VM is missing; a refused login or a dead connection is
+    // something else and must not read as a wrong VM reference.
+    const missing = ['HANDLE_INVALID', 'UUID_INVALID'].includes((e as { code?: unknown }).code as string)
+    throw new IntegrationContextError(
+      `${what}: ${missing ? 'no VM' : 'cannot read VM'} ${refOrUuid} in the pool at ${xapi.url}: ${(e as Error).message}`,
+    )
   }
 }
