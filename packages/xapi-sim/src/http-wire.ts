@@ -138,12 +138,24 @@ interface Slot {
  * `handOff`) at the first request it does not serve.
  */
 export class RpcConnection {
+  /**
+   * A request head must be complete this long after its first byte (node:http's headersTimeout, 70 s here): the
+   * idle timeout alone would let a client sending a byte a minute hold the connection for days.
+   */
+  static headersTimeoutMs = 70_000
+  /** A request body must be complete this long after its head (node:http's requestTimeout, 300 s). */
+  static requestTimeoutMs = 300_000
+
   /** Bytes received and not yet consumed (a partial head). */
   private pending: Buffer | undefined
+  /** When the partial head in `pending` began (ms, Date.now()). */
+  private pendingSince = 0
   /** A parsed head waiting for its body: the chunks so far and their total length. */
   private head: Head | undefined
   private bodyChunks: Buffer[] = []
   private bodyBytes = 0
+  /** When the head waiting for its body was read (ms). */
+  private headSince = 0
   private readonly slots: Slot[] = []
   /** Set once the connection goes to node:http, or a `Connection: close` request was read. */
   private done = false
@@ -178,6 +190,7 @@ export class RpcConnection {
 
   private read(chunk: Buffer): void {
     if (this.head) {
+      if (Date.now() - this.headSince > RpcConnection.requestTimeoutMs) return void this.socket.destroy()
       this.bodyChunks.push(chunk)
       this.bodyBytes += chunk.length
       if (this.bodyBytes < this.head.contentLength) return
@@ -189,7 +202,11 @@ export class RpcConnection {
       this.serve(head, chunk.toString('utf8', 0, head.contentLength))
       chunk = chunk.subarray(head.contentLength)
       if (chunk.length === 0 || this.done) return
-    } else if (this.pending) {
+    }
+    let continued = false // chunk starts with an earlier partial head
+    if (this.pending) {
+      continued = true
+      if (Date.now() - this.pendingSince > RpcConnection.headersTimeoutMs) return void this.socket.destroy()
       chunk = Buffer.concat([this.pending, chunk])
       this.pending = undefined
     }
@@ -198,6 +215,7 @@ export class RpcConnection {
       const he = chunk.indexOf(CRLFCRLF, at)
       if (he < 0 || he - at > MAX_HEAD_BYTES) {
         if (chunk.length - at > MAX_HEAD_BYTES) return this.giveUp(chunk.subarray(at))
+        if (!continued || at !== 0) this.pendingSince = Date.now()
         this.pending = chunk.subarray(at)
         return
       }
@@ -208,6 +226,7 @@ export class RpcConnection {
       if (end > chunk.length) {
         // Wait for the rest of the body; keep what has arrived.
         this.head = head
+        this.headSince = Date.now()
         this.bodyChunks = [chunk.subarray(bodyAt)]
         this.bodyBytes = chunk.length - bodyAt
         return

@@ -6,7 +6,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { connect, type Socket } from 'node:net'
-import { parseHead, responseText } from '../src/http-wire.js'
+import { parseHead, responseText, RpcConnection } from '../src/http-wire.js'
 import { start, PASSWORD, type Running } from './core/rpc.js'
 
 interface Response {
@@ -454,5 +454,54 @@ test('a request for node:http sent with the FIN in one go is answered before the
     )
   } finally {
     c.destroy()
+  }
+})
+
+test('a head or a body that trickles in past its deadline closes the connection; a later split head is not affected', async () => {
+  const r = await sim()
+  const saved = [RpcConnection.headersTimeoutMs, RpcConnection.requestTimeoutMs]
+  RpcConnection.headersTimeoutMs = 300
+  RpcConnection.requestTimeoutMs = 300
+  try {
+    const req = jsonRequest('system.listMethods', [], 1)
+    const headEnd = req.indexOf('\r\n\r\n') + 4
+    for (const [what, cut] of [
+      ['head', 20],
+      ['body', headEnd + 5],
+    ] as const) {
+      const c = new RawClient(r.port)
+      try {
+        await c.write(req.slice(0, cut))
+        // A byte every 100 ms keeps the connection from being idle, but the request is not complete in time.
+        for (let i = cut; i < cut + 8 && !c.closed; i++) {
+          await new Promise((res) => setTimeout(res, 100))
+          await c.write(req[i]).catch(() => undefined)
+        }
+        await c.waitClosed(`a ${what} past its deadline`)
+        assert.equal(c.responses().length, 0, what)
+      } finally {
+        c.destroy()
+      }
+    }
+    // The deadline runs from the head's first byte: a connection that answered a split head long ago still serves
+    // the next split head.
+    const c = new RawClient(r.port)
+    try {
+      const pause = () => new Promise((res) => setTimeout(res, 30))
+      await c.write(req.slice(0, 20))
+      await pause()
+      await c.write(req.slice(20))
+      await c.waitFor(1, 'first split head')
+      await new Promise((res) => setTimeout(res, 400))
+      await c.write(req.slice(0, 20))
+      await pause()
+      await c.write(req.slice(20))
+      const rs = await c.waitFor(2, 'second split head, later than the deadline after the first')
+      assert.equal(rs[1].status, 200)
+    } finally {
+      c.destroy()
+    }
+  } finally {
+    ;[RpcConnection.headersTimeoutMs, RpcConnection.requestTimeoutMs] = saved
   }
 })
