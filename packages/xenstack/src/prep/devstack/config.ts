@@ -41,8 +41,6 @@ export interface DevstackConfig {
   /** -w */
   wait: boolean
   waitTimeoutS: number
-  /** install_on_xen_host.sh -r */
-  disableJournal: boolean
   /** -a / -i */
   mode: 'all' | 'compute'
   controllerIp?: string
@@ -68,7 +66,6 @@ export const DEFAULTS = {
   testType: 'none' as TestType,
   wait: true,
   waitTimeoutS: 7200,
-  disableJournal: false,
   mode: 'all' as const,
 }
 

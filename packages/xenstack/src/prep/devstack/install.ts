@@ -140,7 +140,7 @@ export interface DevstackResult {
 interface Ctx {
   t: DevstackTargets
   dryRun: boolean
-  host: { ref: string; name: string; cpus: number }
+  host: { ref: string; name: string }
   networks: Partial<Record<(typeof DOMU_INTERFACES)[number], string>>
   template?: string
   domu?: string
@@ -901,8 +901,7 @@ export async function installDevstack(t: DevstackTargets, opts: { dryRun?: boole
 async function masterHost(xapi: Xapi): Promise<Ctx['host']> {
   const pool = ((await xapi.call('pool.get_all')) as string[])[0]
   const ref = (await xapi.call('pool.get_master', pool)) as string
-  const rec = (await xapi.call('host.get_record', ref)) as { name_label: string; cpu_info?: Record<string, string> }
-  return { ref, name: rec.name_label, cpus: Number(rec.cpu_info?.cpu_count ?? 1) }
+  return { ref, name: (await xapi.call('host.get_name_label', ref)) as string }
 }
 
 /** Plans (dry run) or applies resources on one node; returns the changed (or to-be-changed) resource ids. */
