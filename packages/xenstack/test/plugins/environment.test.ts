@@ -81,9 +81,10 @@ test('creating an environment: selection checked, plugin enabled by its componen
   const scripts = inputs.scripts.get('fuel-plugin-xenserver')!
   assert.equal(scripts.remoteDir, '/etc/fuel/plugins/fuel-plugin-xenserver-4.90/')
   assert.match(scripts.localDir, /plugins\/fuel-plugin-xenserver-4\.90\.1\/deployment_scripts\/$/)
+  // No node was assigned primary-controller, so the first controller becomes it, as nailgun did.
   assert.deepEqual(
     inputs.nodes.map((n) => n.roles),
-    [['compute'], ['controller']],
+    [['compute'], ['primary-controller']],
   )
   assert.equal((inputs.models.settings as any)['fuel-plugin-xenserver'].password.value, 'Xen-Secret-1')
   assert.equal((inputs.models.cluster as any).name, 'xen')
