@@ -237,46 +237,55 @@ if (process.argv.includes('--child')) {
     await lines.next()
   }
   // Each figure is measured twice, with the simulator's lean HTTP reader (http-wire.ts) and with every request on
-  // node:http (its front before the reader), in alternating blocks so that both see the same load.
+  // node:http (its front before the reader). Transports and fronts take turns in short blocks, so that all four see
+  // the same load and the same state of the server's heap (the first seconds after building a 50,000-VM pool are
+  // slower: the measured order used to favour whatever ran last).
   const BLOCKS = 3
-  for (const transport of ['json-rpc', 'xml-rpc']) {
-    const body = bodies[transport]
-    const check = checks[transport]
-    // Warm-up (JIT on both sides): 1 s at 32 concurrency on each front, not counted.
-    for (const on of [false, true]) {
-      await setLean(on)
-      await leanLoad(url, 32, 1, (i) => body(vms[i % vms.length]), check)
-    }
-    const rows = { true: [], false: [] }
-    for (const conc of [1, 32, 256]) {
-      const sum = { true: { done: 0, errors: 0, ms: 0, client: 0, server: 0 }, false: null }
-      sum.false = { ...sum.true }
-      for (let b = 0; b < BLOCKS * 2; b++) {
-        const on = b % 2 === 0
-        await setLean(on)
+  const variants = ['json-rpc', 'xml-rpc'].flatMap((transport) => [
+    { transport, on: true },
+    { transport, on: false },
+  ])
+  const load = (v, conc, seconds) =>
+    leanLoad(url, conc, seconds, (i) => bodies[v.transport](vms[i % vms.length]), checks[v.transport])
+  // Warm-up (JIT on both sides): 1 s at 32 concurrency per variant, not counted.
+  for (const v of variants) {
+    await setLean(v.on)
+    await load(v, 32, 1)
+  }
+  const rows = new Map(variants.map((v) => [v, []]))
+  for (const conc of [1, 32, 256]) {
+    const sums = new Map(variants.map((v) => [v, { done: 0, errors: 0, ms: 0, client: 0, server: 0 }]))
+    for (let b = 0; b < BLOCKS; b++) {
+      // Rotate the order per block: no variant always runs first.
+      for (let k = 0; k < variants.length; k++) {
+        const v = variants[(k + b) % variants.length]
+        await setLean(v.on)
         const cpu0 = await serverCpu()
-        const r = await leanLoad(url, conc, SECONDS / BLOCKS, (i) => body(vms[i % vms.length]), check)
-        const x = sum[on]
+        const r = await load(v, conc, SECONDS / BLOCKS)
+        const x = sums.get(v)
         x.server += (await serverCpu()) - cpu0
         x.done += r.done
         x.errors += r.errors
         x.ms += r.ms
         x.client += r.clientCpu
       }
-      for (const on of [true, false]) {
-        const x = sum[on]
-        rows[on].push(
+    }
+    for (const v of variants) {
+      const x = sums.get(v)
+      rows
+        .get(v)
+        .push(
           `${String(conc).padStart(3)}: ${fmt(x.done / (x.ms / 1000)).padStart(6)}` +
             ` (${(x.server / Math.max(1, x.done)).toFixed(0)}/${(x.client / Math.max(1, x.done)).toFixed(0)} µs)` +
             (x.errors ? ` (${x.errors} errors)` : ''),
         )
-      }
     }
-    await setLean(true)
-    console.log(
-      `    ${transport.padEnd(8)}  ${rows.true.join('   ')}${transport === 'json-rpc' ? '   [target ≥ 20,000 at 32]' : ''}`,
-    )
-    console.log(`      node:http ${rows.false.join('   ')}`)
+  }
+  await setLean(true)
+  for (const v of variants) {
+    const label = v.on ? `    ${v.transport.padEnd(8)}  ` : '      node:http '
+    const target = v.on && v.transport === 'json-rpc' ? '   [target ≥ 20,000 at 32]' : ''
+    console.log(label + rows.get(v).join('   ') + target)
   }
 
   // The same calls from a node:http client (http.Agent, keep-alive), 32 in flight: what a plain Node client sees.
