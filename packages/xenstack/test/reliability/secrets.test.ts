@@ -343,6 +343,8 @@ test('secrets: no password or API token in logs, task output, errors, state rows
     assert.notEqual(failed.status, 'ready', 'a deploy with a wrong XenServer password must fail')
     const failedText = JSON.stringify(failed)
     const wrongPasswordError = JSON.stringify(failed.tasks.find((x) => x.error)?.error ?? failed).slice(0, 600)
+    // the refused login is the reason given, not a missing VM (secrets-wrong-password.test.ts)
+    assert.doesNotMatch(failedText, /no VM/, wrongPasswordError)
     assert.match(failedText, /SESSION_AUTHENTICATION_FAILED|authenticat|login|password/i, failedText.slice(0, 3000))
     const right = await replacePool(xsPassword)
     cli.push(right)
