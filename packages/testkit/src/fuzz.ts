@@ -182,8 +182,17 @@ export interface FuzzOptions<S> {
   cases?: number
   /** Default seed (FUZZ_SEED overrides). */
   seed?: number
-  /** A case taking longer than this fails as a hang (default 1000 ms; FUZZ_CASE_BUDGET_MS overrides). */
+  /**
+   * A case using more CPU time than this fails as pathological (default 1000 ms; FUZZ_CASE_BUDGET_MS overrides).
+   * CPU time (the process's user + system time), not wall time: on a loaded machine a case waits for a core for
+   * seconds without doing more work, and the budget is about the work (quadratic parsing, alias bombs).
+   */
   budgetMs?: number
+  /**
+   * A case taking longer than this on the wall clock fails as a hang (default 30,000 ms; FUZZ_CASE_HANG_MS
+   * overrides): the detector for a case that waits for something that never comes and so uses no CPU.
+   */
+  hangMs?: number
   /** Runs one case; returns its outcome label (e.g. 'accepted', 'rejected') for the statistics. */
   run: (rng: Rng, index: number, state: S) => string | Promise<string>
   state?: S
@@ -195,9 +204,14 @@ export interface FuzzStats {
   cases: number
   /** Cases per outcome label. */
   outcomes: Record<string, number>
+  /** The longest case on the wall clock. */
   maxCaseMs: number
-  /** The case index of the slowest case. */
+  /** The case index of the slowest case on the wall clock. */
   slowestCase: number
+  /** The most CPU time one case used (the budget's measure). */
+  maxCaseCpuMs: number
+  /** The case index of the case that used the most CPU time. */
+  costliestCase: number
   totalMs: number
 }
 
@@ -231,19 +245,31 @@ export function caseRng(seed: number, index: number): Rng {
 }
 
 /**
- * Runs `cases` seeded cases (or only `FUZZ_CASE`) in sequence; a case that throws or exceeds the time budget
- * fails the run with a FuzzFailure naming its seed and index. Returns the statistics for reports.
+ * Runs `cases` seeded cases (or only `FUZZ_CASE`) in sequence; a case that throws, exceeds the CPU budget or
+ * the wall-clock hang limit fails the run with a FuzzFailure naming its seed and index. Returns the statistics for reports.
  */
 export async function fuzz<S = undefined>(opts: FuzzOptions<S>): Promise<FuzzStats> {
   const seed = envInt('FUZZ_SEED') ?? opts.seed ?? 1
   const cases = envInt('FUZZ_CASES') ?? opts.cases ?? 10_000
   const budget = envInt('FUZZ_CASE_BUDGET_MS') ?? opts.budgetMs ?? 1000
+  const hang = envInt('FUZZ_CASE_HANG_MS') ?? opts.hangMs ?? 30_000
   const only = envInt('FUZZ_CASE')
-  const stats: FuzzStats = { name: opts.name, seed, cases: 0, outcomes: {}, maxCaseMs: 0, slowestCase: -1, totalMs: 0 }
+  const stats: FuzzStats = {
+    name: opts.name,
+    seed,
+    cases: 0,
+    outcomes: {},
+    maxCaseMs: 0,
+    slowestCase: -1,
+    maxCaseCpuMs: 0,
+    costliestCase: -1,
+    totalMs: 0,
+  }
   const started = performance.now()
   const indices = only !== undefined ? [only] : Array.from({ length: cases }, (_, i) => i)
   for (const i of indices) {
     const t0 = performance.now()
+    const cpu0 = process.cpuUsage()
     let outcome: string
     try {
       outcome = await opts.run(caseRng(seed, i), i, opts.state as S)
@@ -251,11 +277,31 @@ export async function fuzz<S = undefined>(opts: FuzzOptions<S>): Promise<FuzzSta
       throw new FuzzFailure(opts.name, seed, i, e)
     }
     const ms = performance.now() - t0
-    if (ms > budget)
-      throw new FuzzFailure(opts.name, seed, i, new Error(`took ${ms.toFixed(0)} ms (budget ${budget} ms)`))
+    const cpu = process.cpuUsage(cpu0)
+    const cpuMs = (cpu.user + cpu.system) / 1000
+    if (cpuMs > budget)
+      throw new FuzzFailure(
+        opts.name,
+        seed,
+        i,
+        new Error(`used ${cpuMs.toFixed(0)} ms of CPU time (budget ${budget} ms; ${ms.toFixed(0)} ms on the clock)`),
+      )
+    if (ms > hang)
+      throw new FuzzFailure(
+        opts.name,
+        seed,
+        i,
+        new Error(
+          `hung: took ${ms.toFixed(0)} ms on the clock (hang limit ${hang} ms) while using ${cpuMs.toFixed(0)} ms of CPU time`,
+        ),
+      )
     if (ms > stats.maxCaseMs) {
       stats.maxCaseMs = ms
       stats.slowestCase = i
+    }
+    if (cpuMs > stats.maxCaseCpuMs) {
+      stats.maxCaseCpuMs = cpuMs
+      stats.costliestCase = i
     }
     stats.cases++
     stats.outcomes[outcome] = (stats.outcomes[outcome] ?? 0) + 1
@@ -264,7 +310,10 @@ export async function fuzz<S = undefined>(opts: FuzzOptions<S>): Promise<FuzzSta
   return stats
 }
 
-/** One line for logs and reports: `name: N cases (seed S): accepted 812, rejected 9188; max case 3.1 ms; total 2.4 s`. */
+/**
+ * One line for logs and reports:
+ * `name: N cases (seed S): accepted 812, rejected 9188; crashes 0; max case 2.9 ms CPU (case 7), 3.1 ms wall (case 7); total 2.4 s`.
+ */
 export function formatFuzzStats(s: FuzzStats): string {
   const outcomes = Object.entries(s.outcomes)
     .sort()
@@ -272,7 +321,8 @@ export function formatFuzzStats(s: FuzzStats): string {
     .join(', ')
   return (
     `${s.name}: ${s.cases} cases (seed ${s.seed}): ${outcomes}; crashes 0; ` +
-    `max case ${s.maxCaseMs.toFixed(1)} ms (case ${s.slowestCase}); total ${(s.totalMs / 1000).toFixed(1)} s`
+    `max case ${s.maxCaseCpuMs.toFixed(1)} ms CPU (case ${s.costliestCase}), ${s.maxCaseMs.toFixed(1)} ms wall ` +
+    `(case ${s.slowestCase}); total ${(s.totalMs / 1000).toFixed(1)} s`
   )
 }
 

@@ -38,7 +38,7 @@ test('environment files: 10,000 hostile files parse or fail with file:line:colum
   const stats = await fuzz({
     name: 'environment files',
     seed: 14,
-    budgetMs: 1000,
+    budgetMs: 1000, // CPU time per case (the hang limit is the runner's 30 s on the clock)
     run: (rng) => {
       const text = rng.weighted<() => string>([
         [
