@@ -208,13 +208,16 @@ export async function nodeNics(
     })
     // netfront names NICs in the order they appear, not by VIF device (a hot-plugged device 9 may be eth2): the
     // guest's own name for the MAC wins when the node can be reached
-    const named = hasAccess(rec)
-      ? await onNode(state, rec, guestInterfaces).catch(() => [] as { name: string; mac?: string }[])
+    const seen = hasAccess(rec)
+      ? await onNode(state, rec, guestInterfaces).catch(() => [] as { name: string; mac?: string; ipv4: string[] }[])
       : []
-    const byMac = new Map(named.map((i) => [(i.mac ?? '').toLowerCase(), i.name]))
+    const byMac = new Map(seen.map((i) => [(i.mac ?? '').toLowerCase(), i]))
     return {
       source: 'xapi',
-      nics: vifs.map(({ device: _device, ...n }) => ({ ...n, name: byMac.get(n.mac) ?? n.name })),
+      nics: vifs.map(({ device: _device, ...n }) => {
+        const inGuest = byMac.get(n.mac)
+        return inGuest ? { ...n, name: inGuest.name, ipv4: inGuest.ipv4 } : n
+      }),
     }
   }
   if (!hasAccess(rec))
@@ -247,12 +250,15 @@ export function storedAssignments(rec: NodeRecord): Partial<Record<LogicalNetwor
 
 /**
  * `{ <nic>: [networks…] }` (what the page sends) → `{ <network>: <nic> }`, refused with every problem: a NIC the
- * node does not have, the HIMN's NIC, a network on two NICs or on none.
+ * node does not have, the HIMN's NIC, a network on two NICs or on none, and a network put on another NIC than the
+ * one holding the node's address on it (`data.addresses`, which the routes and NAT follow), when the node's
+ * addresses could be read.
  */
 export function assignmentsFrom(
   node: string,
   byNic: Record<string, string[]>,
   nics: readonly Nic[],
+  addresses: Record<string, unknown> = {},
 ): Record<LogicalNetwork, string> {
   const problems: string[] = []
   const names = nics.map((n) => n.name)
@@ -272,6 +278,12 @@ export function assignmentsFrom(
     const on = where.get(n) ?? []
     if (on.length === 0) problems.push(`${n}: on no NIC; drag it onto one of ${names.join(', ')}`)
     if (on.length > 1) problems.push(`${n}: on ${on.join(' and ')}; a network is on exactly one NIC`)
+    const address = addresses[n]
+    if (on.length !== 1 || typeof address !== 'string') continue
+    const ip = address.split('/')[0]
+    const holder = nics.find((x) => x.ipv4?.some((a) => a.split('/')[0] === ip))
+    if (holder && holder.name !== on[0])
+      problems.push(`${n}: the node's ${n} address ${address} is on ${holder.name}, not ${on[0]}`)
   }
   if (problems.length)
     throw new HttpError(400, `interfaces of ${node} not saved: ${problems.join('; ')}`, {

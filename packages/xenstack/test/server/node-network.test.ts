@@ -10,6 +10,7 @@ import { scratchDirs } from '@xenstack/testkit'
 import { startSimServer, validateScenario } from '@xenstack/xapi-sim'
 import { Xapi } from '@xenstack/xenapi'
 import { HimnAttacher } from '../../src/integration/himn/attach.js'
+import { assignmentsFrom } from '../../src/server/node-network.js'
 import { BACKENDS } from '../state/databases.js'
 import { testServer } from './helpers.js'
 
@@ -231,3 +232,32 @@ for (const backend of BACKENDS) {
     })
   })
 }
+
+test('an assignment against where the node holds its addresses (NICs read on the node)', () => {
+  const nics = [
+    { name: 'eth0', mac: '02:00:00:00:00:01', ipv4: ['10.1.0.5/22'], himn: false },
+    { name: 'eth1', mac: '02:00:00:00:00:02', ipv4: ['10.2.0.5/25'], himn: false },
+    { name: 'eth2', mac: '02:00:00:00:00:03', ipv4: ['169.254.0.2/16'], himn: true },
+  ]
+  const addresses = { management: '10.1.0.5/22', storage: '10.2.0.5/25' }
+  assert.deepEqual(
+    assignmentsFrom('c1', { eth0: ['public', 'management'], eth1: ['storage', 'private'] }, nics, addresses),
+    { public: 'eth0', management: 'eth0', storage: 'eth1', private: 'eth1' },
+  )
+  assert.throws(
+    () => assignmentsFrom('c1', { eth0: ['public', 'storage'], eth1: ['management', 'private'] }, nics, addresses),
+    (e: Error & { extra?: { problems?: string[] } }) => {
+      assert.deepEqual(e.extra?.problems, [
+        "management: the node's management address 10.1.0.5/22 is on eth0, not eth1",
+        "storage: the node's storage address 10.2.0.5/25 is on eth1, not eth0",
+      ])
+      return true
+    },
+  )
+  // an address no NIC is known to hold (the guest not reachable) is not judged
+  assert.equal(
+    assignmentsFrom('c1', { eth0: ['public', 'management', 'storage', 'private'] }, nics.slice(0, 1), addresses)
+      .storage,
+    'eth0',
+  )
+})

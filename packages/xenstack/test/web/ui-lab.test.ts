@@ -202,6 +202,15 @@ test('web UI on lab-backed nodes: wizard, settings, roles, HIMN, interfaces, dry
     assert.match(await nic('eth0').innerText(), /Pool-wide network associated with eth0/)
     await dragOnto(page, chip('public'), nic('eth0'))
     await dragOnto(page, chip('management'), nic('eth0'))
+    // storage on eth0 is refused: compute-1's storage address is on eth1 (the routes and NAT follow the address)
+    await dragOnto(page, chip('storage'), nic('eth0'))
+    await dragOnto(page, chip('private'), nic('eth1'))
+    await panel.getByRole('button', { name: 'Save interfaces' }).click()
+    await panel
+      .getByRole('alert')
+      .getByText(/storage: the node's storage address \S+ is on eth1, not eth0/)
+      .waitFor()
+    await dragOnto(page, chip('private'), panel.getByRole('list', { name: 'Networks not on a NIC' }))
     await dragOnto(page, chip('storage'), nic('eth1'))
     await panel.getByRole('button', { name: 'Save interfaces' }).click()
     await panel

@@ -167,7 +167,12 @@ export function nodeNetworkRoutes(app: FastifyInstance, ctx: ServerContext): voi
       state.environments.require(env)
       const rec = requireNode(state, env, node)
       const { nics } = await nodeNics(state, ctx.pools, rec)
-      const interfaces = assignmentsFrom(node, req.body.nics, nics)
+      const interfaces = assignmentsFrom(
+        node,
+        req.body.nics,
+        nics,
+        (rec.data?.addresses ?? {}) as Record<string, unknown>,
+      )
       state.transaction(() => {
         // read again inside the transaction: roles or data may have changed while XAPI was asked
         const current = requireNode(state, env, node)
