@@ -1,5 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { Scheduler, runPlan, GraphCycleError, topologicalOrder } from '../../src/engine/scheduler.js'
 import { synthPlan, Recorder, type SynthTask } from './synthetic.js'
 
@@ -170,10 +171,16 @@ test('graceful stop: running tasks finish, nothing new starts, nodes stopped, en
   }
   tasks.push({ key: 'late/x', requires: ['n0/b', 'n1/b', 'n2/b'] })
   const plan = synthPlan(tasks)
-  const rec = new Recorder({ 'n1/a': { ms: 5 }, 'n0/a': { ms: 60 }, 'n2/a': { ms: 60 } })
+  // n0/a and n2/a are held until the stop: they are certainly running when it comes, whatever the load.
+  let openGate = () => {}
+  const gate = new Promise<void>((resolve) => (openGate = resolve))
+  const rec = new Recorder({ 'n0/a': { gate }, 'n2/a': { gate } })
   const sched: Scheduler = new Scheduler(plan, rec.runner, {
     onEvent: (e) => {
-      if (e.type === 'task' && e.key === 'n1/b' && e.status === 'succeeded') sched.stop()
+      if (e.type === 'task' && e.key === 'n1/b' && e.status === 'succeeded') {
+        sched.stop()
+        openGate()
+      }
     },
   })
   const r = await sched.run()
@@ -212,7 +219,13 @@ test('per-task timeout fails the task; retries run again; cancel aborts running 
   const plan2 = synthPlan([{ key: 'a/long' }, { key: 'a/next', requires: ['a/long'] }])
   const rec2 = new Recorder({ 'a/long': { ms: 10_000 } })
   const p = runPlan(plan2, rec2.runner, { signal: ac.signal })
-  setTimeout(() => ac.abort(new Error('operator cancelled')), 20)
+  // Cancel once a/long is running (not after a fixed delay, which a loaded machine can reach before it starts).
+  const deadline = Date.now() + 30_000
+  while (!rec2.running.has('a/long')) {
+    assert.ok(Date.now() < deadline, `a/long did not start within 30 s (log: ${rec2.log.join(', ')})`)
+    await sleep(2)
+  }
+  ac.abort(new Error('operator cancelled'))
   const r2 = await p
   assert.deepEqual(r2.statuses, ['cancelled', 'pending'])
   assert.equal(r2.status, 'stopped')

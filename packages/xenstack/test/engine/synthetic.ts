@@ -55,6 +55,11 @@ export interface Behaviour {
   failTimes?: number
   /** Ignore the abort signal (to test timeouts of stubborn tasks). */
   stubborn?: boolean
+  /**
+   * After `ms`, wait for this too: the test opens it when the moment it is testing has come, so "still running
+   * when X happened" holds however slowly the machine runs (instead of racing a longer `ms` against X).
+   */
+  gate?: Promise<void>
 }
 
 /** Records starts and ends in order, and the most nodes / tasks seen running at once. */
@@ -90,6 +95,7 @@ export class Recorder {
             reject(ctx.signal.reason)
           })
       })
+      if (b.gate) await b.gate
       if (ctx.attempt <= (b.failTimes ?? 0))
         return {
           status: 'failed',
