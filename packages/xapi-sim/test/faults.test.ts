@@ -62,3 +62,28 @@ test('bad rules are refused naming the field and what was expected', () => {
   assert.deepEqual(parseFaultFlag('http500:/export_raw_vdi'), { kind: 'http500', path: '/export_raw_vdi', rate: 1 })
   assert.throws(() => parseFaultFlag('nonsense!'), /--fault: expected KIND/)
 })
+
+test('master_change: the next host becomes master before the call, which meets HOST_IS_SLAVE naming it; reseed repeats', async () => {
+  const { createSimulator } = await import('../src/simulator.js')
+  const { installFaults } = await import('../src/admin.js')
+  const sim = createSimulator({ pool: { hosts: 3, vms: 0 } })
+  const f = new FaultInjector()
+  installFaults(sim, f)
+  const session = sim.login()
+  const first = sim.master
+  f.add({ kind: 'master_change', method: 'host.get_all', count: 1 })
+  // a call that reached the master over the wire (internal calls are never faulted)
+  const o = await sim.messages.call('host.get_all', [session], first, 'jsonrpc')
+  assert.notEqual(sim.master, first, 'the master moved')
+  assert.deepEqual(o, { ok: false, errorDescription: ['HOST_IS_SLAVE', sim.masterAddress] })
+  // the new master answers; the old one keeps answering HOST_IS_SLAVE (XAPI's own pool check, no rule left)
+  assert.equal((await sim.messages.call('host.get_all', [session], sim.master, 'jsonrpc')).ok, true)
+  assert.equal((await sim.messages.call('host.get_all', [session], first, 'jsonrpc')).ok, false)
+  assert.equal(f.totals().master_change, 1)
+  // reseed: a rate-based rule injects the same calls again
+  const g = new FaultInjector({ seed: 9 })
+  g.add({ kind: 'reset', rate: 0.5 })
+  const a = Array.from({ length: 40 }, () => (g.forCall('VM.get_all') ? 1 : 0)).join('')
+  g.reseed(9)
+  assert.equal(Array.from({ length: 40 }, () => (g.forCall('VM.get_all') ? 1 : 0)).join(''), a)
+})
