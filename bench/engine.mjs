@@ -14,7 +14,9 @@
 // Targets (issue 8): planning < 500 ms, ratio <= 1.05, engine CPU < 2 s. Nothing here asserts.
 // Usage (after `npx tsc -b packages/xenstack`):
 //   node bench/engine.mjs [--scenario mesh|fuel] [--nodes 1000] [--tasks 40] [--unit-ms 3] [--busy 50] [--seed 1]
-//                         [--no-sqlite]
+//                         [--no-sqlite] [--journal-only]
+// --journal-only runs the executor alone and the journal run (no plain scheduler, no baseline); the journal run also
+// prints how many transitions it wrote in how many commits (one commit per scheduler turn that starts tasks).
 // Scenarios: `mesh` (throughput-bound: random same-node DAGs, 2% controllers the computes cross-depend on) and
 // `fuel` (critical-path-bound: a long controller chain the computes wait for; controllers last in node order).
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -252,8 +254,11 @@ console.log(
 
 const results = []
 const alone = await measure('executor alone (no engine)', (r) => runExecutorAlone(r))
-results.push(await measure('xenstack scheduler (critical path first)', (r) => runOurs(r)))
-results.push(await measure('astute-like baseline (poll, first ready)', (r) => runBaseline(r)))
+const JOURNAL_ONLY = process.argv.includes('--journal-only')
+if (!JOURNAL_ONLY) {
+  results.push(await measure('xenstack scheduler (critical path first)', (r) => runOurs(r)))
+  results.push(await measure('astute-like baseline (poll, first ready)', (r) => runBaseline(r)))
+}
 const dir = mkdtempSync(join(tmpdir(), 'xenstack-engine-bench-'))
 if (!process.argv.includes('--no-sqlite'))
   try {
@@ -261,7 +266,20 @@ if (!process.argv.includes('--no-sqlite'))
     const store = new EngineStore(db)
     const id = store.createDeployment('bench', 'deploy', false, plan)
     const journal = store.journal(id, 'bench', plan)
+    let commits = 0
+    let transitions = 0
+    const flush = journal.flush.bind(journal)
+    const record = journal.record.bind(journal)
+    journal.record = (t) => {
+      transitions++
+      record(t)
+    }
+    journal.flush = () => {
+      if (journal.pending > 0) commits++
+      flush()
+    }
     results.push(await measure('xenstack scheduler + SQLite journal', (r) => runOurs(r, journal)))
+    console.log(`journal: ${transitions} transitions in ${commits} commits`)
     db.close()
   } finally {
     rmSync(dir, { recursive: true, force: true })
@@ -297,6 +315,7 @@ console.log(
     `engine CPU = CPU - ${fmt(alone.cpu)}, the CPU of the executor alone (the same ${n} sleeps, ${BUSY} at a time, no engine). ` +
     `Targets: planning < 500 ms, wall/LB <= 1.05, engine CPU < 2 s.`,
 )
-console.log(
-  `xenstack vs baseline: wall ${(results[1].wall / results[0].wall).toFixed(2)}x faster, CPU ${(results[1].cpu / results[0].cpu).toFixed(2)}x`,
-)
+if (!JOURNAL_ONLY)
+  console.log(
+    `xenstack vs baseline: wall ${(results[1].wall / results[0].wall).toFixed(2)}x faster, CPU ${(results[1].cpu / results[0].cpu).toFixed(2)}x`,
+  )

@@ -413,6 +413,11 @@ export class SqliteJournal implements Journal {
     this.buffer.push(t)
   }
 
+  /** Transitions recorded and not yet written (the bench counts commits with it). */
+  get pending(): number {
+    return this.buffer.length
+  }
+
   flush(): void {
     if (this.buffer.length === 0) return
     const batch = this.buffer

@@ -55,7 +55,19 @@ export function openSqlite(file: string): Database {
   db.pragma('journal_mode = WAL')
   db.pragma('foreign_keys = ON')
   db.pragma('busy_timeout = 10000')
+  // NORMAL in WAL: a commit is durable across a crash of the process (the WAL is in the kernel's page cache when
+  // COMMIT returns; a restarted process, or any other, reads it), and only an OS crash or power cut can lose the
+  // last commits — never corrupt the file. The engine's journal commits before every task it starts; FULL would
+  // add an fsync to each of those commits.
   db.pragma('synchronous = NORMAL')
+  // Checkpoint every 10,000 WAL pages (~40 MB) instead of SQLite's 1,000: a checkpoint copies the distinct pages
+  // of the WAL into the database and fsyncs twice, all on the committing thread. The engine's journal commits a
+  // few thousand small batches a minute on a large deployment, rewriting the same task pages; a longer WAL copies
+  // each page once per checkpoint rather than ten times (bench/engine.mjs: ~10 % less CPU, ~15 % less wall in the
+  // journal run). journal_size_limit truncates the WAL back to 4 MB after a checkpoint so the file does not stay
+  // at its high-water mark.
+  db.pragma('wal_autocheckpoint = 10000')
+  db.pragma('journal_size_limit = 4194304')
   return db
 }
 
