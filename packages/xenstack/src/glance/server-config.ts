@@ -12,6 +12,13 @@ import { request } from 'node:http'
 /** Debian's interpreter: a pyenv/venv `python3` on PATH cannot import glance (recipe, pitfall 1). */
 export const GLANCE_PYTHON = '/usr/bin/python3'
 export const GLANCE_DEFAULT_PORT = 9292
+/**
+ * How long a starting glance-api may take to answer its health check (and db_sync to finish) before the start fails:
+ * ~2.5 s on an idle machine, but past 90 s on a 2-core box under heavy load (eventlet and Glance's imports are CPU
+ * bound). A start that fails outright ends at once (the process exits and that is reported), so a long deadline only
+ * delays the report of a server that hangs.
+ */
+export const GLANCE_READY_TIMEOUT_MS = 300_000
 
 /** True when python3-glance is installed for Debian's Python. */
 export function glanceInstalled(): boolean {

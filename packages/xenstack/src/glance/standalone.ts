@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import {
   GLANCE_POLICY,
   GLANCE_PYTHON,
+  GLANCE_READY_TIMEOUT_MS,
   glanceApiArgv,
   glanceApiConf,
   glanceDataSubdirs,
@@ -51,7 +52,8 @@ export async function startStandaloneGlance(
   opts: { readyTimeoutMs?: number; keystone?: GlanceServerLayout['keystone'] } = {},
 ): Promise<StandaloneGlance> {
   if (!glanceInstalled()) throw new Error(`python3-glance is not installed for ${GLANCE_PYTHON}; run scripts/setup.sh`)
-  const timeout = opts.readyTimeoutMs ?? 90_000
+  const timeout = opts.readyTimeoutMs ?? GLANCE_READY_TIMEOUT_MS
+  if (!(timeout > 0)) throw new Error(`startStandaloneGlance: readyTimeoutMs must be a positive number, got ${timeout}`)
   // bind_port is ignored (the launcher's socket is used); bindHost only documents it
   const layout: GlanceServerLayout = {
     confDir: dir,
@@ -81,6 +83,8 @@ export async function startStandaloneGlance(
       `glance-manage db_sync in ${dir} failed (exit ${sync.code}):\n${sync.out.trim().split('\n').slice(-8).join('\n')}`,
     )
 
+  // one deadline for the whole start after db_sync: the launcher binding its port and the API answering
+  const deadline = Date.now() + timeout
   const fd = openSync(logFile, 'a')
   const api = glanceApiArgv(layout)
   const child = spawn(GLANCE_PYTHON, ['-c', LAUNCHER, ...api], { stdio: ['ignore', 'pipe', fd] })
@@ -94,6 +98,7 @@ export async function startStandaloneGlance(
     clearTimeout(timer)
   }
   try {
+    let timer: NodeJS.Timeout | undefined
     const port = await new Promise<number>((resolve, reject) => {
       let buf = ''
       child.stdout!.on('data', (b: Buffer) => {
@@ -105,19 +110,30 @@ export async function startStandaloneGlance(
         reject(new Error(`glance launcher exited (${code}) before binding a port: ${glanceLogTail(logFile)}`)),
       )
       child.on('error', reject)
-    })
+      timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `glance launcher in ${dir} bound no port within ${timeout} ms; end of ${logFile}:\n${glanceLogTail(logFile)}`,
+            ),
+          ),
+        Math.max(0, deadline - Date.now()),
+      )
+      timer.unref()
+    }).finally(() => clearTimeout(timer))
     // the API writes nothing useful to stdout after the exec; keep the pipe drained
     child.stdout!.resume()
     const url = `http://127.0.0.1:${port}`
-    const deadline = Date.now() + timeout
-    while ((await glanceHttpStatus(`${url}/healthcheck`, 2000)) !== 200) {
+    let status: number
+    while ((status = await glanceHttpStatus(`${url}/healthcheck`, 2000)) !== 200) {
       if (child.exitCode !== null || child.signalCode !== null)
         throw new Error(
           `glance-api in ${dir} exited before it was ready; end of ${logFile}:\n${glanceLogTail(logFile)}`,
         )
       if (Date.now() > deadline)
         throw new Error(
-          `glance-api in ${dir} not ready after ${timeout} ms; end of ${logFile}:\n${glanceLogTail(logFile)}`,
+          `glance-api in ${dir}: ${url}/healthcheck not ready after ${timeout} ms (last status ${status || 'no answer'}); ` +
+            `end of ${logFile}:\n${glanceLogTail(logFile)}`,
         )
       await new Promise((r) => setTimeout(r, 100))
     }

@@ -13,8 +13,8 @@
  * outside the namespace sees it). The endpoint reports both: `url` (management) and `adminUrl` (what the machine uses).
  * The configuration (keystone-less, `publicize_image` opened by policy) is glance/server-config.ts's.
  *
- * Options (`spec.options`): `port` (default 9292), `readyTimeoutMs` (default 90000; the API starts in ~2.5 s on an
- * idle machine, far slower on a loaded one), `debug` (Glance debug logging).
+ * Options (`spec.options`): `port` (default 9292), `readyTimeoutMs` (default GLANCE_READY_TIMEOUT_MS, 300000: the
+ * API starts in ~2.5 s on an idle machine, past 90 s on a loaded one), `debug` (Glance debug logging).
  */
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -22,6 +22,7 @@ import {
   GLANCE_DEFAULT_PORT,
   GLANCE_POLICY,
   GLANCE_PYTHON,
+  GLANCE_READY_TIMEOUT_MS,
   glanceApiArgv,
   glanceApiConf,
   glanceDataSubdirs,
@@ -61,7 +62,7 @@ function parseOptions(spec: LabServiceSpec): Required<GlanceServiceOptions> {
   const port = o.port ?? GLANCE_DEFAULT_PORT
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535)
     throw new Error(`glance service: options.port must be a TCP port number (1-65535), got ${JSON.stringify(port)}`)
-  const readyTimeoutMs = o.readyTimeoutMs ?? 90_000
+  const readyTimeoutMs = o.readyTimeoutMs ?? GLANCE_READY_TIMEOUT_MS
   if (typeof readyTimeoutMs !== 'number' || readyTimeoutMs <= 0)
     throw new Error(
       `glance service: options.readyTimeoutMs must be a positive number, got ${JSON.stringify(readyTimeoutMs)}`,

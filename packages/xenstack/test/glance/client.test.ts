@@ -1,7 +1,7 @@
 import { before, after, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { requirePrerequisite, scratchDirs } from '@xenstack/testkit'
 import {
@@ -117,6 +117,35 @@ test('errors name the method, the URL and what Glance said', async (t) => {
     dead.listImages(),
     /^OpenStackHttpError: GET http:\/\/127\.0\.0\.1:9\/v2\/images: connect ECONNREFUSED/,
   )
+})
+
+test('a start not ready by its deadline fails naming what did not answer and the log tail, and leaves no glance-api', async (t) => {
+  if (!requirePrerequisite(t, 'python3-glance', glanceInstalled)) return
+  const dir = tmp('xs-glance-late-')
+  await assert.rejects(startStandaloneGlance(dir, { readyTimeoutMs: 0 }), /readyTimeoutMs must be a positive number/)
+  // 1 ms: the deadline passes while the launcher binds or the API imports (either step may be the one named)
+  await assert.rejects(startStandaloneGlance(dir, { readyTimeoutMs: 1 }), (e: Error) => {
+    const where = dir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+    assert.match(
+      e.message,
+      new RegExp(
+        `^glance (launcher in ${where} bound no port within 1 ms|-api in ${where}: http://127\\.0\\.0\\.1:\\d+/healthcheck not ready after 1 ms \\(last status )`,
+      ),
+    )
+    assert.match(e.message, new RegExp(`end of ${where}/glance-api\\.log:\\n`))
+    return true
+  })
+  // the failed start stopped its server: no process runs with this directory's configuration
+  const running = readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`${dir}/glance-api.conf`)
+      } catch {
+        return false
+      }
+    })
+  assert.deepEqual(running, [], `glance-api processes left running for ${dir}`)
 })
 
 test('Keystone v3: tokens URL from the auth URL; the image endpoint from the catalog by interface and region', () => {
