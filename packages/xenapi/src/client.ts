@@ -147,6 +147,11 @@ export class XapiSession implements XapiCore {
   private readonly closing = new AbortController()
   private closedPromise: Promise<void> | undefined
   private readonly stats: RetryStats = emptyRetryStats()
+  /**
+   * Whether the pool has ever answered this client. A refused connection before the first answer means a wrong
+   * address or a host that is down: failing at once says so; retrying is for a pool that restarts mid-run.
+   */
+  private answered = false
 
   constructor(options: ConnectOptions) {
     const u = new URL(options.url)
@@ -224,6 +229,7 @@ export class XapiSession implements XapiCore {
             timeout,
             signal: opts.signal,
           })
+          this.answered = true
           if (!info.result) return raw
           if (transport.kind === 'json-rpc') {
             const fix = jsonConverter(info.result)
@@ -232,6 +238,7 @@ export class XapiSession implements XapiCore {
           return fromWire(raw, info.result)
         } catch (e) {
           if (e instanceof XenAPIError) {
+            this.answered = true
             if (e.code === ErrorCode.SESSION_INVALID && session !== undefined) {
               if (relogins++ < (policy.sessionRetries ?? 3)) {
                 this.retried('SESSION_INVALID', method, `session expired, logging in again (${relogins})`)
@@ -252,6 +259,10 @@ export class XapiSession implements XapiCore {
           }
           const kind = transportFailureKind(e)
           if (kind === undefined || opts.signal?.aborted || this.closing.signal.aborted) throw this.redactor.error(e)
+          if (kind === 'refused' && !this.answered) {
+            this.stats.gaveUp.refused++
+            throw this.redactor.error(e)
+          }
           if (kind === 'reset' && !repeatable) {
             this.stats.gaveUp.reset++
             throw this.redactor.error(new XapiCallOutcomeUnknownError(method, this.url, e))
@@ -342,6 +353,7 @@ export class XapiSession implements XapiCore {
       const transport = this.transport
       try {
         const ref = await transport.call({ method, params, timeout: this.defaultTimeout })
+        this.answered = true
         if (typeof ref !== 'string' || !ref) {
           throw new XapiTransportError(
             `${method}: expected a session ref from ${this.url}, got ${typeof ref}`,
@@ -353,6 +365,7 @@ export class XapiSession implements XapiCore {
         return ref
       } catch (e) {
         if (e instanceof XenAPIError) {
+          this.answered = true
           if (e.code === ErrorCode.HOST_IS_SLAVE && e.params[0] && redirects++ < maxRedirects) {
             this.retried('HOST_IS_SLAVE', method, `the pool master is now ${e.params[0]}`)
             await this.redirect(e.params[0], transport, redirects, policy)
@@ -362,7 +375,8 @@ export class XapiSession implements XapiCore {
         }
         // A login is safe to repeat (at worst XAPI makes a session nobody uses).
         const kind = transportFailureKind(e)
-        if (kind !== undefined && !this.closing.signal.aborted && transportRetries++ < (policy.transportRetries ?? 4)) {
+        const retryable = kind !== undefined && !(kind === 'refused' && !this.answered)
+        if (retryable && !this.closing.signal.aborted && transportRetries++ < (policy.transportRetries ?? 4)) {
           const delay = backoffDelay(transportRetries, policy.backoffMs ?? 100)
           this.retried(kind, method, `${(e as Error).message}; retry ${transportRetries} in ${delay} ms`)
           await sleep(delay)

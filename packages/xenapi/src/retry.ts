@@ -6,7 +6,8 @@
  * slow. The first two are answered by XAPI and handled by logging in again / following the master. The transport
  * failures are retried with a short exponential backoff — but only when repeating the call cannot do something twice:
  *
- *  - `refused` (ECONNREFUSED): the request never reached the server; every call is retried.
+ *  - `refused` (ECONNREFUSED): the request never reached the server; every call is retried — once the pool has
+ *    answered this client (before that, a refusal means a wrong address or a host that is down, and fails at once).
  *  - `http5xx` (HTTP 500 or 503 without XAPI's envelope): XAPI answers a call it dispatched inside the envelope, even
  *    a failure, so a bare 500/503 page means the call was not run; every call is retried.
  *  - `reset` (ECONNRESET, EPIPE, the server closing the socket, or a 502/504 from a proxy): the request was sent and

@@ -197,7 +197,7 @@ describe('limits, the master moving, slow calls', () => {
     }
   })
 
-  test('a connection refused is retried (the request never left); an XAPI error is not', async () => {
+  test('a connection refused is retried once the pool has answered (the request never left); an XAPI error is not', async () => {
     const xapi = await connect({ url, password: PASSWORD, logger: collect().logger, retry: { backoffMs: 1 } })
     try {
       await assert.rejects(xapi.call('VM.get_record', 'OpaqueRef:nope'), (e: unknown) => e instanceof XenAPIError)
@@ -205,15 +205,46 @@ describe('limits, the master moving, slow calls', () => {
     } finally {
       await xapi.close()
     }
+    // A pool that answered, then went away (a restarting master): refusals are retried, then given up on.
+    const gone = createSimulator({ password: PASSWORD, pool: { hosts: 1, vms: 0 } })
+    const goneUrl = (await gone.listen()).url
+    const log = collect()
+    const client = new Xapi({
+      url: goneUrl,
+      password: PASSWORD,
+      logger: log.logger,
+      retry: { backoffMs: 1, transportRetries: 2 },
+    })
+    try {
+      await client.call('pool.get_all')
+      await gone.close()
+      await assert.rejects(client.call('pool.get_all'), (e: unknown) => {
+        assert.ok(e instanceof XapiTransportError)
+        assert.equal(e.errno, 'ECONNREFUSED')
+        return true
+      })
+      // The kept-alive socket the simulator closed may first fail as a reset (a read is safe to repeat); every
+      // new connection is then refused.
+      const { refused, reset } = client.retryStats().retries
+      assert.ok(refused >= 1 && refused + reset === 2, JSON.stringify(client.retryStats().retries))
+      assert.equal(client.retryStats().gaveUp.refused, 1)
+      assert.equal(log.lines.length, 2, log.lines.join('\n'))
+    } finally {
+      await client.close()
+    }
+  })
+
+  test('a connection refused before the pool ever answered fails at once: a wrong address or a host that is down', async () => {
     // a port nobody listens on: bind one, read it, close it
     const srv = createServer()
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))
     const closedPort = (srv.address() as AddressInfo).port
     await new Promise<void>((r) => srv.close(() => r()))
+    const log = collect()
     const dead = new Xapi({
       url: `http://127.0.0.1:${closedPort}`,
       password: PASSWORD,
-      logger: collect().logger,
+      logger: log.logger,
       retry: { backoffMs: 1, transportRetries: 2 },
     })
     try {
@@ -222,8 +253,9 @@ describe('limits, the master moving, slow calls', () => {
         assert.equal(e.errno, 'ECONNREFUSED')
         return true
       })
-      assert.equal(dead.retryStats().retries.refused, 2)
+      assert.equal(dead.retryStats().retries.refused, 0)
       assert.equal(dead.retryStats().gaveUp.refused, 1)
+      assert.deepEqual(log.lines, [])
     } finally {
       await dead.close()
     }
