@@ -20,6 +20,7 @@ import { createHash } from 'node:crypto'
 import { Expression, type Models } from '@xenstack/restrictions'
 import type { DeploymentTask } from '../plugins/graph.js'
 import { GraphCycleError, topologicalOrder } from './scheduler.js'
+import { YaqlError, YaqlExpression, yaqlTruthy } from './yaql.js'
 import { SYNC_NODE, type ExecutionPlan, type FaultToleranceGroup, type Limiter, type PlanTask } from './types.js'
 
 /** One entry of a deployment_tasks.yaml (Fuel's fields): the plugin framework's type, read by the engine too. */
@@ -473,9 +474,28 @@ export function buildExecutionPlan(opts: BuildOptions): BuildResult {
     let condText: string | undefined
     let condValue = true
     let condSkip: string | undefined
+    let yaql: YaqlExpression | undefined
     if (cond !== undefined && cond !== null) {
-      if (typeof cond !== 'string') condSkip = 'condition uses yaql_exp, which is not supported'
-      else {
+      if (typeof cond !== 'string') {
+        // Fuel's `{yaql_exp: …}`: parsed here, so an unsupported construct fails construction naming the task.
+        const source = (cond as { yaql_exp?: unknown }).yaql_exp
+        try {
+          if (typeof source !== 'string' || Object.keys(cond as object).length !== 1)
+            throw new YaqlError('a condition must be a string or {yaql_exp: <string>}')
+          yaql = new YaqlExpression(source)
+          condText = `yaql: ${source}`
+          condValue = Boolean(
+            yaqlTruthy(
+              yaql.evaluate({
+                data: opts.previous?.sealed ? (sealedModels ??= sealSecrets(models)) : models,
+                old: opts.previous?.models,
+              }),
+            ),
+          )
+        } catch (e) {
+          issues.push(`${where(s)}: condition ${JSON.stringify(cond)}: ${(e as Error).message}`)
+        }
+      } else {
         try {
           condText = cond
           const rewritten = rewriteChanged(
@@ -490,8 +510,19 @@ export function buildExecutionPlan(opts: BuildOptions): BuildResult {
         }
       }
     }
+    const data = t.type === 'upload_file' ? (t.parameters?.data as { yaql_exp?: unknown } | undefined) : undefined
+    if (data && typeof data === 'object' && 'yaql_exp' in data) {
+      // Evaluated per node when the task runs (tasks.ts); parsed here so an unsupported construct fails construction.
+      try {
+        if (typeof data.yaql_exp !== 'string') throw new YaqlError('yaql_exp must be a string')
+        new YaqlExpression(data.yaql_exp)
+      } catch (e) {
+        issues.push(`${where(s)}: parameters.data ${JSON.stringify(data)}: ${(e as Error).message}`)
+      }
+    }
     const reads: Record<string, unknown> = {}
-    for (const p of [...(expr?.paths() ?? []), ...list(t.parameters?.reads)]) reads[p] = readPath(models, p)
+    for (const p of [...(expr?.paths() ?? []), ...(yaql?.paths() ?? []), ...list(t.parameters?.reads)])
+      reads[p] = readPath(models, p)
     const factNames = list(t.parameters?.facts)
     let defDigest: string | undefined
     const nodeDigests = new Map<string, string>()

@@ -7,11 +7,11 @@
  */
 import { readFile, readdir, stat } from 'node:fs/promises'
 import { join, posix, relative } from 'node:path'
-import { stringify as stringifyYaml } from 'yaml'
 import { redactPasswords } from '../state/secrets.js'
 import { crashArrival, crashHookArmed, crashLog } from '../state/crash-hook.js'
 import type { NodeAccess, NodeExecutor, ResourceReport, ResourceVerbs } from './ports.js'
 import type { RunContext, TaskRunner } from './scheduler.js'
+import { YaqlExpression } from './yaql.js'
 import { tailLines, type PlanTask, type ResourceChange, type TaskOutcome } from './types.js'
 
 const ANY_EXIT = Array.from({ length: 256 }, (_, i) => i)
@@ -207,19 +207,34 @@ function crashingExecutor(exec: NodeExecutor): NodeExecutor {
 /**
  * An upload_file task's content: `data` as given, or Fuel's core `upload_configuration` expression `$.toYaml()` —
  * the node's view of the deployment as YAML (node, release, cluster, settings). Passwords are redacted: xenstack's
- * tasks take secrets from the engine, never from a file on the node. Other yaql expressions are not supported.
+ * tasks take secrets from the engine, never from a file on the node. Any expression of the YAQL subset (yaql.ts) over
+ * that view is evaluated (the corpus also has `$.network_metadata.nodes.values().toYaml()`); it must give text.
  */
 function uploadData(task: PlanTask, opts: TaskRunnerOptions): { data: string; mode: number } {
   const data = task.parameters.data
   if (typeof data === 'string') return { data, mode: 0o644 }
   const expr = data && typeof data === 'object' ? (data as { yaql_exp?: unknown }).yaql_exp : undefined
-  if (typeof expr === 'string' && expr.replace(/\s+/g, '') === '$.toYaml()') {
+  if (typeof expr === 'string') {
     const { settings: _settings, ...models } = opts.models ?? {}
     const view = { node: task.node, ...models, settings: redactPasswords(opts.settings ?? {}) }
-    return { data: stringifyYaml(view, { sortMapEntries: true }), mode: 0o600 }
+    let out: unknown
+    try {
+      out = new YaqlExpression(expr).evaluate({ data: view })
+    } catch (e) {
+      throw new TaskStepError(
+        `parameters.data yaql_exp ${JSON.stringify(expr)} (task ${task.id}, from ${task.source}): ${(e as Error).message}`,
+        `upload ${String(task.parameters.path)}`,
+      )
+    }
+    if (typeof out !== 'string')
+      throw new TaskStepError(
+        `parameters.data yaql_exp ${JSON.stringify(expr)} (task ${task.id}, from ${task.source}) must give text (end it with .toYaml()); it gave ${out === null || out === undefined ? 'nothing' : typeof out}`,
+        `upload ${String(task.parameters.path)}`,
+      )
+    return { data: out, mode: 0o600 }
   }
   throw new TaskStepError(
-    `parameters.data must be a string or the yaql expression $.toYaml() (task ${task.id}, from ${task.source}); found ${JSON.stringify(data)}`,
+    `parameters.data must be a string or {yaql_exp: <string>} (task ${task.id}, from ${task.source}); found ${JSON.stringify(data)}`,
     `upload ${String(task.parameters.path)}`,
   )
 }
