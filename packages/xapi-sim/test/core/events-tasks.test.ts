@@ -247,7 +247,12 @@ test('cancelling an Async task before or while it runs: TASK_CANCELLED, the oper
   assert.ok(started.ok)
   const task = started.value as string
   assert.ok((await r.sim.call('task.cancel', [s, task])).ok)
-  await new Promise((res) => setTimeout(res, 20))
+  // a task already running is `cancelling` until its operation reaches a cancellation point: wait for the end
+  const deadline = Date.now() + 30_000
+  while (['pending', 'cancelling'].includes(String(r.sim.db.get(task)!.status))) {
+    assert.ok(Date.now() < deadline, `task ${task} still ${String(r.sim.db.get(task)!.status)} 30 s after cancel`)
+    await new Promise((res) => setTimeout(res, 10))
+  }
   const rec = r.sim.db.get(task)!
   assert.equal(rec.status, 'cancelled')
   assert.deepEqual(rec.error_info, ['TASK_CANCELLED', task])
