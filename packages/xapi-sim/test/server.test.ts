@@ -111,8 +111,11 @@ test('disk handlers: Task-Id, task results and errors, probe PUT, auth by cookie
       body: Buffer.alloc(3 * MiB, 1),
     }).catch(() => undefined as unknown as Response)
     await r?.arrayBuffer().catch(() => undefined)
-    for (let i = 0; i < 50 && (await call(s.url, 'task.get_status', sess, t3)) === 'pending'; i++)
+    // the import ends the task asynchronously: poll with a deadline (a count of 20 ms turns is too short under load)
+    for (const deadline = Date.now() + 30_000; (await call(s.url, 'task.get_status', sess, t3)) === 'pending'; ) {
+      assert.ok(Date.now() < deadline, `task ${t3} still pending 30 s after the oversized import`)
       await new Promise((res) => setTimeout(res, 20))
+    }
     assert.equal((await call(s.url, 'task.get_error_info', sess, t3))[0], 'VDI_IO_ERROR')
     // No vdi but an sr_id: XAPI creates "Imported VDI" of the body's size; the task result names it.
     const srs = (await call(s.url, 'SR.get_all_records', sess)) as Record<string, any>
@@ -160,7 +163,8 @@ test("disk handlers: an upload of unknown length (xen-api's 1 PiB content-length
         req.write(readFileSync(vhd), () => setTimeout(() => (req.destroy(), resolve()), 100))
       })
       let status = 'pending'
-      for (let i = 0; i < 100 && status === 'pending'; i++) {
+      for (const deadline = Date.now() + 30_000; status === 'pending'; ) {
+        assert.ok(Date.now() < deadline, `task ${task} still pending 30 s after the connection was cut`)
         await new Promise((r) => setTimeout(r, 20))
         status = await call(s.url, 'task.get_status', sess, task)
       }

@@ -87,8 +87,8 @@ export function xmlCall(method: string, params: string[]): string {
     .join('')}</params></methodCall>`
 }
 
-/** Waits until `pred()` holds (polling the event loop), failing after `ms`. */
-export async function until(pred: () => boolean | Promise<boolean>, what: string, ms = 5000): Promise<void> {
+/** Waits until `pred()` holds (polling the event loop), failing after `ms` (generous: a loaded 2-core machine). */
+export async function until(pred: () => boolean | Promise<boolean>, what: string, ms = 30_000): Promise<void> {
   const end = Date.now() + ms
   while (!(await pred())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
