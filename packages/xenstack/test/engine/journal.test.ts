@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { StateStore } from '../../src/state/store.js'
-import type { Database } from '../../src/state/driver.js'
+import { openSqlite, type Database } from '../../src/state/driver.js'
 import { buildExecutionPlan } from '../../src/engine/graph.js'
 import { EngineStore, type TaskRow } from '../../src/engine/store.js'
 
@@ -102,4 +102,37 @@ test('a flushed transition is in the store before it is acted on; retries, histo
   // The redeploy digest of the succeeded task was written from the applied rows.
   const digest = db.prepare(`SELECT task FROM engine_task_digests WHERE environment = 'journal-env'`).all()
   assert.deepEqual(digest, [{ task: 'a' }])
+})
+
+test('the SQLite driver the journal commits through: WAL, synchronous NORMAL, checkpoints every 10,000 pages', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'xenstack-engine-journal-pragmas-'))
+  const db = openSqlite(join(dir, 'state.db'))
+  t.after(() => {
+    db.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const pragma = (name: string) => db.pragma(name, { simple: true })
+  assert.equal(pragma('journal_mode'), 'wal')
+  assert.equal(pragma('synchronous'), 1) // NORMAL: no fsync per commit; durable across a process crash
+  assert.equal(pragma('wal_autocheckpoint'), 10000)
+  assert.equal(pragma('journal_size_limit'), 4194304)
+  // A batch committed through the journal is readable from a second connection before anything else happens.
+  const store = new EngineStore(db)
+  const { plan } = buildExecutionPlan({
+    tasks: [{ task: { id: 'x', type: 'native', roles: ['*'], requires: [], parameters: {} }, source: 'test' }],
+    nodes: [{ name: 'n1', roles: ['compute'] }],
+  })
+  const id = store.createDeployment('pragma-env', 'deploy', false, plan)
+  const journal = store.journal(id, 'pragma-env', plan)
+  journal.record({ kind: 'task', index: 0, status: 'running', at: Date.now(), attempt: 1 })
+  assert.equal(journal.pending, 1)
+  journal.flush()
+  assert.equal(journal.pending, 0)
+  const other = openSqlite(join(dir, 'state.db'))
+  try {
+    const row = other.prepare('SELECT status FROM engine_tasks WHERE deployment_id = ? AND idx = 0').get(id)
+    assert.deepEqual(row, { status: 'running' })
+  } finally {
+    other.close()
+  }
 })
