@@ -112,7 +112,7 @@ test('disk handlers: Task-Id, task results and errors, probe PUT, auth by cookie
     }).catch(() => undefined as unknown as Response)
     await r?.arrayBuffer().catch(() => undefined)
     // the import ends the task asynchronously: poll with a deadline (a count of 20 ms turns is too short under load)
-    for (const deadline = Date.now() + 30_000; (await call(s.url, 'task.get_status', sess, t3)) === 'pending'; ) {
+    for (const deadline = Date.now() + 30_000; (await call(s.url, 'task.get_status', sess, t3)) === 'pending';) {
       assert.ok(Date.now() < deadline, `task ${t3} still pending 30 s after the oversized import`)
       await new Promise((res) => setTimeout(res, 20))
     }
@@ -163,7 +163,7 @@ test("disk handlers: an upload of unknown length (xen-api's 1 PiB content-length
         req.write(readFileSync(vhd), () => setTimeout(() => (req.destroy(), resolve()), 100))
       })
       let status = 'pending'
-      for (const deadline = Date.now() + 30_000; status === 'pending'; ) {
+      for (const deadline = Date.now() + 30_000; status === 'pending';) {
         assert.ok(Date.now() < deadline, `task ${task} still pending 30 s after the connection was cut`)
         await new Promise((r) => setTimeout(r, 20))
         status = await call(s.url, 'task.get_status', sess, task)
