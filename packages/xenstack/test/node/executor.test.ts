@@ -179,13 +179,16 @@ test('ssh executor: contract on a real sshd, one reused connection, host keys pi
           knownHosts: new FileKnownHostsStore(d.ssh.knownHostsFile),
           name: 'dom0-1',
         })
+      // sshd rereads its configuration after the HUP: retry until then (a deadline, not a count: slow under load)
       let out = ''
-      for (let i = 0; i < 50 && out === ''; i++) {
+      const deadline = Date.now() + 60_000
+      while (out === '') {
         const e = byPassword(password)
         try {
           out = (await e.run(['hostname'])).stdout
         } catch (err) {
           if (!/ECONNREFUSED|ECONNRESET|authentication/i.test((err as Error).message)) throw err
+          if (Date.now() > deadline) throw new Error(`dom0-1: password login still refused after 60 s: ${err}`)
           await new Promise((r) => setTimeout(r, 100))
         } finally {
           await e.close()
@@ -292,7 +295,9 @@ test('ssh executor: contract on a real sshd, one reused connection, host keys pi
         "kill -HUP $(ss -Htlnp 'sport = :22' | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u)",
       )
       const local = new LocalExecutor()
-      for (let i = 0; i < 100; i++) {
+      const keyDeadline = Date.now() + 60_000
+      for (;;) {
+        assert.ok(Date.now() < keyDeadline, 'compute-1: sshd did not offer its new host key within 60 s')
         const scan = await local.run(
           ['ssh-keyscan', '-T', '2', '-t', 'ed25519', '-p', String(h.ssh.port), h.ssh.host],
           {
