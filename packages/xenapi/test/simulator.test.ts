@@ -375,13 +375,18 @@ describe('task waiting without events', () => {
     const remove = sim.messages.addHook((info) => {
       if (info.method === 'event.from') throw new XapiError('MESSAGE_METHOD_UNKNOWN', 'event.from')
     })
-    // a clone that takes a while, so the task is still pending when the client starts waiting
+    // a clone held until the client has polled its task once, so the task is certainly pending at the first poll
+    // and done at a later one (a fixed delay could end before the first poll on a loaded machine)
+    const polls: string[] = []
     const clone = sim.messages.implementation('VM.clone')!
     const restore = sim.messages.override('VM.clone', async (ctx, args) => {
-      await new Promise((r) => setTimeout(r, 400))
+      const deadline = Date.now() + 30_000
+      while (polls.length === 0) {
+        if (Date.now() > deadline) throw new Error('the client never polled the clone task within 30 s')
+        await new Promise((r) => setTimeout(r, 10))
+      }
       return clone(ctx, args)
     })
-    const polls: string[] = []
     const count = sim.messages.addHook((info) => {
       if (info.method === 'task.get_record') polls.push(info.method)
     })
