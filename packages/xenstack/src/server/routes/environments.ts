@@ -151,7 +151,13 @@ export function environmentRoutes(app: FastifyInstance, ctx: ServerContext): voi
     async (req, reply) => {
       if (ctx.deployments.isRunning(req.params.env))
         throw new HttpError(409, `environment ${req.params.env} is being deployed; stop the deployment first`)
-      state.environments.delete(req.params.env)
+      // as `xenstack env delete`: the engine's history and redeploy digests go with the environment, in one
+      // transaction, so a new environment of the same name starts with a first deploy (issue 11)
+      state.environments.require(req.params.env)
+      state.transaction(() => {
+        ctx.engine.forgetEnvironment(req.params.env)
+        state.environments.delete(req.params.env)
+      })
       return reply.code(204).send()
     },
   )
