@@ -56,7 +56,7 @@ async function app() {
   return { fastify, runner, release }
 }
 
-async function until<T>(get: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
+async function until<T>(get: () => Promise<T>, ok: (v: T) => boolean, ms = 60_000): Promise<T> {
   const end = Date.now() + ms
   for (;;) {
     const v = await get()

@@ -233,7 +233,7 @@ test('a run left running by a dead process is closed as stopped when the slot is
   assert.match(old.tests[0]!.message, /the process running it \(pid \d+\) ended/)
 })
 
-async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
+async function waitFor(cond: () => boolean, ms = 60_000): Promise<void> {
   const end = Date.now() + ms
   while (!cond()) {
     if (Date.now() > end) throw new Error('condition not met in time')
