@@ -1,7 +1,8 @@
 /**
  * Nodes: the environment's nodes with their roles, and nodes added from what the pools' XAPI reports (a VM of a
  * pool, recorded as `data.pool` + `data.vm`, how the integration finds the compute VM) or reached over SSH or on
- * this machine. Roles are checkboxes; a role that conflicts with one the node has (either side's `conflicts`), or
+ * this machine, or picked from the machines of a pool whose access the server knows (a lab's hosts, with the access
+ * records `lab up` would register: GET /pools/:pool/node-candidates). Roles are checkboxes; a role that conflicts with one the node has (either side's `conflicts`), or
  * whose restriction holds, is disabled with the reason — the shared checkRoleAssignment, which the server runs
  * again on every change. Each node shows its HIMN status and opens its interface configuration (NodeNetwork.tsx).
  */
@@ -16,6 +17,12 @@ interface NodeRow {
   roles: string[]
   status?: string
   data?: Record<string, any>
+}
+interface Candidate {
+  name: string
+  kind: string
+  source: string
+  data: Record<string, unknown>
 }
 interface PoolRow {
   name: string
@@ -221,25 +228,46 @@ function access(n: NodeRow): string {
 function AddNode(props: { env: string; pools: PoolRow[]; ready: boolean; onAdded: () => void }) {
   const { env, pools, ready, onAdded } = props
   const [name, setName] = useState('')
-  const [how, setHow] = useState<'vm' | 'ssh' | 'local'>('vm')
+  const [how, setHow] = useState<'vm' | 'known' | 'ssh' | 'local'>('vm')
   const [pool, setPool] = useState('')
   const [vm, setVm] = useState('')
   const [host, setHost] = useState('')
   const [identity, setIdentity] = useState('')
   const [error, setError] = useState('')
   const vms = pools.find((p) => p.name === pool)?.inventory?.vms ?? []
+  // machines of the chosen pool whose access the server knows (a lab's hosts), with the data to add them with
+  const [candidates, setCandidates] = useState<Candidate[]>([])
+  const [candidate, setCandidate] = useState('')
+  useEffect(() => {
+    setCandidates([])
+    setCandidate('')
+    if (how !== 'known' || !pool) return
+    let current = true
+    api<Candidate[]>('GET', `/pools/${encodeURIComponent(pool)}/node-candidates`)
+      .then((c) => current && setCandidates(c))
+      .catch((x) => current && setError(errorText(x)))
+    return () => {
+      current = false
+    }
+  }, [how, pool])
+  const chosen = candidates.find((c) => c.name === candidate)
   const submit = async (ev: FormEvent) => {
     ev.preventDefault()
     setError('')
+    if (how === 'known' && !chosen) return setError('Choose a machine of the pool')
     const data: Record<string, unknown> =
-      how === 'local'
-        ? { local: true }
-        : how === 'ssh'
-          ? { ssh: { host, identityFile: identity } }
-          : { pool, vm, ...(host ? { ssh: { host, identityFile: identity } } : {}) }
+      how === 'known'
+        ? chosen!.data
+        : how === 'local'
+          ? { local: true }
+          : how === 'ssh'
+            ? { ssh: { host, identityFile: identity } }
+            : { pool, vm, ...(host ? { ssh: { host, identityFile: identity } } : {}) }
     try {
       await api('POST', `/environments/${encodeURIComponent(env)}/nodes`, { name, roles: [], data })
       setName('')
+      setCandidates((c) => c.filter((x) => x !== chosen))
+      setCandidate('')
       onAdded()
     } catch (x) {
       setError(errorText(x))
@@ -255,6 +283,7 @@ function AddNode(props: { env: string; pools: PoolRow[]; ready: boolean; onAdded
         {(
           [
             ['vm', 'A VM of a pool (found through XAPI)'],
+            ['known', "A machine of a pool whose access the server knows (a lab's hosts)"],
             ['ssh', 'Over SSH'],
             ['local', 'On this machine'],
           ] as const
@@ -285,7 +314,34 @@ function AddNode(props: { env: string; pools: PoolRow[]; ready: boolean; onAdded
           </select>
         </>
       )}
-      {how !== 'local' && (
+      {how === 'known' && (
+        <>
+          <label htmlFor="node-known-pool">Pool</label>
+          <select id="node-known-pool" value={pool} onChange={(e) => setPool(e.target.value)}>
+            <option value="">—</option>
+            {pools.map((p) => (
+              <option key={p.name}>{p.name}</option>
+            ))}
+          </select>
+          <label htmlFor="node-machine">Machine</label>
+          <select
+            id="node-machine"
+            value={candidate}
+            onChange={(e) => {
+              setCandidate(e.target.value)
+              if (e.target.value) setName(e.target.value)
+            }}
+          >
+            <option value="">{pool && !candidates.length ? 'none known' : '—'}</option>
+            {candidates.map((c) => (
+              <option key={c.name} value={c.name}>
+                {c.name} ({c.kind}, {c.source})
+              </option>
+            ))}
+          </select>
+        </>
+      )}
+      {(how === 'vm' || how === 'ssh') && (
         <>
           <label htmlFor="node-host">SSH address{how === 'vm' ? ' (optional)' : ''}</label>
           <input id="node-host" value={host} onChange={(e) => setHost(e.target.value)} required={how === 'ssh'} />

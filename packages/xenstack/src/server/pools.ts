@@ -110,6 +110,13 @@ export class PoolInventory {
     return w ? { status: w.status, ...(w.error ? { error: w.error } : {}) } : { status: 'not watched' }
   }
 
+  /** The name the pool gives itself in XAPI (its pool object's name_label), once discovered. */
+  xapiPoolName(name: string): string | undefined {
+    const c = this.pools.get(name)?.cache
+    const label = c?.all('pool')[0]?.name_label
+    return typeof label === 'string' && label ? label : undefined
+  }
+
   /** The discovered objects, in the shapes the API returns (names resolved, templates and dom0s left out). */
   inventory(name: string) {
     const c = this.pools.get(name)?.cache

@@ -7,6 +7,7 @@ import type { PoolRecord } from '../../state/pools.js'
 import type { ServerContext } from '../context.js'
 import { streamChannel } from '../events.js'
 import { poolChannel } from '../pools.js'
+import { nodeCandidates } from '../node-candidates.js'
 import { errors, name } from './schemas.js'
 
 const poolParams = {
@@ -94,6 +95,23 @@ export function poolRoutes(app: FastifyInstance, ctx: ServerContext): void {
       const p = ctx.state.pools.require(req.params.pool)
       await ctx.pools.ensure(p.name, 5000)
       return { ...json(p), inventory: ctx.pools.inventory(p.name) ?? null }
+    },
+  )
+
+  app.get<{ Params: { pool: string } }>(
+    '/pools/:pool/node-candidates',
+    {
+      schema: {
+        tags: ['pools', 'nodes'],
+        summary: "Machines of the pool whose access is known (a lab's hosts), with the node data to add them with",
+        params: poolParams,
+        response: { ...errors },
+      },
+    },
+    async (req) => {
+      const p = ctx.state.pools.require(req.params.pool)
+      await ctx.pools.ensure(p.name, 5000)
+      return nodeCandidates(ctx.pools, p.name)
     },
   )
 
