@@ -495,7 +495,7 @@ function build(sim: Simulator, desc: PoolDescription): BuiltPool {
       current_domain_type: live ? 'hvm' : 'unspecified',
     })
     const pv = v.pvDrivers ?? live
-    const guest = pv && live ? createGuestMetrics(sim) : NULL_REF
+    const guest = pv && live ? createGuestMetrics(sim, now) : NULL_REF
     const vm = db.create('VM', {
       uuid: v.uuid,
       name_label: v.name,
@@ -626,7 +626,7 @@ function build(sim: Simulator, desc: PoolDescription): BuiltPool {
 }
 
 /** A VM_guest_metrics row for a guest with PV drivers. */
-export function createGuestMetrics(sim: Simulator): string {
+export function createGuestMetrics(sim: Simulator, now: string = nowXapi()): string {
   return sim.db.create('VM_guest_metrics', {
     os_version: GUEST_OS_VERSION,
     PV_drivers_version: GUEST_PV_DRIVERS_VERSION,
@@ -634,7 +634,7 @@ export function createGuestMetrics(sim: Simulator): string {
     PV_drivers_detected: true,
     networks: {},
     other: GUEST_OTHER,
-    last_updated: nowXapi(),
+    last_updated: now,
     live: true,
     can_use_hotplug_vbd: 'yes',
     can_use_hotplug_vif: 'yes',

@@ -126,12 +126,28 @@ export function frozenEmpty(v: unknown): unknown {
 // a 50,000-VM pool is built.
 const PREFIX = randomBytes(8).toString('hex')
 let uuidCounter = Math.floor(Math.random() * 2 ** 32)
+const HEX2 = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
+/** The constant middle of a uuid, per value of its variant digit. */
+const UUID_MID = [...'89ab'].map(
+  (v) => `-${PREFIX.slice(0, 4)}-4${PREFIX.slice(4, 7)}-${v}${PREFIX.slice(7, 10)}-${PREFIX.slice(10, 15)}`,
+)
+let uuidHighValue = -1
+let uuidHigh = ''
 
 /** A fresh version-4 style UUID; the counter's fast-changing bits come first, so short prefixes differ too. */
 export function newUuid(): string {
   const n = ++uuidCounter
-  const hex = n.toString(16).padStart(15, '0')
-  return `${hex.slice(7)}-${PREFIX.slice(0, 4)}-4${PREFIX.slice(4, 7)}-${'89ab'[n & 3]}${PREFIX.slice(7, 10)}-${PREFIX.slice(10, 15)}${hex.slice(0, 7)}`
+  // Same layout as `hex15 = n.toString(16).padStart(15, '0')`: hex15.slice(7) (the low 32 bits), the prefix, then
+  // hex15.slice(0, 7) (the bits above) — built from a 2-digit table and cached pieces, without per-call slicing and
+  // padding (newUuid runs ~400,000 times when a 50,000-VM pool is built).
+  const lo = n % 2 ** 32
+  const hi = (n - lo) / 2 ** 32
+  if (hi !== uuidHighValue) {
+    uuidHighValue = hi
+    uuidHigh = hi.toString(16).padStart(7, '0')
+  }
+  const low = HEX2[lo >>> 24] + HEX2[(lo >>> 16) & 255] + HEX2[(lo >>> 8) & 255] + HEX2[lo & 255]
+  return low + UUID_MID[n & 3] + uuidHigh
 }
 
 export function newRef(): string {
