@@ -76,8 +76,9 @@ test('reboot fails with the node, step, old boot id and deadline when the boot i
   assert.equal(e.step, 'wait for new boot id')
   assert.match(e.message, /did not come back with a new boot id within 1\.6 s/)
   assert.match(e.message, /boot id before the reboot: boot-1; last answer: the same boot id boot-1/)
-  // The task's own deadline ends the wait before the task timeout (2 s), not the scheduler's bare timer.
-  assert.ok(elapsed >= 1600 && elapsed < 10_000, `waited ${elapsed} ms`)
+  // The task's own deadline ends the wait (the step and message above say so, not the scheduler's bare timer); it
+  // waited that long at least. The upper bound only catches a hang: a loaded machine stretches the polls.
+  assert.ok(elapsed >= 1600 && elapsed < 60_000, `waited ${elapsed} ms`)
 })
 
 test('reboot fails before rebooting when the boot id cannot be read', async (t) => {
