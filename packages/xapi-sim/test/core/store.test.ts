@@ -180,3 +180,46 @@ test('restoring rows parent-first does not list a child twice', () => {
   })
   assert.deepEqual(again.get(vm)!.VIFs, vifs)
 })
+
+test('a generated pool: full records, unique v4-shaped uuids, VMs spread over hosts, per-VM maps stay per-VM', async (t) => {
+  // The builder shares frozen map values (platform, HVM_boot_params, guest metrics' os_version) between VMs and
+  // builds uuids from cached pieces; this checks what a client sees is unchanged by that.
+  const r = await start({ hosts: 7, vms: 30 })
+  t.after(() => r.close())
+  const db = r.sim.db
+  const uuids = new Set<string>()
+  let rows = 0
+  for (const c of db.model.classes)
+    for (const [ref, rec] of db.all(c.name)) {
+      rows++
+      const uuid = db.row(ref)!.uuid
+      assert.match(uuid, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/, `${c.name} ${ref}`)
+      assert.match(ref, /^OpaqueRef:[0-9a-f-]{36}$/)
+      uuids.add(uuid)
+      assert.equal(Object.keys(rec).length, c.fields.length, `${c.name} ${ref} has every field`)
+    }
+  assert.equal(uuids.size, rows, 'uuids unique')
+  const vms = db.where('VM', (v) => !v.is_a_template && !v.is_control_domain)
+  assert.equal(vms.length, 30)
+  // Round-robin: VM i runs on host i % 7, with its own metrics and guest metrics.
+  const hosts = db.refs('host')
+  const perHost = new Map<string, number>()
+  for (const vm of vms) {
+    const rec = db.get(vm)!
+    perHost.set(rec.resident_on as string, (perHost.get(rec.resident_on as string) ?? 0) + 1)
+    assert.equal(rec.affinity, rec.resident_on)
+    assert.ok(db.has('VM_metrics', rec.metrics), `${rec.name_label as string} metrics`)
+    assert.ok(db.has('VM_guest_metrics', rec.guest_metrics), `${rec.name_label as string} guest metrics`)
+    assert.ok((db.get(rec.resident_on as string)!.resident_VMs as string[]).includes(vm))
+  }
+  assert.deepEqual([...perHost.values()].sort(), [4, 4, 4, 4, 4, 5, 5])
+  assert.equal(new Set([...perHost.keys()].filter((h) => hosts.includes(h))).size, 7)
+  // A map change on one VM (over the wire) leaves the others' maps as built.
+  const [a, b] = vms
+  await r.ok('VM.add_to_platform', a, 'cores-per-socket', '2')
+  await r.ok('VM.remove_from_HVM_boot_params', a, 'order')
+  assert.equal((await r.ok<Record<string, string>>('VM.get_platform', a))['cores-per-socket'], '2')
+  assert.deepEqual(await r.ok('VM.get_platform', b), { acpi: '1', apic: 'true', pae: 'true', nx: 'true' })
+  assert.deepEqual(await r.ok('VM.get_HVM_boot_params', a), {})
+  assert.deepEqual(await r.ok('VM.get_HVM_boot_params', b), { order: 'dc' })
+})
