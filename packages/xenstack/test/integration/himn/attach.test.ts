@@ -85,7 +85,7 @@ test('a VM that never halts: the shutdown wait ends at its deadline with what to
       assert.match(e.message, /^VM stuck is still Running 2 s after asking for Halted/)
       return true
     })
-    assert.ok(Date.now() - started < 15_000)
+    assert.ok(Date.now() - started < 60_000, 'a hang guard only: the deadline above ended the wait')
   } finally {
     restore()
   }
