@@ -2,13 +2,11 @@
 // (namespace hosts: a dom0 + compute VM of a simulated XenServer pool, a controller running a real Glance, a storage
 // node) and the real server with the XenServer natives. Through the pages: the lab's pool added and discovered, an
 // environment made with the wizard (QEMU-KVM next to XenServer refused with its message), settings (a bad username
-// refused on its field, consent to VM restarts saved), roles assigned on the lab's nodes (a conflicting role
+// refused on its field, consent to VM restarts saved), the lab's machines added as nodes from the pool's node
+// candidates (with the access records `lab up` registers: SSH, addresses, VM ref, dom0, Glance), roles assigned on the lab's nodes (a conflicting role
 // refused), the virtual IPs (a bad one refused on its field), the compute VM's HIMN status before and after, its
 // networks dragged onto its NICs with the mouse (an incomplete assignment refused by the server), a dry run, a deploy
 // to `ready` with live progress, and every health check set run to its end without a failure. One lab, one deploy; a screenshot of each page in test-artifacts/web/.
-//
-// Not done through the pages, with the reason: the nodes' access records (SSH key, known hosts, addresses, dom0) are
-// what `lab up` records — the page adds a node by pool VM or SSH address only.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync, mkdirSync } from 'node:fs'
@@ -145,34 +143,51 @@ test('web UI on lab-backed nodes: wizard, settings, roles, HIMN, interfaces, dry
     await shot('05-settings-saved')
   })
 
-  await step("roles on the lab's nodes; a conflicting role refused; HIMN not attached yet", async () => {
-    // the nodes' access records, as `lab up` records them (see the header)
-    for (const node of labNodeRecords(desc, lab.name))
-      state.environments.addNode(ENV, { name: node.name, roles: [], data: node.data })
-    await page.getByRole('link', { name: 'Nodes' }).click()
-    for (const [node, role] of [
-      ['compute-1', 'Compute'],
-      ['controller-1', 'Controller'],
-      ['storage', 'Storage - Cinder'],
-    ]) {
-      await page.getByRole('checkbox', { name: `${role} on ${node}` }).check()
+  await step(
+    "the lab's machines added from the pool's node candidates; roles; a conflicting role refused; no HIMN yet",
+    async () => {
+      await page.getByRole('link', { name: 'Nodes' }).click()
+      // the lab's machines, offered by the server with their access records (GET /pools/:pool/node-candidates)
+      const add = page.getByRole('form', { name: 'Add a node' })
+      await add.getByLabel("A machine of a pool whose access the server knows (a lab's hosts)").check()
+      await add.getByLabel('Pool', { exact: true }).selectOption(lab.name)
+      const expected = labNodeRecords(desc, lab.name)
+      for (const node of expected) {
+        await add.getByLabel('Machine', { exact: true }).selectOption(node.name)
+        assert.equal(await add.getByLabel('Node name', { exact: true }).inputValue(), node.name)
+        await add.getByRole('button', { name: 'Add node' }).click()
+        await shownOrAlert(page, nodesTable().getByRole('row').filter({ hasText: node.name }).first(), 60_000)
+      }
+      // what the page added is what `lab up` would have registered for these machines
+      const recorded = Object.fromEntries(state.environments.nodes(ENV).map((n) => [n.name, n.data]))
+      assert.deepEqual(
+        JSON.parse(JSON.stringify(recorded)),
+        JSON.parse(JSON.stringify(Object.fromEntries(expected.map((n) => [n.name, n.data])))),
+      )
+      for (const [node, role] of [
+        ['compute-1', 'Compute'],
+        ['controller-1', 'Controller'],
+        ['storage', 'Storage - Cinder'],
+      ]) {
+        await page.getByRole('checkbox', { name: `${role} on ${node}` }).check()
+        await page
+          .getByRole('status')
+          .getByText(new RegExp(`^Roles of ${node}: `))
+          .waitFor()
+      }
+      const controller = page.getByRole('checkbox', { name: 'Controller on compute-1' })
+      assert.equal(await controller.isDisabled(), true)
+      assert.match(await describedBy(page, controller), /Controller/)
+      const roles = Object.fromEntries(state.environments.nodes(ENV).map((n) => [n.name, n.roles]))
+      assert.deepEqual(roles, { 'compute-1': ['compute'], 'controller-1': ['controller'], storage: ['cinder'] })
       await page
-        .getByRole('status')
-        .getByText(new RegExp(`^Roles of ${node}: `))
+        .getByTestId('himn-compute-1')
+        .getByText(/no HIMN VIF: Ready\. No reboot required\./)
         .waitFor()
-    }
-    const controller = page.getByRole('checkbox', { name: 'Controller on compute-1' })
-    assert.equal(await controller.isDisabled(), true)
-    assert.match(await describedBy(page, controller), /Controller/)
-    const roles = Object.fromEntries(state.environments.nodes(ENV).map((n) => [n.name, n.roles]))
-    assert.deepEqual(roles, { 'compute-1': ['compute'], 'controller-1': ['controller'], storage: ['cinder'] })
-    await page
-      .getByTestId('himn-compute-1')
-      .getByText(/no HIMN VIF: Ready\. No reboot required\./)
-      .waitFor()
-    await page.getByTestId('himn-controller-1').getByText('no HIMN (not a VM of a pool)').waitFor()
-    await shot('06-nodes-roles')
-  })
+      await page.getByTestId('himn-controller-1').getByText('no HIMN (not a VM of a pool)').waitFor()
+      await shot('06-nodes-roles')
+    },
+  )
 
   await step("virtual IPs: a bad address refused on its field; the controller's address saved", async () => {
     // the lab has no public network: its controller's management address is the public VIP too, as `lab up` sets it
@@ -371,7 +386,7 @@ async function describedBy(page: Page, locator: Locator): Promise<string> {
   return texts.join(' ')
 }
 
-/** The lab's hosts as node records, with the data `lab up` registers (lab/environment.ts), without roles. */
+/** The lab's hosts as node records, with the data `lab up` registers (lab/environment.ts): what the page must add. */
 function labNodeRecords(desc: ReturnType<typeof describeLab>, pool: string) {
   return desc.hosts
     .filter((h) => h.role !== 'dom0')
