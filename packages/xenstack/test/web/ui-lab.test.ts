@@ -3,8 +3,8 @@
 // node) and the real server with the XenServer natives. Through the pages: the lab's pool added and discovered, an
 // environment made with the wizard (QEMU-KVM next to XenServer refused with its message), settings (a bad username
 // refused on its field, consent to VM restarts saved), the lab's machines added as nodes from the pool's node
-// candidates (with the access records `lab up` registers: SSH, addresses, VM ref, dom0, Glance), roles assigned on the lab's nodes (a conflicting role
-// refused), the virtual IPs (a bad one refused on its field), the compute VM's HIMN status before and after, its
+// candidates (with the access records `lab up` registers: SSH, addresses, VM ref, dom0, Glance), roles assigned on
+// them (a conflicting role refused), the virtual IPs (a bad one refused on its field), the compute VM's HIMN status before and after, its
 // networks dragged onto its NICs with the mouse (an incomplete assignment refused by the server), a dry run, a deploy
 // to `ready` with live progress, and every health check set run to its end without a failure. One lab, one deploy; a screenshot of each page in test-artifacts/web/.
 import { test } from 'node:test'
