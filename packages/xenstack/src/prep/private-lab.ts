@@ -11,6 +11,7 @@
  */
 import type { Xapi } from '@xenstack/xenapi'
 import { HimnAttacher } from '../integration/himn/attach.js'
+import { newVifRecord } from '../integration/vif-record.js'
 
 export const PRIVATE_LAB_KEY = 'xenstack_private_lab'
 export const LAB_TEMPLATE = 'Other install media'
@@ -267,16 +268,7 @@ function vmSteps(
       async run() {
         const network = netRefs.get(net)
         if (!network) throw new PrivateLabError(`network ${net} was not created`)
-        const vif = (await call('VIF.create', {
-          VM: vm.ref,
-          network,
-          device,
-          MAC: '',
-          MTU: 1500,
-          other_config: {},
-          qos_algorithm_type: '',
-          qos_algorithm_params: {},
-        })) as string
+        const vif = (await call('VIF.create', newVifRecord(vm.ref, network, device))) as string
         // a running VM sees the NIC only once it is plugged (hot-plug needs its PV drivers; XAPI says so if not)
         if (cur.powerState === 'Running') await call('VIF.plug', vif)
       },

@@ -14,6 +14,7 @@
  * (`/local/domain/<domid>/vm-data/himn_mac` inside the guest).
  */
 import type { Xapi } from '@xenstack/xenapi'
+import { newVifRecord } from '../vif-record.js'
 
 export const HIMN_FLAG = 'is_host_internal_management_network'
 export const HIMN_MAC_KEY = 'vm-data/himn_mac'
@@ -190,16 +191,7 @@ export class HimnAttacher {
       if (restart && !opts.allowRestart) throw this.needsRestart(name, rec, 'attach the HIMN')
       const create = async (): Promise<HimnVif> => {
         const device = await this.freeDevice(vm, rec)
-        const ref = (await this.xapi.call('VIF.create', {
-          VM: vm,
-          network: network.ref,
-          device,
-          MAC: '',
-          MTU: 1500,
-          other_config: {},
-          qos_algorithm_type: '',
-          qos_algorithm_params: {},
-        })) as string
+        const ref = (await this.xapi.call('VIF.create', newVifRecord(vm, network.ref, device))) as string
         const mac = String(await this.xapi.call('VIF.get_MAC', ref)).toLowerCase()
         actions.push(`created VIF ${device} (${mac}) on ${network.name}`)
         // before the boot or the plug, so the guest finds the key as soon as it sees the NIC

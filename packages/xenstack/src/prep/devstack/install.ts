@@ -52,6 +52,7 @@ import {
   tempestCommand,
 } from './render.js'
 import { exportXvaFile, importXvaFile } from './xva-transfer.js'
+import { newVifRecord } from '../../integration/vif-record.js'
 
 const NULL_REF = 'OpaqueRef:NULL'
 const MiB = 1024 ** 2
@@ -589,16 +590,7 @@ async function domu(ctx: Ctx): Promise<StepOutcome> {
 }
 
 async function createVif(ctx: Ctx, vm: string, device: string, network: string): Promise<string> {
-  return (await call(ctx, 'VIF.create', {
-    VM: vm,
-    network,
-    device,
-    MAC: '',
-    MTU: 1500,
-    other_config: {},
-    qos_algorithm_type: '',
-    qos_algorithm_params: {},
-  })) as string
+  return (await call(ctx, 'VIF.create', newVifRecord(vm, network, device))) as string
 }
 
 // ---- 5. DomU access ----------------------------------------------------------------------------------------------
