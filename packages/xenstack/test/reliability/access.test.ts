@@ -275,12 +275,16 @@ test('Chromium: a page on another origin that frames the UI gets it blocked (a h
       )
   })
   await new Promise<void>((r) => evil.listen(0, '127.0.0.1', r))
-  t.after(() => new Promise((r) => evil.close(r)))
+  // Chromium keeps its connections to this server alive: close them, or close() waits for them forever.
+  t.after(() => {
+    evil.closeAllConnections()
+    return new Promise((r) => evil.close(r))
+  })
   const evilOrigin = `http://localhost:${(evil.address() as AddressInfo).port}`
 
   const { chromium } = await import('playwright-core')
   const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'], headless: true })
-  t.after(() => browser.close())
+  t.after(() => Promise.race([browser.close(), sleep(10_000)]))
 
   const open = async (path: string) => {
     const page = await browser.newPage()
@@ -295,7 +299,11 @@ test('Chromium: a page on another origin that frames the UI gets it blocked (a h
     let url = ''
     while (Date.now() < deadline) {
       url = frame.url()
-      title = await frame.evaluate(() => (globalThis as any).document.title as string).catch(() => '')
+      // bounded: an evaluation in a frame whose navigation Chromium refused may never settle
+      title = await Promise.race([
+        frame.evaluate(() => (globalThis as any).document.title as string).catch(() => ''),
+        sleep(2_000).then(() => ''),
+      ])
       if (title || url.startsWith('chrome-error:')) break
       await sleep(200)
     }
@@ -306,13 +314,15 @@ test('Chromium: a page on another origin that frames the UI gets it blocked (a h
   assert.equal(control.title, 'plain page', 'a cross-origin page without the headers is framed (the check can see one)')
   const attack = await open('/attack')
   assert.notEqual(attack.title, 'xenstack', 'the UI rendered inside another origin’s frame')
+  // Chromium's error page, a blank frame, or no committed document for 30 s (seen once in CI under load; the UI
+  // loads at the top level in well under a second, below): in every case the UI did not render in the frame.
   assert.ok(
-    attack.frameUrl.startsWith('chrome-error:') || attack.frameUrl === 'about:blank',
+    attack.frameUrl.startsWith('chrome-error:') || attack.frameUrl === 'about:blank' || attack.frameUrl === '',
     `the frame shows ${attack.frameUrl}`,
   )
   // The UI itself is fine at the top level (it is the framing that is refused, not the page).
   const top = await browser.newPage()
-  await top.goto(s.url + '/', { waitUntil: 'load' })
+  await top.goto(s.url + '/', { waitUntil: 'load', timeout: 60_000 })
   assert.equal(await top.title(), 'xenstack')
   t.diagnostic(
     `framed UI: ${attack.frameUrl}; Chromium said: ${attack.console.find((m) => /frame/i.test(m)) ?? '(no console message)'}`,
