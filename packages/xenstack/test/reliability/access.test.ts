@@ -327,6 +327,9 @@ test('Chromium: a page on another origin that frames the UI gets it blocked (a h
   t.diagnostic(
     `framed UI: ${attack.frameUrl}; Chromium said: ${attack.console.find((m) => /frame/i.test(m)) ?? '(no console message)'}`,
   )
+  // Closed here, before the after-hooks: the UI page keeps connections to the server open, and the server's close
+  // (registered first, so run first) would wait for them.
+  await Promise.race([browser.close(), sleep(10_000)])
 })
 
 test('the server listens on 127.0.0.1 unless told otherwise; --host 0.0.0.0 listens everywhere only when asked, with a warning', async (t) => {
