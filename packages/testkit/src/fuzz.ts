@@ -85,6 +85,25 @@ export const NASTY_STRINGS: readonly string[] = [
   'true',
 ]
 
+/**
+ * JSON's own syntax and the values JSON parsers get wrong (an overflowing number, negative zero, a lone surrogate):
+ * `mutateText` tokens for any JSON text. A target adds the member names that mean something to it.
+ */
+export const JSON_TOKENS: readonly string[] = [
+  '{',
+  '}',
+  '[',
+  ']',
+  ',',
+  ':',
+  '"',
+  'null',
+  'true',
+  '1e999',
+  '-0',
+  '"\\ud800"',
+]
+
 /** A random string: mostly printable, sometimes nasty, sometimes arbitrary code points. */
 export function randomString(rng: Rng, maxLength = 20): string {
   return rng.weighted<() => string>([

@@ -10,6 +10,7 @@ import {
   fuzz,
   formatFuzzStats,
   isFullRun,
+  JSON_TOKENS,
   mutateStructure,
   mutateText,
   randomValue,
@@ -52,22 +53,8 @@ const TARGETS: { method: 'POST' | 'PUT'; url: string; valid: Record<string, unkn
   },
   { method: 'POST', url: '/api/v1/environments/env-fz/deployments', valid: { dryRun: true } },
 ]
-const JSON_TOKENS = [
-  '{',
-  '}',
-  '[',
-  ']',
-  ',',
-  ':',
-  '"',
-  'null',
-  'true',
-  '1e999',
-  '-0',
-  '"\\ud800"',
-  '"__proto__":',
-  '"constructor":{"prototype":{}},',
-]
+// The REST server's own danger: member names that reach object prototypes.
+const BODY_TOKENS = [...JSON_TOKENS, '"__proto__":', '"constructor":{"prototype":{}},']
 
 function hostileBody(rng: Rng, valid: Record<string, unknown>): { payload: string; contentType: string } {
   return rng.weighted<() => { payload: string; contentType: string }>([
@@ -75,7 +62,7 @@ function hostileBody(rng: Rng, valid: Record<string, unknown>): { payload: strin
       6,
       () => ({ payload: JSON.stringify(mutateStructure(rng, valid, rng.int(1, 3))), contentType: 'application/json' }),
     ],
-    [3, () => ({ payload: mutateText(rng, JSON.stringify(valid), JSON_TOKENS), contentType: 'application/json' })],
+    [3, () => ({ payload: mutateText(rng, JSON.stringify(valid), BODY_TOKENS), contentType: 'application/json' })],
     [1, () => ({ payload: JSON.stringify(randomValue(rng, 3)), contentType: 'application/json' })],
     [
       0.3,

@@ -7,7 +7,16 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Agent, request } from 'node:http'
 import { startSimServer } from '@xenstack/xapi-sim'
-import { fuzz, formatFuzzStats, isFullRun, mutateText, randomString, randomValue, type Rng } from '@xenstack/testkit'
+import {
+  fuzz,
+  formatFuzzStats,
+  isFullRun,
+  JSON_TOKENS,
+  mutateText,
+  randomString,
+  randomValue,
+  type Rng,
+} from '@xenstack/testkit'
 
 const PASSWORD = 'Fuzz-Passw0rd'
 const agent = new Agent({ keepAlive: true, maxSockets: 1 })
@@ -93,24 +102,8 @@ const XML_TOKENS = [
   '>',
   '/',
 ]
-const JSON_TOKENS = [
-  '{',
-  '}',
-  '[',
-  ']',
-  ',',
-  ':',
-  '"',
-  'null',
-  'true',
-  '1e999',
-  '-0',
-  '"\\ud800"',
-  '"jsonrpc":"2.0",',
-  '"id":',
-  '"params":',
-  '"method":',
-]
+// JSON-RPC's envelope members, spliced where they do not belong.
+const JSONRPC_TOKENS = [...JSON_TOKENS, '"jsonrpc":"2.0",', '"id":', '"params":', '"method":']
 
 function params(rng: Rng, session: string): unknown[] {
   const ps = Array.from({ length: rng.int(0, 3) }, () => randomValue(rng, 2))
@@ -127,7 +120,7 @@ function body(rng: Rng, session: string): { path: string; text: string } {
   const call: Record<string, unknown> = { method, params: params(rng, session), id: rng.pick([1, 'x', 0]) }
   if (rng.chance(0.5)) call.jsonrpc = '2.0'
   const valid = JSON.stringify(call)
-  return { path: '/jsonrpc', text: rng.chance(0.4) ? valid : mutateText(rng, valid, JSON_TOKENS) }
+  return { path: '/jsonrpc', text: rng.chance(0.4) ? valid : mutateText(rng, valid, JSONRPC_TOKENS) }
 }
 
 /** True when the answer is one XAPI can give: an envelope, a Malformed_method_request page or a 4xx. */
