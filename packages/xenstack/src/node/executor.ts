@@ -158,6 +158,41 @@ export function checkExit(
   return result
 }
 
+/** What a command's process gave back, before it is decoded and its exit code checked. */
+export interface RawResult {
+  code: number
+  stdout: Buffer
+  stderr: Buffer
+}
+
+/** A command's standard input as bytes: a Secret is revealed here, on its way to the process, and nowhere else. */
+export function stdinBytes(stdin: RunOptions['stdin']): Buffer | undefined {
+  return stdin === undefined ? undefined : Buffer.from(stdin instanceof Secret ? stdin.reveal() : stdin)
+}
+
+/** A raw result as `run` returns it (UTF-8 text), before the exit-code check. */
+export function decodeResult(raw: RawResult): RunResult {
+  return { code: raw.code, stdout: raw.stdout.toString('utf8'), stderr: raw.stderr.toString('utf8') }
+}
+
+/** How `put` shows in errors: the script it runs holds no content, only the path. */
+export const putShown = (path: string): string => `write ${shellQuote(path)}`
+
+/** The command `get` runs, also how it shows in errors. */
+export const getLine = (path: string): string => `cat ${shellQuote(path)}`
+
+/** Throws `CommandError` unless the atomic write of `path` (`atomicWriteScript`) exited 0. */
+export function checkPut(host: string, path: string, raw: RawResult): void {
+  checkExit(host, putShown(path), decodeResult(raw), {}, [])
+}
+
+/** The file's bytes `getLine(path)` printed; `CommandError` (with its stderr, not the content) unless it exited 0. */
+export function checkGet(host: string, path: string, raw: RawResult): Buffer {
+  if (raw.code !== 0)
+    checkExit(host, getLine(path), { code: raw.code, stdout: '', stderr: raw.stderr.toString('utf8') }, {}, [])
+  return raw.stdout
+}
+
 /** The shell script `put` runs on the node: write to a temporary file beside the target, then rename it. */
 export function atomicWriteScript(path: string, mode: number): string {
   const p = shellQuote(path)

@@ -8,28 +8,27 @@ import {
   type Command,
   type Executor,
   type PutOptions,
+  type RawResult,
   type RunOptions,
   type RunResult,
   CommandTimeoutError,
   atomicWriteScript,
   checkExit,
+  checkGet,
+  checkPut,
+  decodeResult,
+  getLine,
+  putShown,
   renderCommand,
   secretsOf,
-  shellQuote,
+  stdinBytes,
 } from './executor.js'
-import { Secret } from './secret.js'
 
 export interface LocalExecutorOptions {
   /** Name shown in errors and logs (default `local`). */
   name?: string
   /** argv prefix placed before `sh -c <line>`, e.g. `['nsenter', '-t', '1234', '-m', '-u', '-n', '--']`. */
   prefix?: readonly string[]
-}
-
-interface RawResult {
-  code: number
-  stdout: Buffer
-  stderr: Buffer
 }
 
 export class LocalExecutor implements Executor {
@@ -87,41 +86,18 @@ export class LocalExecutor implements Executor {
 
   async run(command: Command, options: RunOptions = {}): Promise<RunResult> {
     const { line, shown } = renderCommand(command, options)
-    const stdin =
-      options.stdin === undefined
-        ? undefined
-        : options.stdin instanceof Secret
-          ? Buffer.from(options.stdin.reveal())
-          : Buffer.from(options.stdin)
-    const raw = await this.#spawn(line, shown, stdin, options.timeoutMs)
-    const result = { code: raw.code, stdout: raw.stdout.toString('utf8'), stderr: raw.stderr.toString('utf8') }
-    return checkExit(this.host, shown, result, options, secretsOf(command, options))
+    const raw = await this.#spawn(line, shown, stdinBytes(options.stdin), options.timeoutMs)
+    return checkExit(this.host, shown, decodeResult(raw), options, secretsOf(command, options))
   }
 
   async put(path: string, data: string | Buffer | Readable, options: PutOptions = {}): Promise<void> {
     const script = atomicWriteScript(path, options.mode ?? 0o644)
-    const raw = await this.#spawn(
-      script,
-      `write ${path}`,
-      typeof data === 'string' ? Buffer.from(data) : data,
-      undefined,
-    )
-    const result = { code: raw.code, stdout: raw.stdout.toString(), stderr: raw.stderr.toString() }
-    checkExit(this.host, `write ${shellQuote(path)}`, result, {}, [])
+    const input = typeof data === 'string' ? Buffer.from(data) : data
+    checkPut(this.host, path, await this.#spawn(script, putShown(path), input, undefined))
   }
 
   async get(path: string): Promise<Buffer> {
-    const raw = await this.#spawn(`cat ${shellQuote(path)}`, `cat ${shellQuote(path)}`, undefined, undefined)
-    if (raw.code !== 0) {
-      checkExit(
-        this.host,
-        `cat ${shellQuote(path)}`,
-        { code: raw.code, stdout: '', stderr: raw.stderr.toString() },
-        {},
-        [],
-      )
-    }
-    return raw.stdout
+    return checkGet(this.host, path, await this.#spawn(getLine(path), getLine(path), undefined, undefined))
   }
 
   async close(): Promise<void> {}

@@ -13,14 +13,21 @@ import {
   type Command,
   type Executor,
   type PutOptions,
+  type RawResult,
   type RunOptions,
   type RunResult,
   CommandTimeoutError,
   atomicWriteScript,
   checkExit,
+  checkGet,
+  checkPut,
+  decodeResult,
+  getLine,
+  putShown,
   renderCommand,
   secretsOf,
   shellQuote,
+  stdinBytes,
 } from './executor.js'
 import {
   type HostKey,
@@ -30,7 +37,7 @@ import {
   fingerprint,
   hostKeyFromBlob,
 } from './known-hosts.js'
-import { type MaybeSecret, Secret, redact, reveal } from './secret.js'
+import { type MaybeSecret, Secret, redact } from './secret.js'
 import { ShellSession } from './shell-session.js'
 
 export interface SshExecutorOptions {
@@ -76,12 +83,6 @@ const RETRYABLE_CONNECT_CODES = new Set([
   'EPIPE',
   'ECONNABORTED',
 ])
-
-interface RawResult {
-  code: number
-  stdout: Buffer
-  stderr: Buffer
-}
 
 /** The host key algorithms ssh2 must negotiate to see a key of this type. */
 function algorithmsFor(type: string): string[] {
@@ -391,40 +392,22 @@ export class SshExecutor implements Executor {
 
   async run(command: Command, options: RunOptions = {}): Promise<RunResult> {
     const { line, shown } = renderCommand(command, options)
-    const stdin =
-      options.stdin === undefined
-        ? undefined
-        : Buffer.from(options.stdin instanceof Secret ? reveal(options.stdin) : options.stdin)
+    const stdin = stdinBytes(options.stdin)
     const raw =
       (await this.#viaShell(line, shown, stdin, options.timeoutMs)) ??
       (await this.#exec(line, shown, stdin, options.timeoutMs))
-    const result = { code: raw.code, stdout: raw.stdout.toString('utf8'), stderr: raw.stderr.toString('utf8') }
-    return checkExit(this.host, shown, result, options, secretsOf(command, options))
+    return checkExit(this.host, shown, decodeResult(raw), options, secretsOf(command, options))
   }
 
   async put(path: string, data: string | Buffer | Readable, options: PutOptions = {}): Promise<void> {
-    const shown = `write ${shellQuote(path)}`
-    const raw = await this.#exec(
-      atomicWriteScript(path, options.mode ?? 0o644),
-      shown,
-      typeof data === 'string' ? Buffer.from(data) : data,
-    )
-    checkExit(
-      this.host,
-      shown,
-      { code: raw.code, stdout: raw.stdout.toString(), stderr: raw.stderr.toString() },
-      {},
-      [],
-    )
+    const script = atomicWriteScript(path, options.mode ?? 0o644)
+    const input = typeof data === 'string' ? Buffer.from(data) : data
+    checkPut(this.host, path, await this.#exec(script, putShown(path), input))
   }
 
   async get(path: string): Promise<Buffer> {
-    const shown = `cat ${shellQuote(path)}`
     // Its own channel: file content streams straight back, with no copy in the shell session's temp dir.
-    const raw = await this.#exec(shown, shown, undefined)
-    if (raw.code !== 0)
-      checkExit(this.host, shown, { code: raw.code, stdout: '', stderr: raw.stderr.toString() }, {}, [])
-    return raw.stdout
+    return checkGet(this.host, path, await this.#exec(getLine(path), getLine(path), undefined))
   }
 
   async close(): Promise<void> {
