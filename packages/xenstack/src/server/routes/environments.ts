@@ -14,7 +14,7 @@ import {
 } from '../../plugins/environment.js'
 import type { ServerContext } from '../context.js'
 import { HttpError } from '../errors.js'
-import { anyObject, envParams, errors, name } from './schemas.js'
+import { anyObject, envParams, errors, name, nodeParams } from './schemas.js'
 
 const nodeBody = {
   type: 'object',
@@ -249,13 +249,6 @@ export function environmentRoutes(app: FastifyInstance, ctx: ServerContext): voi
       return reply.code(201).send(n)
     },
   )
-
-  const nodeParams = {
-    type: 'object',
-    properties: { env: name, node: name },
-    required: ['env', 'node'],
-    additionalProperties: false,
-  } as const
 
   app.put<{ Params: { env: string; node: string }; Body: { roles?: string[]; data?: Record<string, unknown> } }>(
     '/environments/:env/nodes/:node',

@@ -15,14 +15,7 @@ import {
   storedAssignments,
   type NodeInterfaces,
 } from '../node-network.js'
-import { envParams, errors, name } from './schemas.js'
-
-const nodeParams = {
-  type: 'object',
-  properties: { env: name, node: name },
-  required: ['env', 'node'],
-  additionalProperties: false,
-} as const
+import { envParams, errors, nodeParams } from './schemas.js'
 
 const interfacesBody = {
   type: 'object',

@@ -30,4 +30,12 @@ export const envParams = {
   additionalProperties: false,
 } as const
 
+/** `/environments/:env/nodes/:node…` */
+export const nodeParams = {
+  type: 'object',
+  properties: { env: name, node: name },
+  required: ['env', 'node'],
+  additionalProperties: false,
+} as const
+
 export const anyObject = { type: 'object', additionalProperties: true } as const
