@@ -27,6 +27,7 @@ import { glanceInstalled } from '../../src/glance/index.js'
 import '../../src/integration/lab-services.js'
 import { requirePrerequisite } from '@xenstack/testkit'
 import { labPrerequisite } from '../node/helpers.js'
+import { XENSERVER_COMPUTE_HANDLERS } from '../integration/xenserver-handlers.js'
 
 const scratch = scratchDirs()
 const XS_PLUGIN_DIR = fileURLToPath(new URL('../../../../../plugins/xenserver', import.meta.url))
@@ -43,20 +44,11 @@ export interface DeployedLab {
   runNatives(node: string, handlers: string[]): Promise<void>
 }
 
-/** The plugin's native tasks per role, in deployment_tasks.yaml's order. */
-export const COMPUTE_NATIVES = [
-  'xenserver.himn-attach',
-  'xenserver.himn-guest',
-  'xenserver.pre-test',
-  'xenserver.ssh-trust',
-  'xenserver.dom0-prepare',
-  'xenserver.dom0-plugins',
-  'xenserver.dom0-routes',
-  'xenserver.compute-nat',
-  'xenserver.nova-compute',
-  'xenserver.neutron-agent',
-  'xenserver.compute-extras',
-]
+/**
+ * The plugin's native tasks per role, in deployment_tasks.yaml's order; on a compute node the steps after the guest
+ * tools check (which only checks the VM's guest agent).
+ */
+export const COMPUTE_NATIVES = XENSERVER_COMPUTE_HANDLERS.filter((h) => h !== 'xenserver.guest-tools')
 export const CONTROLLER_NATIVES = ['xenserver.controller-vnc-cache']
 export const PRIMARY_CONTROLLER_NATIVES = [...CONTROLLER_NATIVES, 'xenserver.test-image']
 

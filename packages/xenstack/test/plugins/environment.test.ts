@@ -4,10 +4,11 @@ import { scratchDirs } from '@xenstack/testkit'
 import { join } from 'node:path'
 import { StateStore } from '../../src/state/store.js'
 import { buildPlugin, installPlugin, removePlugin } from '../../src/plugins/lifecycle.js'
-import { changeSettings, createEnvironment, deploymentInputs, EnvironmentError } from '../../src/plugins/environment.js'
+import { changeSettings, createEnvironment, deploymentInputs } from '../../src/plugins/environment.js'
 import { builtinReleases } from '../../src/releases/release.js'
 import { corpusDir, XENSERVER_DEFINES } from './corpus.js'
 import { storedStateText } from '../state/databases.js'
+import { environmentProblems, XEN_COMPONENTS } from './environment-problems.js'
 
 const corpus = corpusDir()
 const tmp = scratchDirs()
@@ -21,22 +22,11 @@ function storeWithXenServer(): StateStore {
   return store
 }
 
-const XEN = ['hypervisor:xenserver', 'network:neutron:core:ml2', 'network:neutron:ml2:vlan', 'storage:block:lvm']
-const failure = (fn: () => unknown): string[] => {
-  try {
-    fn()
-  } catch (e) {
-    if (e instanceof EnvironmentError) return e.problems
-    throw e
-  }
-  assert.fail('expected an EnvironmentError')
-}
-
 test('creating an environment: selection checked, plugin enabled by its component, bindings and settings applied', () => {
   const store = storeWithXenServer()
   const env = createEnvironment(store, {
     name: 'xen',
-    components: XEN,
+    components: XEN_COMPONENTS,
     settings: { 'fuel-plugin-xenserver.password.value': 'Xen-Secret-1' },
     nodes: [
       { name: 'controller-1', roles: ['controller'] },
@@ -44,7 +34,7 @@ test('creating an environment: selection checked, plugin enabled by its componen
     ],
   })
   assert.deepEqual(env.plugins, [{ name: 'fuel-plugin-xenserver', version: '4.90.1', enabled: true }])
-  assert.deepEqual(env.components, XEN)
+  assert.deepEqual(env.components, XEN_COMPONENTS)
   assert.equal(store.environments.settings('xen')['fuel-plugin-xenserver'].password.value, '********')
   assert.equal(
     store.environments.settings('xen', { reveal: true })['fuel-plugin-xenserver'].password.value,
@@ -97,8 +87,11 @@ test('creating an environment: selection checked, plugin enabled by its componen
 test('an invalid environment is refused with every problem and nothing is written', () => {
   const store = storeWithXenServer()
   assert.deepEqual(
-    failure(() =>
-      createEnvironment(store, { name: 'bad', components: [...XEN, 'additional_service:sahara', 'hypervisor:qemu'] }),
+    environmentProblems(() =>
+      createEnvironment(store, {
+        name: 'bad',
+        components: [...XEN_COMPONENTS, 'additional_service:sahara', 'hypervisor:qemu'],
+      }),
     ),
     [
       'XenServer (hypervisor:xenserver) is incompatible with QEMU-KVM (hypervisor:qemu)',
@@ -106,11 +99,11 @@ test('an invalid environment is refused with every problem and nothing is writte
     ],
   )
   assert.deepEqual(
-    failure(() => createEnvironment(store, { name: 'nopass', components: XEN })),
+    environmentProblems(() => createEnvironment(store, { name: 'nopass', components: XEN_COMPONENTS })),
     ['Setting "Password" (fuel-plugin-xenserver.password): Password cannot be empty'],
   )
   assert.deepEqual(
-    failure(() => createEnvironment(store, { name: 'x', plugins: [{ name: 'nope' }] })),
+    environmentProblems(() => createEnvironment(store, { name: 'x', plugins: [{ name: 'nope' }] })),
     ['plugin nope is not installed or not compatible with OpenStack on Ubuntu (mitaka-9.0)'],
   )
   assert.deepEqual(store.environments.list(), [])
@@ -119,21 +112,25 @@ test('an invalid environment is refused with every problem and nothing is writte
 
 test('changing settings: refused while the enabled plugin depends on them, allowed once it is disabled', () => {
   const store = storeWithXenServer()
-  createEnvironment(store, { name: 'xen', components: XEN, settings: { 'fuel-plugin-xenserver.password.value': 'pw' } })
+  createEnvironment(store, {
+    name: 'xen',
+    components: XEN_COMPONENTS,
+    settings: { 'fuel-plugin-xenserver.password.value': 'pw' },
+  })
   assert.deepEqual(
-    failure(() => changeSettings(store, 'xen', { 'common.libvirt_type.value': 'kvm' })),
+    environmentProblems(() => changeSettings(store, 'xen', { 'common.libvirt_type.value': 'kvm' })),
     [
       `Cannot change "Hypervisor type": "XenServer Plugin" is enabled and would be disabled by "settings:common.libvirt_type.value == 'kvm'"`,
     ],
   )
   assert.deepEqual(
-    failure(() => changeSettings(store, 'xen', { 'additional_components.mongo.value': true })),
+    environmentProblems(() => changeSettings(store, 'xen', { 'additional_components.mongo.value': true })),
     [
       `Cannot change "Use external Mongo DB": "XenServer Plugin" is enabled and would be disabled by "settings:additional_components.mongo.value == true"`,
     ],
   )
   assert.deepEqual(
-    failure(() => changeSettings(store, 'xen', { 'fuel-plugin-xenserver.password.value': '' })),
+    environmentProblems(() => changeSettings(store, 'xen', { 'fuel-plugin-xenserver.password.value': '' })),
     ['Setting "Password" (fuel-plugin-xenserver.password): Password cannot be empty'],
   )
   changeSettings(store, 'xen', { 'common.debug.value': true })
@@ -150,7 +147,7 @@ test('changing settings: refused while the enabled plugin depends on them, allow
   const qemu = createEnvironment(store, { name: 'qemu' })
   assert.deepEqual(qemu.plugins, [{ name: 'fuel-plugin-xenserver', version: '4.90.1', enabled: false }])
   assert.deepEqual(
-    failure(() => changeSettings(store, 'qemu', { 'fuel-plugin-xenserver.metadata.enabled': true })),
+    environmentProblems(() => changeSettings(store, 'qemu', { 'fuel-plugin-xenserver.metadata.enabled': true })),
     [
       `Cannot enable "XenServer Plugin" in settings: it provides the component hypervisor:xenserver; select it in the environment's components instead (its compatibility is checked there)`,
     ],

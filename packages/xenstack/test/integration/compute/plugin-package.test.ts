@@ -4,31 +4,17 @@ import { scratchDirs } from '@xenstack/testkit'
 import { builtinReleases } from '../../../src/releases/release.js'
 import { loadPluginDir } from '../../../src/plugins/loader.js'
 import { buildPlugin, installPlugin } from '../../../src/plugins/lifecycle.js'
-import { createEnvironment, EnvironmentError } from '../../../src/plugins/environment.js'
+import { createEnvironment } from '../../../src/plugins/environment.js'
 import { buildExecutionPlan } from '../../../src/engine/graph.js'
 import { topologicalOrder } from '../../../src/engine/scheduler.js'
 import { StateStore } from '../../../src/state/store.js'
 import { shippedLoadOptions, shippedPluginDir } from '../../../src/integration/shipped.js'
+import { environmentProblems, XEN_COMPONENTS } from '../../plugins/environment-problems.js'
+import { XENSERVER_COMPUTE_HANDLERS } from '../xenserver-handlers.js'
 
 const tmp = scratchDirs()
 const dir = shippedPluginDir('xenserver')
 const release = builtinReleases()[0]
-
-/** The compute steps in the order of the integration contract (XS-CONTRACT), guest tools first. */
-const COMPUTE_HANDLERS = [
-  'xenserver.guest-tools',
-  'xenserver.himn-attach',
-  'xenserver.himn-guest',
-  'xenserver.pre-test',
-  'xenserver.ssh-trust',
-  'xenserver.dom0-prepare',
-  'xenserver.dom0-plugins',
-  'xenserver.dom0-routes',
-  'xenserver.compute-nat',
-  'xenserver.nova-compute',
-  'xenserver.neutron-agent',
-  'xenserver.compute-extras',
-]
 
 test('the shipped xenserver plugin loads against the shipped release with no error or warning', () => {
   const r = loadPluginDir(dir, shippedLoadOptions(dir))
@@ -135,7 +121,7 @@ test('with the release, the tasks land on the right roles in the contract order 
       .sort((a, b) => pos(a.key) - pos(b.key))
       .map((t) => t.parameters.handler)
   for (const n of ['cmp1', 'cmp2']) {
-    assert.deepEqual(handlersOn(n), COMPUTE_HANDLERS)
+    assert.deepEqual(handlersOn(n), XENSERVER_COMPUTE_HANDLERS)
     // The guest tools and the pre-test once the node's network is configured, within the deploy stage.
     assert.ok(pos(`${n}/network_configuration_end`) < pos(`${n}/xenserver-guest-tools`))
     assert.ok(pos(`${n}/xenserver-ssh-trust`) < pos('_sync/deploy_end'))
@@ -158,38 +144,27 @@ function storeWithPlugin(): StateStore {
   return store
 }
 
-const XEN = ['hypervisor:xenserver', 'network:neutron:core:ml2', 'network:neutron:ml2:vlan', 'storage:block:lvm']
-const problems = (fn: () => unknown): string[] => {
-  try {
-    fn()
-  } catch (e) {
-    if (e instanceof EnvironmentError) return e.problems
-    throw e
-  }
-  assert.fail('expected an EnvironmentError')
-}
-
 test('selecting hypervisor:xenserver enables the plugin; its settings are validated with their labels', () => {
   const store = storeWithPlugin()
   try {
     const env = createEnvironment(store, {
       name: 'xs',
-      components: XEN,
+      components: XEN_COMPONENTS,
       settings: { 'xenserver.password.value': 'Xs-Secret-9' },
     })
     assert.deepEqual(env.plugins, [{ name: 'xenserver', version: '1.0.0', enabled: true }])
     assert.equal(store.environments.settings('xs').xenserver.password.value, '********')
     assert.equal(store.environments.settings('xs', { reveal: true }).xenserver.password.value, 'Xs-Secret-9')
 
-    const missing = problems(() => createEnvironment(store, { name: 'xs2', components: XEN }))
+    const missing = environmentProblems(() => createEnvironment(store, { name: 'xs2', components: XEN_COMPONENTS }))
     assert.ok(
       missing.some((m) => m.includes('Password cannot be empty')),
       missing.join('\n'),
     )
-    const filter = problems(() =>
+    const filter = environmentProblems(() =>
       createEnvironment(store, {
         name: 'xs3',
-        components: XEN,
+        components: XEN_COMPONENTS,
         settings: { 'xenserver.password.value': 'x', 'xenserver.sr_matching_filter.value': 'sr:local' },
       }),
     )
@@ -198,10 +173,10 @@ test('selecting hypervisor:xenserver enables the plugin; its settings are valida
       filter.join('\n'),
     )
     // nova before Queens has no vdi_remote_stream: refused for this Mitaka release, with the reason.
-    const stream = problems(() =>
+    const stream = environmentProblems(() =>
       createEnvironment(store, {
         name: 'xs6',
-        components: XEN,
+        components: XEN_COMPONENTS,
         settings: { 'xenserver.password.value': 'x', 'xenserver.image_handler.value': 'vdi_remote_stream' },
       }),
     )
@@ -210,10 +185,10 @@ test('selecting hypervisor:xenserver enables the plugin; its settings are valida
       stream.join('\n'),
     )
     // The path is checked only when a directory or tarball is the source (hidden otherwise).
-    const path = problems(() =>
+    const path = environmentProblems(() =>
       createEnvironment(store, {
         name: 'xs4',
-        components: XEN,
+        components: XEN_COMPONENTS,
         settings: { 'xenserver.password.value': 'x', 'xenserver.dom0_plugin_source.value': 'tarball' },
       }),
     )
@@ -223,7 +198,7 @@ test('selecting hypervisor:xenserver enables the plugin; its settings are valida
     )
     createEnvironment(store, {
       name: 'xs5',
-      components: XEN,
+      components: XEN_COMPONENTS,
       settings: {
         'xenserver.password.value': 'x',
         'xenserver.dom0_plugin_source.value': 'tarball',
@@ -248,10 +223,10 @@ test('hypervisor:xenserver against each incompatible component of the release fa
       [['storage:ephemeral:ceph'], 'Ceph for ephemeral volumes is not supported with XenServer.'],
     ]
     for (const [extra, message] of cases) {
-      const got = problems(() =>
+      const got = environmentProblems(() =>
         createEnvironment(store, {
           name: 'bad',
-          components: [...new Set([...XEN, ...extra])],
+          components: [...new Set([...XEN_COMPONENTS, ...extra])],
           settings: { 'xenserver.password.value': 'x' },
         }),
       )
@@ -261,7 +236,7 @@ test('hypervisor:xenserver against each incompatible component of the release fa
       )
     }
     // Ceph for volumes replaces LVM in the selection.
-    const ceph = problems(() =>
+    const ceph = environmentProblems(() =>
       createEnvironment(store, {
         name: 'bad',
         components: [
