@@ -6,22 +6,20 @@
 // and `xenstack server --host 0.0.0.0` listens everywhere only when asked, with a warning.
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { networkInterfaces } from 'node:os'
 import { join, relative } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { hasExecutable, requirePrerequisite, scratchDirs } from '@xenstack/testkit'
 import { startServer, TokenStore, type RunningServer } from '../../src/server/index.js'
 import { CACHE_MS } from '../../src/server/auth.js'
 import { DEFAULT_WEB_DIR } from '../../src/server/app.js'
 import { StateStore } from '../../src/state/store.js'
+import { startCliJob } from '../cli/job.js'
 import { BACKENDS, databaseUrlFor } from '../state/databases.js'
 
 const tmp = scratchDirs()
-const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
 const CHROMIUM = '/usr/bin/chromium'
 
 interface Route {
@@ -349,35 +347,13 @@ test('the server listens on 127.0.0.1 unless told otherwise; --host 0.0.0.0 list
 
   // Asked for: the CLI as an operator runs it.
   const home = tmp('xenstack-access-listen-')
-  const child = spawn(
-    process.execPath,
-    [CLI, 'server', '--host', '0.0.0.0', '--port', '0', '--data-dir', home, '--json'],
-    {
-      env: { ...process.env, DATABASE_URL: '', XENSTACK_SHIPPED_PLUGINS: 'none' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
+  const { child, exited, ready, stderr } = await startCliJob<{ url: string; token: string }>(
+    t,
+    ['server', '--host', '0.0.0.0', '--port', '0', '--data-dir', home, '--json'],
+    { env: { DATABASE_URL: '', XENSTACK_SHIPPED_PLUGINS: 'none' }, readyMs: 120_000 },
   )
-  let out = ''
-  let err = ''
-  child.stdout.on('data', (b) => (out += b))
-  child.stderr.on('data', (b) => (err += b))
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
-  t.after(() => {
-    if (child.exitCode === null) child.kill('SIGKILL')
-  })
-  const deadline = Date.now() + 120_000
-  let ready: { url: string; token: string } | undefined
-  while (!ready) {
-    try {
-      ready = JSON.parse(out)
-    } catch {
-      if (child.exitCode !== null) assert.fail(`xenstack server exited ${child.exitCode}: ${err}`)
-      if (Date.now() > deadline) assert.fail(`xenstack server printed nothing in 120 s: ${err}`)
-      await sleep(100)
-    }
-  }
-  const wide = Number(new URL(ready!.url).port)
-  assert.match(err, /warning: the API listens on 0\.0\.0\.0:\d+, reachable from other machines/)
+  const wide = Number(new URL(ready.url).port)
+  assert.match(stderr(), /warning: the API listens on 0\.0\.0\.0:\d+, reachable from other machines/)
   assert.deepEqual(
     listeningSockets().filter((x) => x.port === wide),
     [{ address: '0.0.0.0', port: wide }],
@@ -388,5 +364,5 @@ test('the server listens on 127.0.0.1 unless told otherwise; --host 0.0.0.0 list
     await res.text()
   }
   child.kill('SIGTERM')
-  assert.equal(await exited, 0, err)
+  assert.equal(await exited, 0, stderr())
 })

@@ -6,16 +6,14 @@
 // Without the lab (XENSTACK_LAB=off, or not root), the status notes name the node-level steps that cannot run.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { requirePrerequisite, scratchDirs } from '@xenstack/testkit'
 import { glanceInstalled } from '../../src/glance/server-config.js'
 import { labRoot, preflight } from '../../src/lab/index.js'
+import { spawnCliJob, startCliJob } from '../cli/job.js'
 
 const tmp = scratchDirs()
-const bin = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
 
 interface MainJob {
   ready: any
@@ -27,43 +25,21 @@ interface MainJob {
   api(method: string, path: string, body?: unknown): Promise<{ status: number; json: any; text: string }>
 }
 
-/** Starts `xenstack start --json` and waits for its JSON (everything up); killed after the test if still running. */
+/** Starts `xenstack start --json` and waits for its JSON (everything up); SIGINT after the test if still running. */
 async function startMainJob(t: import('node:test').TestContext, env: NodeJS.ProcessEnv): Promise<MainJob> {
   const home = tmp('xenstack-mainjob-')
-  const child = spawn(process.execPath, [bin, 'start', '--json'], {
+  // The JSON object is printed once everything is up (a lab with Glance takes a minute under load).
+  const { child, exited, ready, output } = await startCliJob<any>(t, ['start', '--json'], {
     env: {
-      ...process.env,
       DATABASE_URL: '',
       XENSTACK_HOME: join(home, 'state'),
       XENSTACK_PORT: '0',
       XENSTACK_SIM_STATE: join(home, 'sim'),
       ...env,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    afterSignal: 'SIGINT',
+    readyMs: 300_000,
   })
-  let out = ''
-  let err = ''
-  child.stdout.on('data', (b) => (out += b))
-  child.stderr.on('data', (b) => (err += b))
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
-  t.after(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGINT')
-      await exited
-    }
-  })
-  // The JSON object is printed once everything is up (a lab with Glance takes a minute under load).
-  const deadline = Date.now() + 300_000
-  let ready: any
-  while (!ready) {
-    try {
-      ready = JSON.parse(out)
-    } catch {
-      if (child.exitCode !== null) assert.fail(`xenstack start exited ${child.exitCode}: ${err}${out}`)
-      if (Date.now() > deadline) assert.fail(`xenstack start printed no JSON in 300 s: ${err}${out}`)
-      await new Promise((r) => setTimeout(r, 200))
-    }
-  }
   const url = ready.running.server.url as string
   const auth = { authorization: `Bearer ${ready.running.server.token}` }
   return {
@@ -74,7 +50,7 @@ async function startMainJob(t: import('node:test').TestContext, env: NodeJS.Proc
       child.kill(signal)
       return exited
     },
-    output: () => err + out,
+    output,
     async api(method, path, body) {
       const res = await fetch(`${url}${path}`, {
         method,
@@ -252,32 +228,16 @@ test('npm start: SIGINT while the lab is coming up stops it once up, exit 0, and
   const name = `mi${(process.pid % 100000).toString(36)}${Date.now().toString(36).slice(-3)}`
   const labDir = join(labRoot(), name)
   const home = tmp('xenstack-mainjob-int-')
-  const child = spawn(process.execPath, [bin, 'start', '--json'], {
-    env: {
-      ...process.env,
-      DATABASE_URL: '',
-      XENSTACK_HOME: join(home, 'state'),
-      XENSTACK_PORT: '0',
-      XENSTACK_LAB_NAME: name,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const job = spawnCliJob(t, ['start', '--json'], {
+    env: { DATABASE_URL: '', XENSTACK_HOME: join(home, 'state'), XENSTACK_PORT: '0', XENSTACK_LAB_NAME: name },
   })
-  let out = ''
-  child.stdout.on('data', (b) => (out += b))
-  child.stderr.on('data', (b) => (out += b))
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
-  t.after(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGKILL')
-      await exited
-    }
-  })
+  const { child, exited, output } = job
   // mid-build: the lab has recorded itself and made its namespaces, and the job has printed nothing yet
   const state = await until(
     `lab ${name} to be under way`,
     180_000,
     async () => {
-      if (child.exitCode !== null) assert.fail(`xenstack start exited ${child.exitCode}: ${out}`)
+      if (child.exitCode !== null) assert.fail(`xenstack start exited ${child.exitCode}: ${output()}`)
       if (!readdirSync('/run/netns').some((n) => n.startsWith(`xsl-${name}-`))) return undefined
       try {
         return JSON.parse(readFileSync(join(labDir, 'state.json'), 'utf8')) as { slot: number }
@@ -287,14 +247,14 @@ test('npm start: SIGINT while the lab is coming up stops it once up, exit 0, and
     },
     20,
   )
-  assert.equal(out.includes('"running"'), false, 'interrupted before the job was up')
+  assert.equal(output().includes('"running"'), false, 'interrupted before the job was up')
   const pids = labProcesses(name)
   child.kill('SIGINT')
   // an impatient second Ctrl-C is acknowledged, not obeyed: the lab still comes down
-  await until('the job to start stopping', 30_000, async () => (out.includes('stopping') ? true : undefined), 20)
+  await until('the job to start stopping', 30_000, async () => (output().includes('stopping') ? true : undefined), 20)
   child.kill('SIGINT')
-  assert.equal(await exited, 0, out.slice(-4000))
-  assert.match(out, /SIGINT received, still stopping/)
+  assert.equal(await exited, 0, output().slice(-4000))
+  assert.match(output(), /SIGINT received, still stopping/)
   assertLabGone(name, state.slot, [...pids, ...labProcesses(name)])
 })
 
@@ -361,32 +321,12 @@ function processesIn(inodes: Set<number>): number[] {
 
 test('xenstack server: listens on loopback, prints the token at the first start only, stops on SIGTERM', async (t) => {
   const home = tmp('xenstack-servercmd-')
-  const run = async () => {
-    const child = spawn(process.execPath, [bin, 'server', '--port', '0', '--data-dir', home, '--json'], {
-      env: { ...process.env, DATABASE_URL: '', XENSTACK_SHIPPED_PLUGINS: 'none' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let out = ''
-    let err = ''
-    child.stdout.on('data', (b) => (out += b))
-    child.stderr.on('data', (b) => (err += b))
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)))
-    t.after(() => {
-      if (child.exitCode === null) child.kill('SIGKILL')
-    })
-    const deadline = Date.now() + 120_000
-    let ready: { url: string; token: string | null; docs: string } | undefined
-    while (!ready) {
-      try {
-        ready = JSON.parse(out)
-      } catch {
-        if (child.exitCode !== null) assert.fail(`xenstack server exited ${child.exitCode}: ${err}`)
-        if (Date.now() > deadline) assert.fail(`xenstack server printed nothing in 120 s: ${err}`)
-        await new Promise((r) => setTimeout(r, 100))
-      }
-    }
-    return { child, exited, ready: ready!, err: () => err }
-  }
+  const run = () =>
+    startCliJob<{ url: string; token: string | null; docs: string }>(
+      t,
+      ['server', '--port', '0', '--data-dir', home, '--json'],
+      { env: { DATABASE_URL: '', XENSTACK_SHIPPED_PLUGINS: 'none' }, readyMs: 120_000 },
+    )
   const first = await run()
   assert.match(first.ready.url, /^http:\/\/127\.0\.0\.1:\d+$/)
   assert.ok(first.ready.token, 'the first start prints a token')
@@ -398,7 +338,7 @@ test('xenstack server: listens on loopback, prints the token at the first start 
   const docs = await fetch(first.ready.docs)
   assert.equal(((await docs.json()) as { openapi: string }).openapi, '3.0.3')
   first.child.kill('SIGTERM')
-  assert.equal(await first.exited, 0, first.err())
+  assert.equal(await first.exited, 0, first.stderr())
 
   // Second start on the same data dir: no new token printed, the first one still works.
   const second = await run()
@@ -409,5 +349,5 @@ test('xenstack server: listens on loopback, prints the token at the first start 
   assert.equal(again.status, 200)
   await again.text()
   second.child.kill('SIGTERM')
-  assert.equal(await second.exited, 0, second.err())
+  assert.equal(await second.exited, 0, second.stderr())
 })
