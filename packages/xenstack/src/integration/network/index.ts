@@ -16,15 +16,19 @@ export * from './addresses.js'
 export * from './nat.js'
 export * from './routes.js'
 
+/** The compute VM's HIMN and its networks, from the interfaces it has now: what routes and NAT are built on. */
+async function computeNetworking(compute: Executor, node: string, addresses: Record<string, string | undefined>) {
+  const interfaces = await ipv4Interfaces(compute)
+  return { himn: himnOf(node, interfaces), networks: computeNetworks(node, addresses, interfaces) }
+}
+
 /** Dom0's route resources for a compute node: its HIMN address as gateway, its networks' real CIDRs. */
 export async function dom0RoutesFor(
   compute: Executor,
   node: string,
   addresses: Record<string, string | undefined>,
 ): Promise<Resource[]> {
-  const interfaces = await ipv4Interfaces(compute)
-  const himn = himnOf(node, interfaces)
-  const networks = computeNetworks(node, addresses, interfaces)
+  const { himn, networks } = await computeNetworking(compute, node, addresses)
   return dom0RouteResources({ via: himn.ip, networks: networks.map((n) => n.cidr) })
 }
 
@@ -34,9 +38,8 @@ export async function computeNatFor(
   node: string,
   addresses: Record<string, string | undefined>,
 ): Promise<Resource[]> {
-  const interfaces = await ipv4Interfaces(compute)
-  const himn = himnOf(node, interfaces)
-  return computeNatResources({ himnDev: himn.dev, networks: computeNetworks(node, addresses, interfaces) })
+  const { himn, networks } = await computeNetworking(compute, node, addresses)
+  return computeNatResources({ himnDev: himn.dev, networks })
 }
 
 /** This area's native tasks, by handler name (`xenserver.<step>`). */

@@ -16,9 +16,9 @@ import {
   type IptablesRuleOptions,
   type Resource,
 } from '../../node/index.js'
+import { DOM0_HIMN_ADDRESS } from '../dom0-access.js'
 import type { ComputeNetwork } from './addresses.js'
 
-export const DOM0_HIMN_ADDRESS = '169.254.0.1'
 export const SAVED_RULES = '/etc/iptables/rules.v4'
 export const RESTORE_HOOK = '/etc/network/if-pre-up.d/xenstack-iptables-restore'
 
