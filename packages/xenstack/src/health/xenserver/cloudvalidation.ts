@@ -5,7 +5,7 @@
  */
 import { commandEvidence } from '../step.js'
 import type { HealthTest } from '../types.js'
-import { perNode, throwErrors } from './common.js'
+import { onEveryNode } from './common.js'
 import type { XenServerHealthEnv } from './environment.js'
 
 type Test = HealthTest<XenServerHealthEnv>
@@ -25,23 +25,22 @@ export const dom0RootFs: Test = {
     const env = ctx.env
     if (!env.computes.length) ctx.skip('the environment has no compute nodes')
     await ctx.step(1, async () => {
-      const r = await perNode(env.computes, async (n) => {
+      const r = await onEveryNode(env.computes, async (n) => {
         const dom0 = await env.dom0(n.name)
         const df = await dom0.run(['df', '-P', '/'])
         const m = /\s(\d+)%\s+\/\s*$/m.exec(df.stdout)
         if (!m) throw new Error(`${dom0.host}: cannot read the use of / from df -P: ${df.stdout.trim()}`)
         return { host: dom0.host, percent: Number(m[1]), df }
       })
-      throwErrors(r)
-      for (const x of r) ctx.evidence(`${x.node.name}'s dom0: df -P /`, x.value!.df.stdout.trim())
-      const full = r.filter((x) => x.value!.percent >= FAIL_PERCENT)
-      for (const x of r.filter((x) => x.value!.percent >= WARN_PERCENT && x.value!.percent < FAIL_PERCENT))
-        ctx.warn(`${x.node.name}'s dom0: / is ${x.value!.percent} % full (warning from ${WARN_PERCENT} %)`)
+      for (const x of r) ctx.evidence(`${x.node.name}'s dom0: df -P /`, x.value.df.stdout.trim())
+      const full = r.filter((x) => x.value.percent >= FAIL_PERCENT)
+      for (const x of r.filter((x) => x.value.percent >= WARN_PERCENT && x.value.percent < FAIL_PERCENT))
+        ctx.warn(`${x.node.name}'s dom0: / is ${x.value.percent} % full (warning from ${WARN_PERCENT} %)`)
       if (full.length)
         ctx.fail(
           `less than ${FAIL_PERCENT} % of dom0's root file system in use`,
-          full.map((x) => `${x.node.name}'s dom0: / is ${x.value!.percent} % full`).join('; '),
-          full.map((x) => commandEvidence(`${x.node.name}'s dom0: df -P /`, x.value!.df)),
+          full.map((x) => `${x.node.name}'s dom0: / is ${x.value.percent} % full`).join('; '),
+          full.map((x) => commandEvidence(`${x.node.name}'s dom0: df -P /`, x.value.df)),
         )
     })
   },

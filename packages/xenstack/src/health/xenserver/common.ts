@@ -1,14 +1,17 @@
-/** Helpers the XenServer checks share: per-node fan-out with every finding kept, and "not as deployed" from plans. */
+/** Helpers the XenServer checks share: per-node fan-out naming every failed node, and "not as deployed" from plans. */
 import { plan, type Executor, type Resource } from '../../node/index.js'
 import type { NodeRecord } from '../../state/store.js'
 import type { Evidence } from '../types.js'
 
-/** Runs `fn` for every node at once; returns each node's result or error (none is lost to the first failure). */
-export async function perNode<T>(
+/**
+ * Runs `fn` for every node at once and returns each node's value once all have answered. A node whose `fn` threw is
+ * an unexpected error (the step becomes `error`): thrown after all have answered, naming every failed node.
+ */
+export async function onEveryNode<T>(
   nodes: readonly NodeRecord[],
   fn: (n: NodeRecord) => Promise<T>,
-): Promise<{ node: NodeRecord; value?: T; error?: Error }[]> {
-  return Promise.all(
+): Promise<{ node: NodeRecord; value: T }[]> {
+  const results = await Promise.all(
     nodes.map(async (node) => {
       try {
         return { node, value: await fn(node) }
@@ -17,13 +20,10 @@ export async function perNode<T>(
       }
     }),
   )
-}
-
-/** Rethrows the first per-node error (an unexpected one: the step becomes `error`), naming every failed node. */
-export function throwErrors(results: { node: NodeRecord; error?: Error }[]): void {
-  const bad = results.filter((r) => r.error)
-  if (bad.length === 1) throw bad[0]!.error
-  if (bad.length) throw new Error(bad.map((r) => `${r.node.name}: ${r.error!.message}`).join('; '))
+  const failed = results.filter((r): r is { node: NodeRecord; error: Error } => 'error' in r)
+  if (failed.length === 1) throw failed[0]!.error
+  if (failed.length) throw new Error(failed.map((r) => `${r.node.name}: ${r.error.message}`).join('; '))
+  return results as { node: NodeRecord; value: T }[]
 }
 
 export interface Drift {

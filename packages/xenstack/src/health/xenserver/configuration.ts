@@ -12,7 +12,7 @@ import { bridgeBlacklistFiles, guestLogRotation, neutronFirewall } from '../../i
 import { Secret, reveal, type MaybeSecret, type Resource } from '../../node/index.js'
 import type { NodeRecord } from '../../state/store.js'
 import type { Evidence, HealthTest, TestContext } from '../types.js'
-import { driftOf, perNode, throwErrors } from './common.js'
+import { driftOf, onEveryNode } from './common.js'
 import type { XenServerHealthEnv } from './environment.js'
 import { parseIni, type ParsedIni } from './ini-check.js'
 
@@ -114,11 +114,10 @@ async function checkConfigFile(
   const release = openstackReleaseOf(await env.nativeContext(env.computes[0]!.name))
   const path = filePath(file, release)
   const files = await ctx.step(1, async () => {
-    const r = await perNode(env.computes, (n) => readConfig(env, n, path))
-    throwErrors(r)
-    const missing = r.filter((x) => x.value!.missing).map((x) => x.node.name)
+    const r = await onEveryNode(env.computes, (n) => readConfig(env, n, path))
+    const missing = r.filter((x) => x.value.missing).map((x) => x.node.name)
     if (missing.length) ctx.fail(`${path} on every compute node`, `it is missing on ${missing.join(', ')}`)
-    return r.map((x) => x.value!)
+    return r.map((x) => x.value)
   })
   await ctx.step(2, () => {
     const bad = files.filter((f) => f.parsed!.errors.length)
@@ -265,17 +264,16 @@ export function dom0StateTest(spec: {
       const env = ctx.env
       if (!env.computes.length) ctx.skip('the environment has no compute nodes')
       await ctx.step(1, async () => {
-        const r = await perNode(env.computes, async (n) => {
+        const r = await onEveryNode(env.computes, async (n) => {
           const dom0 = await env.dom0(n.name)
           return driftOf(dom0, await spec.resources(env, n, dom0), `${n.name}'s dom0`)
         })
-        throwErrors(r)
-        const bad = r.filter((x) => x.value!.ids.length)
+        const bad = r.filter((x) => x.value.ids.length)
         if (bad.length)
           ctx.fail(
             spec.expected,
-            bad.map((b) => `${b.node.name}'s dom0: not as deployed: ${b.value!.ids.join(', ')}`).join('; '),
-            bad.flatMap((b) => b.value!.evidence),
+            bad.map((b) => `${b.node.name}'s dom0: not as deployed: ${b.value.ids.join(', ')}`).join('; '),
+            bad.flatMap((b) => b.value.evidence),
           )
       })
     },

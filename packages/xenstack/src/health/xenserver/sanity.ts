@@ -16,7 +16,7 @@ import { checkDefaultSr, checkPlatform, checkXapiOverHimn, hostOfVm } from '../.
 import { computeVmOf } from '../../integration/context.js'
 import { ipv4Interfaces } from '../../integration/network/addresses.js'
 import type { HealthTest } from '../types.js'
-import { driftOf, perNode, throwErrors } from './common.js'
+import { driftOf, onEveryNode } from './common.js'
 import type { XenServerHealthEnv } from './environment.js'
 
 type Test = HealthTest<XenServerHealthEnv>
@@ -24,7 +24,7 @@ const TAGS = 'xenserver'
 
 /** The XAPI hosts the compute VMs run on (ref, name), with the compute nodes on each. */
 export async function computeHosts(env: XenServerHealthEnv) {
-  const found = await perNode(env.computes, async (n) => {
+  const found = await onEveryNode(env.computes, async (n) => {
     const ctx = await env.nativeContext(n.name)
     const xapi = env.xapi(n.name)
     const vm = await computeVmOf(ctx, xapi)
@@ -32,14 +32,13 @@ export async function computeHosts(env: XenServerHealthEnv) {
     const name = String(await xapi.call('host.get_name_label', ref))
     return { ref, name, xapi }
   })
-  throwErrors(found)
   const hosts = new Map<
     string,
     { ref: string; name: string; xapi: ReturnType<XenServerHealthEnv['xapi']>; nodes: string[] }
   >()
   for (const f of found) {
-    const key = `${f.value!.xapi.url} ${f.value!.ref}`
-    const h = hosts.get(key) ?? { ...f.value!, nodes: [] }
+    const key = `${f.value.xapi.url} ${f.value.ref}`
+    const h = hosts.get(key) ?? { ...f.value, nodes: [] }
     h.nodes.push(f.node.name)
     hosts.set(key, h)
   }
@@ -63,23 +62,22 @@ export const himnInterface: Test = {
   async run(ctx) {
     const env = ctx.env
     const found = await ctx.step(1, async () => {
-      const r = await perNode(env.computes, async (n) => {
+      const r = await onEveryNode(env.computes, async (n) => {
         const ifs = await ipv4Interfaces(await env.exec(n.name))
         return { ifs, himn: ifs.find((i) => i.address.startsWith('169.254.')) }
       })
-      throwErrors(r)
-      const missing = r.filter((x) => !x.value!.himn)
+      const missing = r.filter((x) => !x.value.himn)
       if (missing.length)
         ctx.fail(
           `an interface with an address in 169.254.0.0/16 (the HIMN) on ${missing.map((m) => m.node.name).join(', ')}`,
           missing
             .map(
               (m) =>
-                `${m.node.name} has ${m.value!.ifs.map((i) => `${i.name} ${i.address}`).join(', ') || 'no IPv4 address'}`,
+                `${m.node.name} has ${m.value.ifs.map((i) => `${i.name} ${i.address}`).join(', ') || 'no IPv4 address'}`,
             )
             .join('; '),
         )
-      return r.map((x) => ({ node: x.node.name, dev: x.value!.himn!.name, address: x.value!.himn!.address }))
+      return r.map((x) => ({ node: x.node.name, dev: x.value.himn!.name, address: x.value.himn!.address }))
     })
     await ctx.step(2, async () => {
       const down: string[] = []
@@ -119,12 +117,11 @@ export const xapiOverHimn: Test = {
   async run(ctx) {
     const env = ctx.env
     await ctx.step(1, async () => {
-      const r = await perNode(env.computes, async (n) => {
+      const r = await onEveryNode(env.computes, async (n) => {
         const s = xenserverSettings(await env.nativeContext(n.name))
         return checkXapiOverHimn(await env.exec(n.name), s.username, s.password)
       })
-      throwErrors(r)
-      const failures = r.flatMap((x) => x.value!)
+      const failures = r.flatMap((x) => x.value)
       if (failures.length)
         ctx.fail('a successful login to XAPI over the HIMN from every compute VM', failures.join('; '))
     })
@@ -197,16 +194,15 @@ export const dom0Plugins: Test = {
       const source = dom0PluginSourceOf(first)
       if (!source) ctx.skip('installing dom0 plugins is switched off (xenserver.install_dom0_plugins)')
       const files = await pluginFilesFrom(source!, ctx.signal)
-      const r = await perNode(env.computes, async (n) =>
+      const r = await onEveryNode(env.computes, async (n) =>
         driftOf(await env.dom0(n.name), dom0PluginResources(files), `${n.name}'s dom0 plugins`),
       )
-      throwErrors(r)
-      const drift = r.filter((x) => x.value!.ids.length)
+      const drift = r.filter((x) => x.value.ids.length)
       if (drift.length)
         ctx.fail(
           `the ${files.length} plugin files of the configured set in /etc/xapi.d/plugins on every dom0`,
-          drift.map((d) => `${d.node.name}'s dom0: ${d.value!.ids.join(', ')}`).join('; '),
-          drift.flatMap((d) => d.value!.evidence),
+          drift.map((d) => `${d.node.name}'s dom0: ${d.value.ids.join(', ')}`).join('; '),
+          drift.flatMap((d) => d.value.evidence),
         )
     })
     await ctx.step(2, async () => {
