@@ -83,8 +83,14 @@ interface MethodInfo {
   takesSession: boolean
   /** Types of the parameters after the session. */
   paramTypes: (XapiType | undefined)[] | undefined
+  /** `paramTypes` with the session's slot in front: what goes on the wire when the session is prepended. */
+  wireTypes: (XapiType | undefined)[] | undefined
   /** Result type; undefined for unknown methods (result returned as decoded). */
   result: XapiType | undefined
+  /** The in-place converter of a JSON-RPC result (convert.ts), null when the parsed JSON is already right. */
+  jsonFix: ((v: unknown) => unknown) | null
+  /** Safe to run twice (retry.ts `isRepeatable`), worked out once per method rather than per call. */
+  repeatable: boolean
   spec?: MessageSpec
 }
 
@@ -99,18 +105,26 @@ function methodInfo(method: string): MethodInfo {
   if (found) {
     const m = found.message
     const params = m.takesSession ? m.params.slice(1) : m.params
+    const paramTypes = params.map((p) => p.type)
+    // Async.* answers with a task ref, which needs no conversion.
+    const result = isAsync ? undefined : m.result
     info = {
       takesSession: m.takesSession,
-      paramTypes: params.map((p) => p.type),
-      // Async.* answers with a task ref, which needs no conversion.
-      result: isAsync ? undefined : m.result,
+      paramTypes,
+      wireTypes: m.takesSession ? [undefined, ...paramTypes] : paramTypes,
+      result,
+      jsonFix: result ? jsonConverter(result) : null,
+      repeatable: isRepeatable(method),
       spec: m,
     }
   } else {
     info = {
       takesSession: !SESSIONLESS.has(bare) && !bare.startsWith('system.'),
       paramTypes: undefined,
+      wireTypes: undefined,
       result: undefined,
+      jsonFix: null,
+      repeatable: isRepeatable(method),
     }
   }
   methodCache.set(method, info)
@@ -211,7 +225,7 @@ export class XapiSession implements XapiCore {
     const timeout = opts.timeout ?? this.defaultTimeout
     const maxRedirects = this.options.maxRedirects ?? 3
     const policy = this.options.retry ?? {}
-    const repeatable = opts.idempotent === true || isRepeatable(method)
+    const repeatable = opts.idempotent === true || info.repeatable
     let relogins = 0
     let redirects = 0
     let transportRetries = 0
@@ -219,22 +233,20 @@ export class XapiSession implements XapiCore {
     if (this.logger.debug) this.logger.debug(`call ${method} ${JSON.stringify(this.redactor.params(method, params))}`)
     try {
       for (;;) {
-        const session = info.takesSession ? await this.ensureSession() : undefined
+        // No await when the session is there already (every call but the first): an await costs a promise hop.
+        const session = info.takesSession ? (this.sessionId ?? (await this.ensureSession())) : undefined
         const transport = this.transport
         try {
           const raw = await transport.call({
             method,
             params: session === undefined ? params : [session, ...params],
-            paramTypes: info.paramTypes && session !== undefined ? [undefined, ...info.paramTypes] : info.paramTypes,
+            paramTypes: session === undefined ? info.paramTypes : info.wireTypes,
             timeout,
             signal: opts.signal,
           })
           this.answered = true
           if (!info.result) return raw
-          if (transport.kind === 'json-rpc') {
-            const fix = jsonConverter(info.result)
-            return fix ? fix(raw) : raw
-          }
+          if (transport.kind === 'json-rpc') return info.jsonFix ? info.jsonFix(raw) : raw
           return fromWire(raw, info.result)
         } catch (e) {
           if (e instanceof XenAPIError) {

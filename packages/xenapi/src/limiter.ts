@@ -20,15 +20,40 @@ export class Limiter {
     return this.waiting.length
   }
 
-  async run<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    if (this.active >= this.max) await this.wait(signal)
-    else this.active++
-    if (this.active > this.peak) this.peak = this.active
-    try {
-      return await fn()
-    } finally {
-      this.release()
+  /**
+   * Runs `fn` when a slot is free. Not an async function: a call that finds a free slot (every sequential call) costs
+   * one promise hop here, not three.
+   */
+  run<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    if (this.active < this.max) {
+      this.active++
+      if (this.active > this.peak) this.peak = this.active
+      return this.settle(fn)
     }
+    return this.wait(signal).then(() => {
+      if (this.active > this.peak) this.peak = this.active
+      return this.settle(fn)
+    })
+  }
+
+  private settle<T>(fn: () => Promise<T>): Promise<T> {
+    let p: Promise<T>
+    try {
+      p = fn()
+    } catch (e) {
+      this.release()
+      return Promise.reject(e)
+    }
+    return p.then(this.releaseWith as (v: T) => T, this.releaseThrowing)
+  }
+
+  private readonly releaseWith = (v: unknown): unknown => {
+    this.release()
+    return v
+  }
+  private readonly releaseThrowing = (e: unknown): never => {
+    this.release()
+    throw e
   }
 
   private wait(signal?: AbortSignal): Promise<void> {

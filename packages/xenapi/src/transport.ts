@@ -5,6 +5,7 @@
  * A transport returns the raw decoded result (ints may still be strings over XML-RPC); the session layer converts
  * it by the datamodel's result type. XAPI failures become XenAPIError, everything else XapiTransportError.
  */
+import type { IncomingHttpHeaders } from 'node:http'
 import type { Dispatcher, Pool } from 'undici'
 import {
   XmlRpcFault,
@@ -49,86 +50,124 @@ interface HttpAnswer {
   body: string
 }
 
+/** The content-type request headers, as undici's flat [name, value] form (no object keys to walk per request). */
+const JSON_HEADERS = ['content-type', 'application/json']
+const XML_HEADERS = ['content-type', 'text/xml']
+
+/**
+ * Collects one answer for `post`. A class rather than closures: one allocation per call, and the caller's abort
+ * signal is listened to only when there is one.
+ */
+class AnswerHandler implements Dispatcher.DispatchHandler {
+  private status = 0
+  private contentType = ''
+  private readonly chunks: Buffer[] = []
+  private controller: Dispatcher.DispatchController | undefined
+  private readonly onAbort: (() => void) | undefined
+
+  constructor(
+    private readonly resolve: (a: HttpAnswer) => void,
+    private readonly reject: (e: unknown) => void,
+    private readonly req: RpcRequest,
+    private readonly url: string,
+    private readonly path: string,
+  ) {
+    const signal = req.signal
+    if (signal) {
+      this.onAbort = () => this.controller?.abort(signal.reason ?? new Error('aborted'))
+      signal.addEventListener('abort', this.onAbort, { once: true })
+    }
+  }
+
+  private done(): void {
+    if (this.onAbort) this.req.signal?.removeEventListener('abort', this.onAbort)
+  }
+
+  onRequestStart(c: Dispatcher.DispatchController): void {
+    this.controller = c
+    const signal = this.req.signal
+    if (signal?.aborted) c.abort(signal.reason ?? new Error('aborted'))
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    this.status = statusCode
+    const ct = headers['content-type']
+    this.contentType = (Array.isArray(ct) ? ct[0] : ct) ?? ''
+  }
+
+  onResponseData(_c: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.chunks.push(chunk)
+  }
+
+  onResponseEnd(): void {
+    this.done()
+    const chunks = this.chunks
+    this.resolve({
+      status: this.status,
+      contentType: this.contentType,
+      body: chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8'),
+    })
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, e: Error): void {
+    this.done()
+    const req = this.req
+    const code = (e as { code?: string }).code
+    if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+      this.reject(new XapiTimeoutError(req.method, this.url, req.timeout))
+    } else if (req.signal?.aborted) {
+      this.reject(req.signal.reason ?? e)
+    } else {
+      this.reject(
+        new XapiTransportError(
+          `${req.method}: request to ${this.url}${this.path} failed: ${e.message}`,
+          req.method,
+          this.url,
+          undefined,
+          { cause: e },
+        ),
+      )
+    }
+  }
+}
+
 /**
  * POSTs a body with a timeout and an optional caller signal; maps failures to transport errors.
  *
  * This is undici's `dispatch` with a handler that collects the body: no per-response Readable stream and no
  * AbortController/timer per call (the timeout is undici's own headers/body timers; XAPI sends its headers once the
- * call is done), which keeps the client's CPU per call at undici's floor.
+ * call is done), which keeps the client's CPU per call near undici's floor.
  */
 function post(
   pool: Pool,
   url: string,
   path: string,
   body: string,
-  contentType: string,
+  headers: string[],
   req: RpcRequest,
 ): Promise<HttpAnswer> {
   const signal = req.signal
   if (signal?.aborted) return Promise.reject(signal.reason ?? new Error('aborted'))
   return new Promise<HttpAnswer>((resolve, reject) => {
-    let status = 0
-    let ctype = ''
-    const chunks: Buffer[] = []
-    let controller: Dispatcher.DispatchController | undefined
-    const onAbort = (): void => controller?.abort(signal?.reason ?? new Error('aborted'))
-    const done = (): void => signal?.removeEventListener('abort', onAbort)
-    signal?.addEventListener('abort', onAbort, { once: true })
-    const handler: Dispatcher.DispatchHandler = {
-      onRequestStart(c) {
-        controller = c
-        if (signal?.aborted) c.abort(signal.reason ?? new Error('aborted'))
-      },
-      onResponseStart(_c, statusCode, headers) {
-        status = statusCode
-        const ct = headers['content-type']
-        ctype = (Array.isArray(ct) ? ct[0] : ct) ?? ''
-      },
-      onResponseData(_c, chunk) {
-        chunks.push(chunk)
-      },
-      onResponseEnd() {
-        done()
-        resolve({
-          status,
-          contentType: ctype,
-          body: chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8'),
-        })
-      },
-      onResponseError(_c, e) {
-        done()
-        const code = (e as { code?: string }).code
-        if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
-          reject(new XapiTimeoutError(req.method, url, req.timeout))
-        } else if (signal?.aborted) {
-          reject(signal.reason ?? e)
-        } else {
-          reject(
-            new XapiTransportError(
-              `${req.method}: request to ${url}${path} failed: ${e.message}`,
-              req.method,
-              url,
-              undefined,
-              {
-                cause: e,
-              },
-            ),
-          )
-        }
-      },
-    }
     pool.dispatch(
-      {
-        path,
-        method: 'POST',
-        body,
-        headers: { 'content-type': contentType },
-        headersTimeout: req.timeout,
-        bodyTimeout: req.timeout,
-      },
-      handler,
+      { path, method: 'POST', body, headers, headersTimeout: req.timeout, bodyTimeout: req.timeout },
+      new AnswerHandler(resolve, reject, req, url, path),
     )
   })
+}
+
+/** JSON-RPC params: the caller's array as it is when every value is already JSON (the usual strings and numbers). */
+function jsonParams(params: unknown[], types: (XapiType | undefined)[] | undefined): unknown[] {
+  let out: unknown[] | undefined
+  for (let i = 0; i < params.length; i++) {
+    const p = params[i]
+    const t = types?.[i]
+    const plain = t?.kind !== 'option' && (typeof p === 'string' || typeof p === 'number' || typeof p === 'boolean')
+    const w = plain ? p : toJsonWire(p, t)
+    if (w !== p && out === undefined) out = params.slice(0, i)
+    if (out !== undefined) out.push(w)
+  }
+  return out ?? params
 }
 
 function statusError(a: HttpAnswer, req: RpcRequest, url: string, path: string, Cls = XapiTransportError): Error {
@@ -151,9 +190,9 @@ export class JsonRpcTransport implements Transport {
 
   async call(req: RpcRequest): Promise<unknown> {
     const id = ++this.nextId
-    const params = req.params.map((p, i) => toJsonWire(p, req.paramTypes?.[i]))
+    const params = jsonParams(req.params, req.paramTypes)
     const body = JSON.stringify({ jsonrpc: '2.0', method: req.method, params, id })
-    const a = await post(this.pool, this.url, '/jsonrpc', body, 'application/json', req)
+    const a = await post(this.pool, this.url, '/jsonrpc', body, JSON_HEADERS, req)
     const isJson = a.contentType.startsWith('application/json') || /^application\/json\b/i.test(a.contentType)
     if (a.status !== 200 || !isJson) {
       // 404/405: no handler; a non-JSON body: something else (an old XAPI or a proxy) answered.
@@ -187,7 +226,7 @@ export class XmlRpcTransport implements Transport {
 
   async call(req: RpcRequest): Promise<unknown> {
     const body = encodeMethodCall(req.method, req.params, req.paramTypes)
-    const a = await post(this.pool, this.url, '/', body, 'text/xml', req)
+    const a = await post(this.pool, this.url, '/', body, XML_HEADERS, req)
     if (a.status !== 200) throw statusError(a, req, this.url, '/')
     let value
     try {
