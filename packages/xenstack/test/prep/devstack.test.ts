@@ -17,6 +17,7 @@ import { startSimServer, type SimServer } from '@xenstack/xapi-sim'
 import { connect, type Xapi } from '@xenstack/xenapi'
 import { DEFAULTS, parseOverrides, renderLocalConf, renderPreseed } from '../../src/prep/devstack/index.js'
 import { runCli } from '../cli/run.js'
+import { playingNetinstall } from './helpers.js'
 
 const PASSWORD = 'devstack-sim-Secr3t!'
 const scratch = scratchDirs()
@@ -130,36 +131,21 @@ test('devstack: an unreachable mirror stops after the recorded earlier steps; th
   assert.deepEqual(await xapi.call('VM.get_by_name_label', 'jeos_template_for_ubuntu'), [], 'no template yet')
 
   // the installer: when the VM runs with the preseed boot arguments, it "installs" and powers off
-  let installerSeen: any
-  let cliDone = false
-  const installer = (async () => {
-    for (const deadline = Date.now() + 120_000; Date.now() < deadline && !cliDone;) {
-      const vms = (await xapi.call('VM.get_all_records')) as Record<string, any>
-      const found = Object.entries(vms).find(
-        ([, v]) => v.other_config?.xenstack_devstack === 'template-install' && v.power_state === 'Running',
-      )
-      if (found) {
-        installerSeen = found[1]
-        await xapi.call('VM.clean_shutdown', found[0])
-        return
-      }
-      await new Promise((res) => setTimeout(res, 200))
-    }
-  })()
-  const again = await runCli(
-    [
-      ...base(),
-      '--mirror',
-      mirrorUrl,
-      '--preseed-url',
-      `${mirrorUrl.replace('/ubuntu', '')}/preseed.cfg`,
-      '--json',
-      '--domu-ssh',
-      'root@127.0.0.1:9',
-    ],
-    env,
-  ).finally(() => (cliDone = true))
-  await installer
+  const { result: again, installer: installerSeen } = await playingNetinstall(xapi, 120_000, () =>
+    runCli(
+      [
+        ...base(),
+        '--mirror',
+        mirrorUrl,
+        '--preseed-url',
+        `${mirrorUrl.replace('/ubuntu', '')}/preseed.cfg`,
+        '--json',
+        '--domu-ssh',
+        'root@127.0.0.1:9',
+      ],
+      env,
+    ),
+  )
   const out2 = JSON.parse(again.stdout)
   assert.deepEqual(out2.previouslyDone, ['prerequisites', 'networks'])
   const step = (id: string) => out2.steps.find((s: { id: string }) => s.id === id)
