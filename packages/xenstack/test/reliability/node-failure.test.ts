@@ -9,55 +9,20 @@
 // Also here, without the lab: the SSH executor's connection attempts against a port nobody listens on.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { createServer, connect as tcpConnect, type AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { requirePrerequisite, scratchDirs } from '@xenstack/testkit'
-import { Lab, autoLabName, preflight } from '../../src/lab/index.js'
-import '../../src/integration/lab-services.js'
-import { describeLab } from '../../src/lab/supervisor.js'
-import { registerLabEnvironment } from '../../src/lab/environment.js'
-import { glanceInstalled } from '../../src/glance/server-config.js'
+import { scratchDirs } from '@xenstack/testkit'
+import type { Lab } from '../../src/lab/index.js'
 import { StateStore } from '../../src/state/store.js'
 import { FileKnownHostsStore, Secret, SshExecutor } from '../../src/node/index.js'
+import { tail, xenstack } from '../lab-fixture/cli.js'
+import { assertDeployed, captureEndState, requireDeployLab, upDeployLab } from '../lab-fixture/deploy-lab.js'
 
-const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
 const tmp = scratchDirs()
-const NOVA_CONF = ['[DEFAULT]', 'debug = False', '', '[database]', 'connection = mysql://nova@192.0.2.1/nova', ''].join(
-  '\n',
-)
 const FAILED_NODE = 'compute-1'
-
-interface CliRun {
-  code: number
-  stdout: string
-  stderr: string
-  json?: any
-  ms: number
-}
-
-function xenstack(home: string, ...args: string[]): Promise<CliRun> {
-  const t0 = performance.now()
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [CLI, ...args],
-      { env: { ...process.env, XENSTACK_HOME: home }, maxBuffer: 64 << 20, timeout: 900_000 },
-      (e, stdout, stderr) => {
-        const code = e ? (typeof e.code === 'number' ? e.code : 1) : 0
-        let json: any
-        try {
-          json = JSON.parse(stdout.slice(stdout.indexOf('{')))
-        } catch {
-          json = undefined
-        }
-        resolve({ code, stdout, stderr, json, ms: Math.round(performance.now() - t0) })
-      },
-    )
-  })
-}
+/** A deploy's hang guard. */
+const DEPLOY_TIMEOUT_MS = 900_000
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -160,32 +125,15 @@ test('the SSH executor tries a host that does not answer several times, then say
 })
 
 test('node failure: sshd of a compute VM stopped mid-deploy; the task fails after its attempts, the compute group brakes, resume completes', async (t) => {
-  let missing: string | undefined
-  await preflight().catch((e: Error) => (missing = e.message))
-  if (!requirePrerequisite(t, missing ?? 'lab', () => missing === undefined)) return
-  if (!requirePrerequisite(t, 'python3-glance (Glance on the lab controller)', () => glanceInstalled())) return
-  if (!requirePrerequisite(t, 'qemu-img (the TestVM image)', () => existsSync('/usr/bin/qemu-img'))) return
+  if (!(await requireDeployLab(t))) return
 
   const home = tmp('xenstack-node-failure-')
-  const lab = await Lab.up({
-    name: autoLabName(),
-    hosts: 2,
-    networks: { management: { cidr: '192.168.0.0/22' }, storage: { cidr: '192.168.8.0/25' } },
-    simulator: true,
-    services: [{ kind: 'glance' }],
-    seed: (h, paths) => {
-      if (h.role !== 'controller') return
-      mkdirSync(join(paths.etc, 'nova'), { recursive: true })
-      writeFileSync(join(paths.etc, 'nova', 'nova.conf'), NOVA_CONF)
-    },
-  })
+  const { lab, env } = await upDeployLab(home)
   let state: StateStore | undefined
   try {
-    const desc = describeLab(lab, 0)
-    const env = registerLabEnvironment(desc, lab.simulator!.password, desc.refs, { dataDir: home })
     const ssh = lab.host(FAILED_NODE).ssh
 
-    const deploying = xenstack(home, 'deploy', env, '--json')
+    const deploying = xenstack(home, ['deploy', env, '--json'], { timeoutMs: DEPLOY_TIMEOUT_MS })
     state = StateStore.open({ dataDir: home })
     const db = state.db
     // a task of the compute VM that works through its SSH (dom0 is reached through the compute VM too)
@@ -208,7 +156,7 @@ test('node failure: sshd of a compute VM stopped mid-deploy; the task fails afte
 
     await t.test('the task fails after its attempts, naming node, task, SSH target and what was tried', () => {
       assert.notEqual(first.code, 0, 'the deployment did not succeed')
-      assert.ok(first.json, `no JSON summary:\n${first.stdout.slice(-3000)}\n${first.stderr.slice(-2000)}`)
+      assert.ok(first.json, `no JSON summary:\n${tail(first, 3000)}`)
       const errors = (first.json.errors ?? []) as { node: string; task: string; message: string; attempts?: number }[]
       const mine = errors.filter((e) => e.node === FAILED_NODE)
       assert.equal(mine.length, 1, `one failed task on ${FAILED_NODE}: ${JSON.stringify(errors)}`)
@@ -267,9 +215,9 @@ test('node failure: sshd of a compute VM stopped mid-deploy; the task fails afte
       const before = succeeded()
       startSshd(lab, FAILED_NODE)
       await until(`${FAILED_NODE}'s sshd`, 30_000, async () => ((await tcpOpen(ssh.host, ssh.port)) ? true : undefined))
-      const resumed = await xenstack(home, 'deploy', 'resume', env, '--json')
+      const resumed = await xenstack(home, ['deploy', 'resume', env, '--json'], { timeoutMs: DEPLOY_TIMEOUT_MS })
       t.diagnostic(`resume: ${resumed.ms} ms`)
-      assert.equal(resumed.code, 0, `${resumed.stdout.slice(-4000)}\n${resumed.stderr.slice(-2000)}`)
+      assert.equal(resumed.code, 0, tail(resumed))
       assert.equal(resumed.json?.status, 'ready')
       assert.equal(resumed.json.deployment, first.json.deployment, 'the same deployment, resumed')
       assert.equal(resumed.json.tasks.failed, 0)
@@ -277,13 +225,8 @@ test('node failure: sshd of a compute VM stopped mid-deploy; the task fails afte
       const after = succeeded()
       for (const [key, run] of before) assert.equal(after.get(key), run, `${key} ran again`)
       assert.ok(after.size > before.size, 'the resume ran what was left')
-      // what the failed node was for is there now
-      const routes = (await lab.execOk('dom0-1', ['ip', '-4', 'route', 'show'])).stdout
-      assert.equal(routes.split('\n').filter((l) => / via 169\.254\./.test(l)).length, 2, routes)
-      const masq = (await lab.execOk(FAILED_NODE, ['iptables-save'])).stdout
-        .split('\n')
-        .filter((l) => /-j MASQUERADE/.test(l))
-      assert.ok(masq.length >= 2, masq.join('\n'))
+      // what the failed node was for is there now: the lab is what a clean deployment makes
+      assertDeployed(await captureEndState(lab))
     })
   } finally {
     state?.close()
