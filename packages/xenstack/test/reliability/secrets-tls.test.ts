@@ -7,36 +7,20 @@
 // errors, warnings or outputs.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFile, execFileSync } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { connect as netConnect, type AddressInfo } from 'node:net'
 import { createServer as createTlsServer } from 'node:tls'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { hasExecutable, requirePrerequisite, scratchDirs } from '@xenstack/testkit'
 import { startSimServer } from '@xenstack/xapi-sim'
 import { connectPool } from '../../src/state/pools.js'
 import { openStore } from '../state/databases.js'
+import { xenstack } from '../lab-fixture/cli.js'
 
 const tmp = scratchDirs()
-const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
 const PASSWORD = 'Tls-Sweep-S3cret-Pw'
-
-function xenstack(home: string, args: string[], stdin: string): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((done) => {
-    const child = execFile(
-      process.execPath,
-      [CLI, ...args],
-      {
-        env: { ...process.env, XENSTACK_HOME: home, DATABASE_URL: '', XENSTACK_SHIPPED_PLUGINS: 'none' },
-        timeout: 120_000,
-      },
-      (e, out, err) => done({ code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, out, err }),
-    )
-    child.stdin?.end(stdin)
-  })
-}
 
 test('TLS to XAPI: verified by default, pinned or CA accepted, wrong pin refused, unverified only when asked and warned', async (t) => {
   if (!requirePrerequisite(t, 'openssl', () => hasExecutable('openssl'))) return
@@ -124,21 +108,25 @@ test('TLS to XAPI: verified by default, pinned or CA accepted, wrong pin refused
     async () => {
       const home = tmp('xenstack-tls-cli-')
       const add = (name: string, ...flags: string[]) =>
-        xenstack(home, ['pool', 'add', name, '--url', url, '--password-stdin', ...flags], PASSWORD + '\n')
+        xenstack(home, ['pool', 'add', name, '--url', url, '--password-stdin', ...flags], {
+          stdin: PASSWORD + '\n',
+          env: { DATABASE_URL: '', XENSTACK_SHIPPED_PLUGINS: 'none' },
+          timeoutMs: 120_000,
+        })
       const plain = await add('plain')
-      noPassword(plain.out + plain.err, 'pool add (refused)')
-      assert.equal(plain.code, 4, `exit 4 (connection) expected: ${plain.err}`)
-      assert.match(plain.err, /certificate/i)
+      noPassword(plain.stdout + plain.stderr, 'pool add (refused)')
+      assert.equal(plain.code, 4, `exit 4 (connection) expected: ${plain.stderr}`)
+      assert.match(plain.stderr, /certificate/i)
       const pinned = await add('pinned', '--fingerprint', fingerprint)
-      noPassword(pinned.out + pinned.err, 'pool add --fingerprint')
-      assert.equal(pinned.code, 0, pinned.err)
-      assert.match(pinned.out, /TLS pinned/)
-      assert.doesNotMatch(pinned.err, /warning/)
+      noPassword(pinned.stdout + pinned.stderr, 'pool add --fingerprint')
+      assert.equal(pinned.code, 0, pinned.stderr)
+      assert.match(pinned.stdout, /TLS pinned/)
+      assert.doesNotMatch(pinned.stderr, /warning/)
       const insecure = await add('insecure', '--insecure')
-      noPassword(insecure.out + insecure.err, 'pool add --insecure')
-      assert.equal(insecure.code, 0, insecure.err)
-      assert.match(insecure.err, /warning: .*TLS verification OFF/)
-      assert.match(insecure.out, /TLS NOT VERIFIED/)
+      noPassword(insecure.stdout + insecure.stderr, 'pool add --insecure')
+      assert.equal(insecure.code, 0, insecure.stderr)
+      assert.match(insecure.stderr, /warning: .*TLS verification OFF/)
+      assert.match(insecure.stdout, /TLS NOT VERIFIED/)
     },
   )
   t.diagnostic(`${seen.length} errors, warnings and outputs checked for the password: none has it`)
