@@ -10,9 +10,17 @@
 // (process.cpuUsage of the client process) is the figure least sensitive to load. XenAPI.py runs in a worker process
 // that takes its turns the same way (it speaks XML-RPC only).
 //
+// --floor adds two reference rows that are not clients: the same JSON-RPC VM.get_record through undici's Pool.dispatch
+// (the undici this client uses, nothing but the JSON encode and parse around it) and through a bare node:net keep-alive
+// socket with a minimal HTTP/1.1 reader (Content-Length answers only, no TLS, no timeouts). They show how much of the
+// client's cost per call is its HTTP layer's floor. --warmup sets the calls each client makes before measuring (300):
+// V8 is still optimising for the first few thousand calls, so short runs measure warm-up as much as the steady state.
+//
 // Usage: npx tsc -b packages/xenapi packages/xapi-sim && node bench/xenapi-client.mjs [--vms 1000] [--seq 1000]
-//        [--conc 2000] [--rounds 5] [--only ours,xen-api,python]
+//        [--conc 2000] [--rounds 5] [--warmup 300] [--only ours,xen-api,python] [--floor]
 import { spawn } from 'node:child_process'
+import { createRequire } from 'node:module'
+import net from 'node:net'
 import { loadavg } from 'node:os'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
@@ -31,6 +39,8 @@ const CONC_CALLS = Number(arg('conc', 2000))
 const CONC = 32
 const ROUNDS = Number(arg('rounds', 5))
 const ONLY = arg('only', 'ours,xen-api,python').split(',')
+const WARMUP = Number(arg('warmup', 300))
+const FLOOR = process.argv.includes('--floor')
 const PASSWORD = 'bench-pw'
 
 async function startSim() {
@@ -99,6 +109,97 @@ async function xenApiClient(url, transport) {
   return { call: (m, ...p) => xapi.call(m, ...p), close: () => xapi.disconnect() }
 }
 
+/**
+ * Reference rows for --floor: VM.get_record as a JSON-RPC POST with nothing around it but JSON.stringify/JSON.parse,
+ * through `post(body) → Promise<string>`.
+ */
+async function bareJsonRpc(post, close) {
+  let id = 0
+  const rpc = async (method, params) => {
+    const answer = JSON.parse(await post(JSON.stringify({ jsonrpc: '2.0', method, params, id: ++id })))
+    if (answer.error) throw new Error(`${method}: ${JSON.stringify(answer.error)}`)
+    return answer.result
+  }
+  const session = await rpc('session.login_with_password', ['root', PASSWORD, '1.2', 'bench'])
+  return {
+    call: (m, ...p) => rpc(m, [session, ...p]),
+    close: async () => {
+      await rpc('session.logout', [session])
+      await close()
+    },
+  }
+}
+
+/** undici's Pool.dispatch, as transport.ts uses it (the undici @xenstack/xenapi depends on). */
+async function undiciFloor(url) {
+  const { Pool } = createRequire(import.meta.resolve('@xenstack/xenapi'))('undici')
+  const pool = new Pool(url, { connections: null, pipelining: 1, keepAliveTimeout: 30_000 })
+  const post = (body) =>
+    new Promise((resolve, reject) => {
+      const chunks = []
+      pool.dispatch(
+        {
+          path: '/jsonrpc',
+          method: 'POST',
+          body,
+          headers: ['content-type', 'application/json'],
+          headersTimeout: 60_000,
+          bodyTimeout: 60_000,
+        },
+        {
+          onRequestStart() {},
+          onResponseStart() {},
+          onResponseData: (_c, chunk) => chunks.push(chunk),
+          onResponseEnd: () => resolve(Buffer.concat(chunks).toString('utf8')),
+          onResponseError: (_c, e) => reject(e),
+        },
+      )
+    })
+  return bareJsonRpc(post, () => pool.close())
+}
+
+/** A bare keep-alive socket per call in flight, with a minimal HTTP/1.1 reader (Content-Length answers only). */
+async function netFloor(url) {
+  const { hostname, port, host } = new URL(url)
+  const idle = []
+  const sockets = []
+  const open = () =>
+    new Promise((resolve, reject) => {
+      const conn = { socket: net.connect(Number(port), hostname, () => resolve(conn)), pending: undefined }
+      conn.socket.once('error', reject)
+      conn.socket.setNoDelay(true)
+      let buf = null
+      conn.socket.on('data', (d) => {
+        buf = buf ? Buffer.concat([buf, d]) : d
+        const end = buf.indexOf('\r\n\r\n')
+        if (end < 0) return
+        const head = buf.latin1Slice(0, end)
+        const len = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? NaN)
+        if (Number.isNaN(len)) throw new Error(`the node:net floor reads Content-Length answers only: ${head}`)
+        if (buf.length < end + 4 + len) return
+        const body = buf.utf8Slice(end + 4, end + 4 + len)
+        buf = null
+        const done = conn.pending
+        conn.pending = undefined
+        idle.push(conn)
+        if (head.startsWith('HTTP/1.1 200')) done.resolve(body)
+        else done.reject(new Error(head.split('\r\n')[0]))
+      })
+      sockets.push(conn.socket)
+    })
+  const post = async (body) => {
+    const conn = idle.pop() ?? (await open())
+    return new Promise((resolve, reject) => {
+      conn.pending = { resolve, reject }
+      conn.socket.write(
+        `POST /jsonrpc HTTP/1.1\r\nhost: ${host}\r\ncontent-type: application/json\r\n` +
+          `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      )
+    })
+  }
+  return bareJsonRpc(post, () => sockets.forEach((s) => s.destroy()))
+}
+
 /** XenAPI.py in a Python worker process that takes commands, so it can take turns with the Node clients. */
 async function pythonClient(url) {
   const child = spawn('/usr/bin/python3', [join(here, 'xenapi-python.py'), url, PASSWORD, String(CONC)], {
@@ -135,7 +236,7 @@ const results = {}
 try {
   console.log(
     `simulator ${sim.url} with ${VMS} VMs; ${SEQ} sequential VM.get_record, ${CONC_CALLS} with ${CONC} ` +
-      `in flight, ${ROUNDS} VM.get_all_records, per client and transport`,
+      `in flight, ${ROUNDS} VM.get_all_records, per client and transport, after ${WARMUP} calls of warm-up`,
   )
   // Every client (both transports, and XenAPI.py) takes its turn in every block.
   const clients = []
@@ -144,10 +245,14 @@ try {
     if (ONLY.includes('xen-api')) clients.push([`xen-api ${transport}`, await xenApiClient(sim.url, transport)])
   }
   if (ONLY.includes('python')) clients.push(['XenAPI.py xml-rpc', await pythonClient(sim.url)])
+  if (FLOOR) {
+    clients.push(['floor: undici dispatch', await undiciFloor(sim.url)])
+    clients.push(['floor: node:net', await netFloor(sim.url)])
+  }
   const first = clients.find(([n]) => !n.startsWith('XenAPI.py'))?.[1]
   const vms = first ? (await first.call('VM.get_all')).slice(0, VMS) : []
   for (const [name, c] of clients) {
-    if (c.call) for (let i = 0; i < 300; i++) await c.call('VM.get_record', vms[i % vms.length]) // warm-up
+    if (c.call) for (let i = 0; i < WARMUP; i++) await c.call('VM.get_record', vms[i % vms.length]) // warm-up
     results[name] = { seqMs: 0, seqCpu: 0, concMs: 0, concCpu: 0, all: [] }
   }
   // Fine-grained turns (ROUNDS * 4 blocks) so that every client sees the same background load.
@@ -190,12 +295,12 @@ try {
 
 const n = (x, d = 0) => (Number.isFinite(x) ? x.toFixed(d) : '-')
 console.log(
-  `\n${'client'.padEnd(20)} ${'seq calls/s'.padStart(12)} ${'cpu µs/call'.padStart(12)} ${'conc32 calls/s'.padStart(15)} ` +
+  `\n${'client'.padEnd(24)} ${'seq calls/s'.padStart(12)} ${'cpu µs/call'.padStart(12)} ${'conc32 calls/s'.padStart(15)} ` +
     `${'cpu µs/call'.padStart(12)} ${'get_all_records ms'.padStart(19)}`,
 )
 for (const [k, r] of Object.entries(results)) {
   console.log(
-    `${k.padEnd(20)} ${n(r.seq).padStart(12)} ${n(r.seqCpu).padStart(12)} ${n(r.conc).padStart(15)} ` +
+    `${k.padEnd(24)} ${n(r.seq).padStart(12)} ${n(r.seqCpu).padStart(12)} ${n(r.conc).padStart(15)} ` +
       `${n(r.concCpu).padStart(12)} ${n(r.allMs, 1).padStart(19)}`,
   )
 }
@@ -216,3 +321,12 @@ line('ours json-rpc / xen-api json-rpc', results['ours json-rpc'], results['xen-
 line('ours xml-rpc / xen-api xml-rpc', results['ours xml-rpc'], results['xen-api xml-rpc'], 1.2)
 line('ours json-rpc / XenAPI.py', results['ours json-rpc'], py, 3)
 line('ours xml-rpc / XenAPI.py', results['ours xml-rpc'], py)
+const ours = results['ours json-rpc']
+for (const f of ['floor: undici dispatch', 'floor: node:net']) {
+  const r = results[f]
+  if (!ours || !r) continue
+  console.log(
+    `  ours json-rpc CPU over ${f.slice(7).padEnd(16)} seq ${n(ours.seqCpu - r.seqCpu).padStart(5)} µs/call  ` +
+      `conc32 ${n(ours.concCpu - r.concCpu).padStart(5)} µs/call  (floor seq ${n(r.seq)} calls/s, ${n(r.seqCpu)} µs/call)`,
+  )
+}
