@@ -8,29 +8,24 @@
 // statuses). Figures go to test-artifacts/reliability/crash.json and docs/reliability.md.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { requirePrerequisite, scratchDirs } from '@xenstack/testkit'
-import { Lab, autoLabName, preflight } from '../../src/lab/index.js'
-import '../../src/integration/lab-services.js'
-import { describeLab } from '../../src/lab/supervisor.js'
-import { registerLabEnvironment } from '../../src/lab/environment.js'
-import { glanceInstalled } from '../../src/glance/server-config.js'
-import type { GlanceEndpoint } from '../../src/lab/glance-service.js'
+import { scratchDirs } from '@xenstack/testkit'
 import { StateStore } from '../../src/state/store.js'
 import { ARM_PHRASE, CRASH_FILE_ENV, type CrashPoint } from '../../src/state/crash-hook.js'
+import { tail, xenstack as runCli, type CliOptions } from '../lab-fixture/cli.js'
+import {
+  assertDeployed,
+  captureEndState,
+  requireDeployLab,
+  upDeployLab,
+  useSqliteOnly,
+} from '../lab-fixture/deploy-lab.js'
 
-const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
 const ROOT = fileURLToPath(new URL('../../../../../', import.meta.url))
 const ARTIFACTS = join(ROOT, 'test-artifacts', 'reliability')
 const tmp = scratchDirs()
-
-const NOVA_CONF = ['[DEFAULT]', 'debug = False', '', '[database]', 'connection = mysql://nova@192.0.2.1/nova', ''].join(
-  '\n',
-)
 
 /**
  * Where a run is killed:
@@ -107,56 +102,9 @@ function readLog(file: string): LogLine[] {
     })
 }
 
-interface Run {
-  code: number | null
-  signal: NodeJS.Signals | null
-  stdout: string
-  stderr: string
-  pid: number
-  json?: any
-}
-
-/**
- * Runs the CLI (the store as this process opens it: SQLite, see the test); `watch` is polled every 2 ms with the
- * child's pid and may kill it.
- */
-function xenstack(
-  home: string,
-  args: string[],
-  env: Record<string, string>,
-  watch?: (pid: number, kill: () => void) => void,
-): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, XENSTACK_HOME: home, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    p.stdout.on('data', (b) => (stdout += b))
-    p.stderr.on('data', (b) => (stderr += b))
-    let killed = false
-    const kill = () => {
-      killed = true
-      p.kill('SIGKILL')
-    }
-    // polled until the kill: a watch decides once
-    const timer = watch ? setInterval(() => killed || watch(p.pid!, kill), 2) : undefined
-    const deadline = setTimeout(kill, 300_000)
-    p.on('error', reject)
-    p.on('close', (code, signal) => {
-      if (timer) clearInterval(timer)
-      clearTimeout(deadline)
-      let json: any
-      try {
-        json = JSON.parse(stdout.slice(stdout.indexOf('{')))
-      } catch {
-        json = undefined
-      }
-      resolve({ code, signal, stdout, stderr, pid: p.pid!, json })
-    })
-  })
-}
+/** Runs the CLI (the store as this process opens it: SQLite, see the test), with a 5 min hang guard. */
+const xenstack = (home: string, args: string[], env: Record<string, string>, watch?: CliOptions['watch']) =>
+  runCli(home, args, { env, watch, timeoutMs: 300_000 })
 
 interface Checkpoint {
   succeeded: Set<string>
@@ -228,93 +176,19 @@ function checkState(home: string, plannedTasks: number | undefined, nodes: numbe
   }
 }
 
-/** What a clean run leaves on the lab, as text per item (secrets hashed, counters and dates removed). */
-async function observe(lab: Lab, glance: GlanceEndpoint): Promise<Record<string, string>> {
-  const out: Record<string, string> = {}
-  const hash = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, 16)
-  for (const dom0 of ['dom0-1', 'dom0-2']) {
-    out[`${dom0} routes`] = (await lab.execOk(dom0, ['ip', '-4', 'route', 'show'])).stdout
-    out[`${dom0} crontab`] = (await lab.execOk(dom0, ['crontab', '-l'])).stdout
-    out[`${dom0} plugins`] = (await lab.execOk(dom0, ['sh', '-c', 'ls -l /etc/xapi.d/plugins | sort'])).stdout
-  }
-  for (const compute of ['compute-1', 'compute-2']) {
-    out[`${compute} iptables`] = (await lab.execOk(compute, ['iptables-save'])).stdout
-      .split('\n')
-      .filter((l) => !l.startsWith('#'))
-      .map((l) => l.replace(/\[\d+:\d+\]/g, ''))
-      .join('\n')
-    out[`${compute} ip_forward`] = (await lab.execOk(compute, ['cat', '/proc/sys/net/ipv4/ip_forward'])).stdout
-    const conf = await lab.exec(compute, [
-      'sh',
-      '-c',
-      'cat /etc/nova/nova-compute.conf /etc/nova/nova.conf 2>/dev/null',
-    ])
-    out[`${compute} nova config (sha256)`] = hash(conf.stdout)
-    out[`${compute} xenstore himn_mac`] = (await lab.exec(compute, ['xenstore-read', 'vm-data/himn_mac'])).stdout
-  }
-  out['controller-1 nova.conf (sha256)'] = hash(
-    (await lab.execOk('controller-1', ['cat', '/etc/nova/nova.conf'])).stdout,
-  )
-  const images = (
-    (await (await fetch(`${glance.adminUrl}/v2/images?name=TestVM`)).json()) as {
-      images: { checksum: string; status: string }[]
-    }
-  ).images
-  out['glance TestVM'] = JSON.stringify(images.map((i) => [i.checksum, i.status]))
-  const sim = lab.simulator!.sim
-  const himn = sim.db.find(
-    'network',
-    (r) => (r.other_config as Record<string, string>)?.is_host_internal_management_network === 'true',
-  )
-  for (const compute of ['compute-1', 'compute-2']) {
-    const vm = sim.db.get(lab.simulator!.refs.get(compute)!)!
-    const vifs = (vm.VIFs as string[]).map((r) => sim.db.get(r)!)
-    out[`${compute} VIFs`] = JSON.stringify(
-      vifs.map((v) => [v.device, v.network === himn ? 'himn' : v.network, v.currently_attached, v.MAC]).sort(),
-    )
-    out[`${compute} xenstore_data`] = JSON.stringify(Object.entries(vm.xenstore_data as object).sort())
-    out[`${compute} power`] = String(vm.power_state)
-  }
-  for (const host of ['dom0-1', 'dom0-2']) {
-    const h = sim.db.get(lab.simulator!.refs.get(host)!)!
-    out[`${host} other_config`] = JSON.stringify(Object.entries(h.other_config as object).sort())
-  }
-  return out
-}
-
 test('crashes: one lab deployment killed with SIGKILL at 20 points and resumed each time', async (t) => {
-  let missing: string | undefined
-  await preflight().catch((e: Error) => (missing = e.message))
-  if (!requirePrerequisite(t, missing ?? 'lab', () => missing === undefined)) return
-  if (!requirePrerequisite(t, 'python3-glance (Glance on the lab controller)', () => glanceInstalled())) return
-  if (!requirePrerequisite(t, 'qemu-img (the TestVM image)', () => existsSync('/usr/bin/qemu-img'))) return
+  if (!(await requireDeployLab(t))) return
 
   // SQLite, explicitly (this process and every CLI it runs): PRAGMA integrity_check after each kill is the point, and
   // it keeps this ~4 min lab file out of the runner's PostgreSQL pass. The journal's kill points on PostgreSQL are
   // crash-hook.test.ts's and crash-sim.test.ts's (both backends).
-  const databaseUrl = process.env.DATABASE_URL
-  process.env.DATABASE_URL = ''
-  t.after(() => {
-    if (databaseUrl === undefined) delete process.env.DATABASE_URL
-    else process.env.DATABASE_URL = databaseUrl
-  })
+  useSqliteOnly(t)
   const started = performance.now()
   const home = tmp('xenstack-crash-')
   const work = tmp('xenstack-crash-work-')
   const log = join(work, 'tasks.log')
   const crashFile = join(work, 'crash.json')
-  const lab = await Lab.up({
-    name: autoLabName(),
-    hosts: 2,
-    networks: { management: { cidr: '192.168.0.0/22' }, storage: { cidr: '192.168.8.0/25' } },
-    simulator: true,
-    services: [{ kind: 'glance' }],
-    seed: (h, paths) => {
-      if (h.role !== 'controller') return
-      mkdirSync(join(paths.etc, 'nova'), { recursive: true })
-      writeFileSync(join(paths.etc, 'nova', 'nova.conf'), NOVA_CONF)
-    },
-  })
+  const { lab, env } = await upDeployLab(home)
   t.diagnostic(`lab up: ${Math.round(performance.now() - started)} ms`)
   // XAPI kill points: the test serves the simulator, so it sees a call arrive before XAPI acts on it.
   let xapiWatch: ((method: string) => boolean) | undefined
@@ -323,9 +197,6 @@ test('crashes: one lab deployment killed with SIGKILL at 20 points and resumed e
     if (xapiWatch(info.method.replace(/^Async\./, ''))) await new Promise((r) => setTimeout(r, 50))
   })
   try {
-    const desc = describeLab(lab, 0)
-    const env = registerLabEnvironment(desc, lab.simulator!.password, desc.refs, { dataDir: home })
-    const glance = lab.services.find((s) => s.kind === 'glance') as GlanceEndpoint
     const armed = (extra: object) => writeFileSync(crashFile, JSON.stringify({ armed: ARM_PHRASE, log, ...extra }))
     const childEnv = { [CRASH_FILE_ENV]: crashFile }
 
@@ -381,15 +252,13 @@ test('crashes: one lab deployment killed with SIGKILL at 20 points and resumed e
       const r = await xenstack(home, args, childEnv, watch)
       xapiWatch = undefined
       const ms = Math.round(performance.now() - t0)
+      assert.ok(!r.timedOut, `run ${i + 1} hung: ${tail(r, 2000)}`)
       const hit = r.signal === 'SIGKILL'
       kills.push({ point: describeKill(k), hit, ms, tasksLeft: Number.isFinite(left) ? left : undefined })
       t.diagnostic(
         `run ${i + 1} (${args[1] === 'resume' ? 'resume' : 'deploy'}): ${describeKill(k)} → ${hit ? 'killed' : `exit ${r.code}`} after ${ms} ms`,
       )
-      assert.ok(
-        hit,
-        `run ${i + 1} was not killed at ${describeKill(k)} (exit ${r.code}):\n${r.stdout.slice(-2000)}\n${r.stderr.slice(-2000)}`,
-      )
+      assert.ok(hit, `run ${i + 1} was not killed at ${describeKill(k)} (exit ${r.code}):\n${tail(r, 2000)}`)
       if (k.kind === 'hook')
         assert.ok(
           readLog(log).some((l) => l.what === 'kill' && l.pid === r.pid && l.key === k.point),
@@ -411,7 +280,7 @@ test('crashes: one lab deployment killed with SIGKILL at 20 points and resumed e
     const tLast = performance.now()
     const last = await xenstack(home, ['deploy', 'resume', env, '--json'], childEnv)
     const lastMs = Math.round(performance.now() - tLast)
-    assert.equal(last.code, 0, `the last resume failed:\n${last.stdout.slice(-4000)}\n${last.stderr.slice(-2000)}`)
+    assert.equal(last.code, 0, `the last resume failed:\n${tail(last)}`)
     assert.equal(last.json?.status, 'ready')
     const final = checkState(home, plannedTasks, plannedNodes)
     integrityChecks++
@@ -447,14 +316,14 @@ test('crashes: one lab deployment killed with SIGKILL at 20 points and resumed e
     for (const key of midTaskKills) assert.ok((starts.get(key) ?? 0) >= 2, `${key}: killed mid-task, never re-run`)
 
     // The end state equals a clean run's: a forced full run over it changes nothing and leaves the lab as it was.
-    const before = await observe(lab, glance)
+    const before = await captureEndState(lab)
     const tClean = performance.now()
     const clean = await xenstack(home, ['deploy', env, '--force', '--json'], {})
     const cleanMs = Math.round(performance.now() - tClean)
-    assert.equal(clean.code, 0, `forced deploy failed:\n${clean.stdout.slice(-4000)}\n${clean.stderr.slice(-2000)}`)
+    assert.equal(clean.code, 0, `forced deploy failed:\n${tail(clean)}`)
     assert.equal(clean.json?.status, 'ready')
     assert.equal(clean.json?.changes, 0, 'a full run over the crashed deployment changed something')
-    const after = await observe(lab, glance)
+    const after = await captureEndState(lab)
     assert.deepEqual(after, before, 'the forced full run changed what the lab shows')
     const cleanState = checkState(home, undefined, undefined)
     assert.deepEqual(
@@ -463,19 +332,7 @@ test('crashes: one lab deployment killed with SIGKILL at 20 points and resumed e
       'task statuses differ from a full run',
     )
     // What a clean deployment makes, once (as lab-deploy.test.ts checks it after one clean run).
-    assert.equal(JSON.parse(before['glance TestVM']).length, 1, 'one TestVM in Glance')
-    for (const c of ['compute-1', 'compute-2']) {
-      const vifs = JSON.parse(before[`${c} VIFs`]) as unknown[][]
-      assert.equal(vifs.filter((v) => v[1] === 'himn').length, 1, `${c}: one VIF on the HIMN`)
-      const masq = before[`${c} iptables`].split('\n').filter((l) => /-j MASQUERADE/.test(l))
-      assert.equal(new Set(masq).size, masq.length, `${c}: a MASQUERADE rule twice`)
-      assert.ok(masq.length >= 2, `${c}: MASQUERADE rules`)
-    }
-    for (const d of ['dom0-1', 'dom0-2']) {
-      const routes = before[`${d} routes`].split('\n').filter((l) => /via 169\.254\./.test(l))
-      assert.ok(routes.length >= 2, `${d}: routes via the HIMN`)
-      assert.equal(new Set(routes).size, routes.length, `${d}: a route twice`)
-    }
+    assertDeployed(before)
 
     const figures = {
       test: 'packages/xenstack/test/reliability/crash-deploy.test.ts',
