@@ -26,42 +26,21 @@ import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { requirePrerequisite, scratchDirs } from '@xenstack/testkit'
-import { Lab, autoLabName, preflight } from '../../src/lab/index.js'
-import '../../src/integration/lab-services.js'
-import { describeLab } from '../../src/lab/supervisor.js'
-import { registerLabEnvironment } from '../../src/lab/environment.js'
-import { glanceInstalled } from '../../src/glance/server-config.js'
+import { scratchDirs } from '@xenstack/testkit'
 import { xenserverNatives } from '../../src/integration/index.js'
 import { startServer, type RunningServer } from '../../src/server/index.js'
 import { ENCODINGS, needlesOf, Sweep, type Secret } from './secrets-sweep.js'
 import type { StateStore } from '../../src/state/store.js'
+import { xenstack as runCli, type CliRun } from '../lab-fixture/cli.js'
+import { requireDeployLab, upDeployLab, useSqliteOnly } from '../lab-fixture/deploy-lab.js'
 
-const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../../../../..')
 const ARTIFACT = join(ROOT, 'test-artifacts', 'reliability', 'secrets.json')
 const tmp = scratchDirs()
-const NOVA_CONF = ['[DEFAULT]', 'debug = False', '', '[database]', 'connection = mysql://nova@192.0.2.1/nova', ''].join(
-  '\n',
-)
-interface CliRun {
-  args: string[]
-  code: number
-  stdout: string
-  stderr: string
-}
 
-function xenstack(home: string, args: string[], stdin?: string): Promise<CliRun> {
-  return new Promise((done) => {
-    const child = execFile(
-      process.execPath,
-      [CLI, ...args],
-      { env: { ...process.env, XENSTACK_HOME: home, DATABASE_URL: '' }, maxBuffer: 64 << 20, timeout: 300_000 },
-      (e, stdout, stderr) => done({ args, code: e ? (typeof e.code === 'number' ? e.code : 1) : 0, stdout, stderr }),
-    )
-    child.stdin?.end(stdin ?? '')
-  })
-}
+/** The CLI on the SQLite store (as the test's server uses it), with a 5 min hang guard. */
+const xenstack = (home: string, args: string[], stdin?: string): Promise<CliRun> =>
+  runCli(home, args, { stdin, env: { DATABASE_URL: '' }, timeoutMs: 300_000 })
 
 /** Everything this process writes to stdout/stderr from now on (the server and engine run in it). */
 function captureOutput(): { text: () => string; stop: () => void } {
@@ -161,38 +140,15 @@ test('the sweep finds a secret in every encoding it claims, at every offset insi
 })
 
 test('secrets: no password or API token in logs, task output, errors, state rows, files, HTTP answers, streams or CLI output', async (t: TestContext) => {
-  let missing: string | undefined
-  await preflight().catch((e: Error) => (missing = e.message))
-  if (!requirePrerequisite(t, missing ?? 'lab', () => missing === undefined)) return
-  if (!requirePrerequisite(t, 'python3-glance (Glance on the lab controller)', () => glanceInstalled())) return
-  if (!requirePrerequisite(t, 'qemu-img (the TestVM image)', () => existsSync('/usr/bin/qemu-img'))) return
-  if (!requirePrerequisite(t, 'ssh-keygen', () => existsSync('/usr/bin/ssh-keygen'))) return
+  if (!(await requireDeployLab(t, [['ssh-keygen', () => existsSync('/usr/bin/ssh-keygen')]]))) return
 
   // SQLite, explicitly (for this process and the CLI it runs): the sweep reads the database file and its WAL, which
   // only SQLite has; the repositories that encrypt and hash are the same on PostgreSQL. It also keeps this lab test
   // out of the runner's PostgreSQL pass (one lab deployment per CI run is enough).
-  const databaseUrl = process.env.DATABASE_URL
-  process.env.DATABASE_URL = ''
-  t.after(() => {
-    if (databaseUrl === undefined) delete process.env.DATABASE_URL
-    else process.env.DATABASE_URL = databaseUrl
-  })
+  useSqliteOnly(t)
   const started = Date.now()
   const home = tmp('xenstack-secrets-')
-  const tLab = performance.now()
-  const lab = await Lab.up({
-    name: autoLabName(),
-    hosts: 2,
-    networks: { management: { cidr: '192.168.0.0/22' }, storage: { cidr: '192.168.8.0/25' } },
-    simulator: true,
-    services: [{ kind: 'glance' }],
-    seed: (h, paths) => {
-      if (h.role !== 'controller') return
-      mkdirSync(join(paths.etc, 'nova'), { recursive: true })
-      writeFileSync(join(paths.etc, 'nova', 'nova.conf'), NOVA_CONF)
-    },
-  })
-  const labUpMs = Math.round(performance.now() - tLab)
+  const { lab, env, password: xsPassword, upMs: labUpMs } = await upDeployLab(home)
   const output = captureOutput()
   let server: RunningServer | undefined
   const streams: { name: string; text: () => string; close: () => Promise<void> }[] = []
@@ -202,10 +158,7 @@ test('secrets: no password or API token in logs, task output, errors, state rows
   const lap = (what: string, since: number) => (timings[what] = Math.round(performance.now() - since))
   timings['lab up'] = labUpMs
   try {
-    const xsPassword = lab.simulator!.password
     const wrongPassword = `Wr0ng-${randomBytes(12).toString('base64url')}`
-    const desc = describeLab(lab, 0)
-    const env = registerLabEnvironment(desc, xsPassword, desc.refs, { dataDir: home })
     server = await startServer({ dataDir: home, databaseUrl: '', port: 0, natives: xenserverNatives() })
     const token = server.newToken!
     const base = server.url
@@ -426,7 +379,7 @@ test('secrets: no password or API token in logs, task output, errors, state rows
       pool: [env],
       name: [] as string[],
       version: [] as string[],
-      node: desc.hosts.map((h) => h.name),
+      node: lab.hosts.map((h) => h.name),
       id: [] as string[],
       task: [] as string[],
     }
