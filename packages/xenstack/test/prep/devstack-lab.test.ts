@@ -22,6 +22,7 @@ import { withLab } from '../../src/lab/index.js'
 import { PRESEED_DOM0_PATH, servicePassword } from '../../src/prep/devstack/index.js'
 import { runCli } from '../cli/run.js'
 import { labPrerequisite } from '../node/helpers.js'
+import { playingNetinstall, withUnpinnedKnownHosts } from './helpers.js'
 
 const scratch = scratchDirs()
 
@@ -82,30 +83,14 @@ test('devstack install on the lab: converges from nothing, second run and dry ru
       const xapi = await connect({ url: s.url, username: s.username, password: s.password })
       try {
         // dom0's host key not pinned: refused before anything changes (no trust on first use)
-        const unpinned = join(scratch('xenstack-devstack-kh-'), 'known_hosts')
-        writeFileSync(unpinned, '')
-        const refused = await runCli(
-          args.map((a) => (a === dom0.ssh.knownHostsFile ? unpinned : a)),
-          env,
-        )
+        const unpinned = withUnpinnedKnownHosts(args, dom0.ssh.knownHostsFile, scratch('xenstack-devstack-kh-'))
+        const refused = await runCli(unpinned.args, env)
         assert.equal(refused.code, 1, refused.stderr)
         assert.match(refused.stderr, /prerequisites: dom0 .* over SSH: .*not pinned/)
         assert.deepEqual(await xapi.call('network.get_by_name_label', 'OpenStack VM Network'), [], 'nothing created')
 
         // the netinstall: the installer VM runs, then powers itself off
-        let cliDone = false
-        const installer = (async () => {
-          for (const deadline = Date.now() + 180_000; Date.now() < deadline && !cliDone;) {
-            const vms = (await xapi.call('VM.get_all_records')) as Record<string, any>
-            const found = Object.entries(vms).find(
-              ([, v]) => v.other_config?.xenstack_devstack === 'template-install' && v.power_state === 'Running',
-            )
-            if (found) return void (await xapi.call('VM.clean_shutdown', found[0]))
-            await new Promise((r) => setTimeout(r, 200))
-          }
-        })()
-        const first = await runCli(args, env).finally(() => (cliDone = true))
-        await installer
+        const { result: first } = await playingNetinstall(xapi, 180_000, () => runCli(args, env))
         assert.equal(first.code, 0, first.stderr + first.stdout)
         assert.ok(!(first.stdout + first.stderr).includes(s.password), 'the XAPI password is never printed')
         assert.ok(

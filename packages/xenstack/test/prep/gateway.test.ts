@@ -6,14 +6,14 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { readFileSync } from 'node:fs'
 import { hasExecutable, requirePrerequisite, scratchDirs } from '@xenstack/testkit'
 import { connect } from '@xenstack/xenapi'
 import { withLab } from '../../src/lab/index.js'
 import { GATEWAY_RULES, GATEWAY_SCRIPT, gatewayRule, gatewayScript, privateGateway } from '../../src/prep/gateway.js'
 import { runCli } from '../cli/run.js'
 import { labPrerequisite } from '../node/helpers.js'
+import { withUnpinnedKnownHosts } from './helpers.js'
 
 const scratch = scratchDirs()
 
@@ -54,15 +54,11 @@ test('private-lab on the lab: dom0 gateway over verified SSH forwards a private 
     const args = ['xen', 'private-lab', ...conn, ...ssh, '--cidr', '10.1.0.0/22', '--json']
 
     // dom0's key not pinned: refused before anything changes (no trust on first use)
-    const unpinned = join(scratch('xenstack-prep-kh-'), 'known_hosts')
-    writeFileSync(unpinned, '')
-    const refused = await runCli(
-      args.map((a) => (a === dom0.ssh.knownHostsFile ? unpinned : a)),
-      env,
-    )
+    const unpinned = withUnpinnedKnownHosts(args, dom0.ssh.knownHostsFile, scratch('xenstack-prep-kh-'))
+    const refused = await runCli(unpinned.args, env)
     assert.equal(refused.code, 4, refused.stderr)
     assert.match(refused.stderr, /--dom0-ssh .*is not pinned; refusing to connect/)
-    assert.equal(readFileSync(unpinned, 'utf8'), '', 'nothing pinned')
+    assert.equal(readFileSync(unpinned.file, 'utf8'), '', 'nothing pinned')
     const probeXapi = await connect({ url: s.url, username: s.username, password: s.password })
     try {
       assert.deepEqual(await probeXapi.call('network.get_by_name_label', 'pxe'), [], 'nothing created')
