@@ -47,6 +47,10 @@ export class WireResult {
     readonly xml: () => string,
     /** Optional JSON text of `value` (cached serialisations); JSON.stringify(value) otherwise. */
     readonly json?: () => string,
+    /** Optional UTF-8 bytes of `xml()` (cached): answers are then written without encoding text. */
+    readonly xmlBytes?: () => Buffer,
+    /** Optional UTF-8 bytes of `json()` (cached). */
+    readonly jsonBytes?: () => Buffer,
   ) {}
 }
 
@@ -62,7 +66,15 @@ export interface CallInfo {
 export type CallHook = (info: CallInfo) => void | Promise<void>
 
 export type CallOutcome =
-  | { ok: true; value: unknown; type: XapiType | undefined; xml?: () => string; json?: () => string }
+  | {
+      ok: true
+      value: unknown
+      type: XapiType | undefined
+      xml?: () => string
+      json?: () => string
+      xmlBytes?: () => Buffer
+      jsonBytes?: () => Buffer
+    }
   | { ok: false; errorDescription: string[] }
 
 interface Entry {
@@ -299,7 +311,16 @@ class Context implements CallContext {
 }
 
 function outcome(e: Entry, v: unknown): CallOutcome {
-  if (v instanceof WireResult) return { ok: true, value: v.value, type: undefined, xml: v.xml, json: v.json }
+  if (v instanceof WireResult)
+    return {
+      ok: true,
+      value: v.value,
+      type: undefined,
+      xml: v.xml,
+      json: v.json,
+      xmlBytes: v.xmlBytes,
+      jsonBytes: v.jsonBytes,
+    }
   return { ok: true, value: v === undefined ? '' : v, type: e.spec.result }
 }
 

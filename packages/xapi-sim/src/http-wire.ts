@@ -12,8 +12,18 @@
  */
 import type { Socket } from 'node:net'
 
+/**
+ * A response body as bytes between two short texts: a record's cached encoding inside its envelope, written without
+ * being turned into text and back.
+ */
+export interface EncodedBody {
+  before: string
+  bytes: Buffer
+  after: string
+}
+
 /** Writes a response: status, content type and the complete body. */
-export type Reply = (status: number, contentType: string, body: string) => void
+export type Reply = (status: number, contentType: string, body: string | EncodedBody) => void
 
 /** What the reader asks of the HTTP front for each request. */
 export interface RpcEndpoint {
@@ -43,6 +53,12 @@ interface Head {
   path: string
   contentLength: number
   close: boolean
+}
+
+/** A parsed head as a connection keeps it: never changed, so an identical next head reuses it. */
+interface KnownHead extends Head {
+  /** The path without its query string (what routes and the JSON-RPC endpoint are matched on). */
+  route: string
 }
 
 /**
@@ -109,16 +125,43 @@ function httpDate(): string {
   return dateText
 }
 
-/** The response bytes node:http would write for the same writeHead/end (same fields, same order). */
-export function responseText(status: number, contentType: string, body: string, close: boolean): string {
+/** The response head node:http would write for the same writeHead (same fields, same order). */
+function responseHead(status: number, contentType: string, contentLength: number, close: boolean): string {
   return (
     `HTTP/1.1 ${status} ${REASONS[status] ?? 'Unknown'}\r\ncontent-type: ${contentType}\r\n` +
-    `access-control-allow-origin: *\r\ncontent-length: ${Buffer.byteLength(body)}\r\nDate: ${httpDate()}\r\n` +
+    `access-control-allow-origin: *\r\ncontent-length: ${contentLength}\r\nDate: ${httpDate()}\r\n` +
     (close
       ? 'Connection: close\r\n\r\n'
-      : `Connection: keep-alive\r\nKeep-Alive: timeout=${KEEP_ALIVE_MS / 1000}\r\n\r\n`) +
-    body
+      : `Connection: keep-alive\r\nKeep-Alive: timeout=${KEEP_ALIVE_MS / 1000}\r\n\r\n`)
   )
+}
+
+/** The response bytes node:http would write for the same writeHead/end (same fields, same order). */
+export function responseText(status: number, contentType: string, body: string, close: boolean): string {
+  return responseHead(status, contentType, Buffer.byteLength(body), close) + body
+}
+
+/** responseText for an encoded body, as one buffer (head and texts encoded, the bytes copied). */
+export function responseBytes(status: number, contentType: string, body: EncodedBody, close: boolean): Buffer {
+  const beforeLength = Buffer.byteLength(body.before)
+  const length = beforeLength + body.bytes.length + Buffer.byteLength(body.after)
+  const head = responseHead(status, contentType, length, close)
+  const out = Buffer.allocUnsafe(head.length + length)
+  let at = out.write(head, 0, 'latin1')
+  at += out.write(body.before, at, 'utf8')
+  at += body.bytes.copy(out, at)
+  out.write(body.after, at, 'utf8')
+  return out
+}
+
+/** The bytes of a body in either form (node:http's answers). */
+export function bodyBytes(body: string | EncodedBody): string | Buffer {
+  if (typeof body === 'string') return body
+  const out = Buffer.allocUnsafe(Buffer.byteLength(body.before) + body.bytes.length + Buffer.byteLength(body.after))
+  let at = out.write(body.before, 0, 'utf8')
+  at += body.bytes.copy(out, at)
+  out.write(body.after, at, 'utf8')
+  return out
 }
 
 /** What the readers of one front did: requests answered themselves, connections handed to node:http. */
@@ -127,9 +170,41 @@ export interface WireStats {
   handedOff: number
 }
 
+/**
+ * Idle keep-alive connections, swept once a second: a shared coarse clock instead of socket.setTimeout(), which
+ * re-arms a timer on every read and write (a measurable part of a small RPC's cost). `idleTick` counts sweeps; a
+ * connection remembers the tick of its last read or write and is closed once RpcConnection.idleTimeoutMs worth of
+ * sweeps passed with nothing to answer (as node:http's keepAliveTimeout, up to a second later).
+ */
+const SWEEP_MS = 1000
+let idleTick = 0
+const live = new Set<RpcConnection>()
+let sweeper: NodeJS.Timeout | undefined
+
+function track(c: RpcConnection): void {
+  live.add(c)
+  if (sweeper === undefined) {
+    sweeper = setInterval(sweep, SWEEP_MS)
+    sweeper.unref()
+  }
+}
+
+function untrack(c: RpcConnection): void {
+  live.delete(c)
+  if (live.size === 0 && sweeper !== undefined) {
+    clearInterval(sweeper)
+    sweeper = undefined
+  }
+}
+
+function sweep(): void {
+  idleTick++
+  for (const c of live) c.checkIdle(idleTick)
+}
+
 /** A response slot, so pipelined requests are answered in order even when one of them completes later. */
 interface Slot {
-  text: string | undefined
+  text: string | Buffer | undefined
   close: boolean
 }
 
@@ -145,13 +220,15 @@ export class RpcConnection {
   static headersTimeoutMs = 70_000
   /** A request body must be complete this long after its head (node:http's requestTimeout, 300 s). */
   static requestTimeoutMs = 300_000
+  /** An idle connection (no request, no answer pending) is closed after this long (node:http's keepAliveTimeout). */
+  static idleTimeoutMs = KEEP_ALIVE_MS
 
   /** Bytes received and not yet consumed (a partial head). */
   private pending: Buffer | undefined
   /** When the partial head in `pending` began (ms, Date.now()). */
   private pendingSince = 0
   /** A parsed head waiting for its body: the chunks so far and their total length. */
-  private head: Head | undefined
+  private head: KnownHead | undefined
   private bodyChunks: Buffer[] = []
   private bodyBytes = 0
   /** When the head waiting for its body was read (ms). */
@@ -162,6 +239,14 @@ export class RpcConnection {
   /** The client half-closed: end after the last answer. */
   private ended = false
   private handOffWanted = false
+  /** The sweep tick of the last read or write (idle detection). */
+  private seen = idleTick
+  /** True while a read is being handled: answers ready then are collected in `out` and written in one go. */
+  private reading = false
+  private readonly out: (string | Buffer)[] = []
+  /** The last head read and its parse: clients send the same head again and again (only the body changes). */
+  private lastHeadText = ''
+  private lastHead: KnownHead | undefined
 
   constructor(
     private readonly socket: Socket,
@@ -171,21 +256,33 @@ export class RpcConnection {
     private readonly stats: WireStats,
   ) {
     socket.setNoDelay(true)
-    socket.setTimeout(KEEP_ALIVE_MS)
     socket.on('data', this.onData)
     socket.on('end', this.onEnd)
-    socket.on('timeout', this.onTimeout)
     socket.on('error', this.onError)
+    socket.on('close', this.onClose)
+    track(this)
   }
 
   private readonly onData = (chunk: Buffer): void => {
     if (this.done) return
-    this.socket.cork()
+    this.seen = idleTick
+    // Answers completed while reading this chunk (pipelined requests) go out in one write, without cork/uncork.
+    this.reading = true
     try {
       this.read(chunk)
     } finally {
-      this.socket.uncork()
+      this.reading = false
+      this.writeOut()
     }
+  }
+
+  /** Writes the answers collected during a read. */
+  private writeOut(): void {
+    const out = this.out
+    if (out.length === 0) return
+    const data = out.length === 1 ? out[0] : Buffer.concat(out.map((x) => (typeof x === 'string' ? Buffer.from(x) : x)))
+    out.length = 0
+    if (!this.socket.destroyed) this.socket.write(data)
   }
 
   private read(chunk: Buffer): void {
@@ -219,8 +316,19 @@ export class RpcConnection {
         this.pending = chunk.subarray(at)
         return
       }
-      const head = parseHead(chunk.toString('latin1', at, he))
-      if (!head || !this.endpoint().claimsRpc(head.path.split('?', 1)[0])) return this.giveUp(chunk.subarray(at))
+      const text = chunk.toString('latin1', at, he)
+      let head: KnownHead | undefined
+      if (text === this.lastHeadText) head = this.lastHead
+      else {
+        const h = parseHead(text)
+        if (h) {
+          const q = h.path.indexOf('?')
+          head = { ...h, route: q < 0 ? h.path : h.path.slice(0, q) }
+          this.lastHeadText = text
+          this.lastHead = head
+        }
+      }
+      if (!head || !this.endpoint().claimsRpc(head.route)) return this.giveUp(chunk.subarray(at))
       const bodyAt = he + 4
       const end = bodyAt + head.contentLength
       if (end > chunk.length) {
@@ -236,33 +344,41 @@ export class RpcConnection {
     }
   }
 
-  private serve(head: Head, body: string): void {
+  private serve(head: KnownHead, body: string): void {
     const slot: Slot = { text: undefined, close: head.close }
     this.slots.push(slot)
     this.stats.leanAnswers++
     if (head.close) this.done = true // nothing after a Connection: close request is read
-    const path = head.path.split('?', 1)[0]
-    this.endpoint().answerRpc(body, this.host, path === '/jsonrpc', (status, contentType, text) => {
-      slot.text = responseText(status, contentType, text, head.close)
+    this.endpoint().answerRpc(body, this.host, head.route === '/jsonrpc', (status, contentType, text) => {
+      slot.text =
+        typeof text === 'string'
+          ? responseText(status, contentType, text, head.close)
+          : responseBytes(status, contentType, text, head.close)
       this.flush()
     })
   }
 
-  /** Writes the answers that are ready, in request order. */
+  /** Writes the answers that are ready, in request order (collected while a read is handled). */
   private flush(): void {
     const s = this.socket
     while (this.slots.length > 0 && this.slots[0].text !== undefined) {
       const slot = this.slots.shift()!
       if (s.destroyed) continue
-      s.write(slot.text!)
+      this.seen = idleTick
+      if (this.reading) this.out.push(slot.text!)
+      else s.write(slot.text!)
       if (slot.close) {
+        this.writeOut()
         s.end()
         return
       }
     }
     if (this.slots.length > 0) return
     if (this.handOffWanted) this.transfer()
-    else if (this.ended && !s.destroyed) s.end()
+    else if (this.ended && !s.destroyed) {
+      this.writeOut()
+      s.end()
+    }
   }
 
   /** The request at the start of `rest` is not ours: node:http takes the connection once earlier answers are out. */
@@ -277,11 +393,12 @@ export class RpcConnection {
   private transfer(): void {
     const s = this.socket
     this.handOffWanted = false
+    this.writeOut() // answers to earlier requests go first
     s.removeListener('data', this.onData)
     s.removeListener('end', this.onEnd)
-    s.removeListener('timeout', this.onTimeout)
     s.removeListener('error', this.onError)
-    s.setTimeout(0)
+    s.removeListener('close', this.onClose)
+    untrack(this)
     if (s.destroyed) return
     const rest = this.pending
     this.pending = undefined
@@ -311,9 +428,17 @@ export class RpcConnection {
     if (this.slots.length === 0 && !this.socket.destroyed) this.socket.end()
   }
 
-  private readonly onTimeout = (): void => {
-    // Idle (or a request stalled half-way): close. An RPC still being answered (event.from blocks) keeps it open.
-    if (this.slots.length === 0) this.socket.destroy()
+  /** Called by the sweeper: idle (or a request stalled half-way) for KEEP_ALIVE_MS closes the connection. */
+  checkIdle(tick: number): void {
+    // An RPC still being answered (event.from blocks) keeps it open, as does an answer still draining to the client.
+    // `seen` was taken some time after sweep number `seen`: only whole sweeps after it count (never early).
+    if ((tick - this.seen - 1) * SWEEP_MS < RpcConnection.idleTimeoutMs) return
+    if (this.slots.length === 0 && this.socket.writableLength === 0) this.socket.destroy()
+    else this.seen = tick
+  }
+
+  private readonly onClose = (): void => {
+    untrack(this)
   }
 
   private readonly onError = (): void => {

@@ -9,7 +9,14 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net'
-import { RpcConnection, type Reply, type RpcEndpoint, type WireStats } from './http-wire.js'
+import {
+  bodyBytes,
+  RpcConnection,
+  type EncodedBody,
+  type Reply,
+  type RpcEndpoint,
+  type WireStats,
+} from './http-wire.js'
 import { XapiError } from './errors.js'
 import type { CallOutcome } from './dispatch.js'
 import { decodeMethodCall, encodeUntyped, methodResponse } from './xml.js'
@@ -38,6 +45,9 @@ const CORS = { 'access-control-allow-origin': '*' }
 const SUCCESS_OPEN =
   '<value><struct><member><name>Status</name><value>Success</value></member><member><name>Value</name>'
 const SUCCESS_CLOSE = '</member></struct></value>'
+// methodResponse() around a success envelope, split at its value (for values cached as bytes).
+const RESPONSE_OPEN = `<?xml version="1.0"?><methodResponse><params><param>${SUCCESS_OPEN}`
+const RESPONSE_CLOSE = `${SUCCESS_CLOSE}</param></params></methodResponse>`
 
 export class HttpFront implements RpcEndpoint {
   private routes: Route[] = []
@@ -267,8 +277,9 @@ export class HttpFront implements RpcEndpoint {
     else reply(200, 'text/xml', this.xmlBody(out, raw))
   }
 
-  private xmlBody(o: CallOutcome, raw: boolean): string {
+  private xmlBody(o: CallOutcome, raw: boolean): string | EncodedBody {
     let v: string
+    if (o.ok && o.xmlBytes && !raw) return { before: RESPONSE_OPEN, bytes: o.xmlBytes(), after: RESPONSE_CLOSE }
     if (o.ok) {
       const enc = o.xml ? o.xml() : this.sim.encoders.encode(o.value, o.type)
       v = raw ? enc : SUCCESS_OPEN + enc + SUCCESS_CLOSE
@@ -309,9 +320,10 @@ export class HttpFront implements RpcEndpoint {
 
 /** A Reply writing to a node:http response (headers as the RPC reader writes them). */
 function replyThrough(res: ServerResponse): Reply {
-  return (status, contentType, body) => {
+  return (status, contentType, encoded) => {
     if (res.destroyed) return
     if (res.headersSent) return void res.destroy()
+    const body = bodyBytes(encoded)
     res.writeHead(status, [
       'content-type',
       contentType,
@@ -324,9 +336,14 @@ function replyThrough(res: ServerResponse): Reply {
   }
 }
 
-function jsonBody(o: CallOutcome, v2: boolean, id: string | number): string {
+function jsonBody(o: CallOutcome, v2: boolean, id: string | number): string | EncodedBody {
   const idj = typeof id === 'number' ? String(id) : JSON.stringify(id)
   let body: string
+  if (o.ok && o.jsonBytes) {
+    return v2
+      ? { before: '{"jsonrpc":"2.0","result":', bytes: o.jsonBytes(), after: `,"id":${idj}}` }
+      : { before: '{"result":', bytes: o.jsonBytes(), after: `,"error":null,"id":${idj}}` }
+  }
   if (o.ok) {
     const r = o.json ? o.json() : JSON.stringify(o.value === undefined ? '' : o.value)
     body = v2 ? `{"jsonrpc":"2.0","result":${r},"id":${idj}}` : `{"result":${r},"error":null,"id":${idj}}`

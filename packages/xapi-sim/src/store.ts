@@ -24,11 +24,24 @@ export interface Row {
   gen: number
   /** Generation at which the row was created. */
   born: number
-  /** Serialisation caches (valid while `jsonGen`/`xmlGen` equal `gen`): unchanged records are sent as stored text. */
+  /**
+   * Serialisation caches (valid while `jsonGen`/`xmlGen` equal `gen`): unchanged records are sent as stored text.
+   * Each encoding is kept in one form at a time — text (`json`, `xml`: event.from, get_all_records) or UTF-8 bytes
+   * (`jsonBytes`, `xmlBytes`: get_record answers written as they are) — so a warm cache never holds a record twice.
+   */
   json: string | undefined
+  jsonBytes: Buffer | undefined
   jsonGen: number
   xml: string | undefined
+  xmlBytes: Buffer | undefined
   xmlGen: number
+}
+
+/** Bytes of a text in a buffer of their own (a pooled slice would keep its whole 8 KiB pool alive). */
+export function ownBytes(text: string): Buffer {
+  const b = Buffer.allocUnsafeSlow(Buffer.byteLength(text))
+  b.write(text, 0, 'utf8')
+  return b
 }
 
 export type ChangeOp = 'add' | 'mod' | 'del'
@@ -257,11 +270,25 @@ export class Database extends EventEmitter {
 
   /** The JSON text of a row's record (cached until the row changes). */
   json(row: Row): string {
-    if (row.jsonGen !== row.gen) {
-      row.json = JSON.stringify(row.rec)
-      row.jsonGen = row.gen
+    if (row.jsonGen === row.gen) {
+      if (row.json !== undefined) return row.json
+      // Cached as bytes (get_record): decoded, not cached twice.
+      if (row.jsonBytes !== undefined) return row.jsonBytes.toString('utf8')
     }
-    return row.json!
+    row.json = JSON.stringify(row.rec)
+    row.jsonBytes = undefined
+    row.jsonGen = row.gen
+    return row.json
+  }
+
+  /** The JSON of a row's record as UTF-8 bytes (cached until the row changes; replaces a cached text). */
+  jsonBytes(row: Row): Buffer {
+    if (row.jsonGen === row.gen && row.jsonBytes !== undefined) return row.jsonBytes
+    const text = row.jsonGen === row.gen && row.json !== undefined ? row.json : JSON.stringify(row.rec)
+    row.jsonBytes = ownBytes(text)
+    row.json = undefined
+    row.jsonGen = row.gen
+    return row.jsonBytes
   }
 
   /** The row of a ref of a given class; throws HANDLE_INVALID [class, ref] otherwise. */
@@ -361,8 +388,10 @@ export class Database extends EventEmitter {
       gen,
       born: gen,
       json: undefined,
+      jsonBytes: undefined,
       jsonGen: -1,
       xml: undefined,
+      xmlBytes: undefined,
       xmlGen: -1,
     }
     this.tables.get(c.name)!.set(ref, row)

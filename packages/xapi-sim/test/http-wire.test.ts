@@ -505,3 +505,34 @@ test('a head or a body that trickles in past its deadline closes the connection;
     ;[RpcConnection.headersTimeoutMs, RpcConnection.requestTimeoutMs] = saved
   }
 })
+
+test('an idle keep-alive connection is closed after the idle timeout; one waiting for its answer is not', async () => {
+  const r = await sim()
+  const saved = RpcConnection.idleTimeoutMs
+  RpcConnection.idleTimeoutMs = 1000
+  const idle = new RawClient(r.port)
+  const waiting = new RawClient(r.port)
+  try {
+    await idle.write(jsonRequest('session.login_with_password', ['root', PASSWORD], 1))
+    const session = (JSON.parse((await idle.waitFor(1, 'login'))[0].body) as { result: string }).result
+    const t0 = Date.now()
+    // event.from blocks 3 s (nothing changes in the pool's VMs meanwhile): longer than the idle timeout.
+    await waiting.write(jsonRequest('event.from', [session, ['pool'], '', 0.1], 2))
+    const token = (JSON.parse((await waiting.waitFor(1, 'first event.from'))[0].body) as { result: { token: string } })
+      .result.token
+    await waiting.write(jsonRequest('event.from', [session, ['pool'], token, 3.0], 3))
+    await idle.waitClosed('idle connection')
+    const idleFor = Date.now() - t0
+    assert.ok(idleFor >= 900, `closed after ${idleFor} ms, before the idle timeout`)
+    assert.equal(waiting.closed, false, 'the connection waiting for event.from was closed')
+    const [, answer] = await waiting.waitFor(2, 'blocked event.from')
+    assert.equal(answer.status, 200)
+    assert.deepEqual((JSON.parse(answer.body) as { result: { events: unknown[] } }).result.events, [])
+    // Once answered, it is idle too.
+    await waiting.waitClosed('connection idle after its answer')
+  } finally {
+    RpcConnection.idleTimeoutMs = saved
+    idle.destroy()
+    waiting.destroy()
+  }
+})

@@ -6,7 +6,7 @@
  */
 import { XapiError } from '../errors.js'
 import type { ClassModel, FieldSpec } from '../model.js'
-import type { Row, XapiRecord } from '../store.js'
+import { ownBytes, type Row, type XapiRecord } from '../store.js'
 import type { Simulator } from '../simulator.js'
 import { coerce, WireResult } from '../dispatch.js'
 
@@ -157,19 +157,39 @@ export function constructorRecord(sim: Simulator, c: ClassModel, given: XapiReco
   return out
 }
 
-/** A record result whose JSON and XML-RPC texts are cached on the row until it changes. */
+/** The XML-RPC <value> of a row's record (cached on the row until it changes; see Row). */
+function recordXml(sim: Simulator, row: Row): string {
+  if (row.xmlGen === row.gen) {
+    if (row.xml !== undefined) return row.xml
+    if (row.xmlBytes !== undefined) return row.xmlBytes.toString('utf8')
+  }
+  row.xml = sim.encoders.encode(row.rec, { kind: 'record', class: row.cls.name })
+  row.xmlBytes = undefined
+  row.xmlGen = row.gen
+  return row.xml
+}
+
+/** recordXml as UTF-8 bytes (what a get_record answer writes; replaces a cached text). */
+function recordXmlBytes(sim: Simulator, row: Row): Buffer {
+  if (row.xmlGen === row.gen && row.xmlBytes !== undefined) return row.xmlBytes
+  const text =
+    row.xmlGen === row.gen && row.xml !== undefined
+      ? row.xml
+      : sim.encoders.encode(row.rec, { kind: 'record', class: row.cls.name })
+  row.xmlBytes = ownBytes(text)
+  row.xml = undefined
+  row.xmlGen = row.gen
+  return row.xmlBytes
+}
+
+/** A record result whose JSON and XML-RPC encodings are cached on the row until it changes. */
 export function recordResult(sim: Simulator, row: Row): WireResult {
-  const type = { kind: 'record' as const, class: row.cls.name }
   return new WireResult(
     row.rec,
-    () => {
-      if (row.xmlGen !== row.gen) {
-        row.xml = sim.encoders.encode(row.rec, type)
-        row.xmlGen = row.gen
-      }
-      return row.xml!
-    },
+    () => recordXml(sim, row),
     () => sim.db.json(row),
+    () => recordXmlBytes(sim, row),
+    () => sim.db.jsonBytes(row),
   )
 }
 
@@ -181,7 +201,7 @@ export function recordsResult(sim: Simulator, rows: Row[]): WireResult {
     value,
     () => {
       let s = '<value><struct>'
-      for (const r of rows) s += `<member><name>${r.ref}</name>${(recordResult(sim, r).xml as () => string)()}</member>`
+      for (const r of rows) s += `<member><name>${r.ref}</name>${recordXml(sim, r)}</member>`
       return s + '</struct></value>'
     },
     () => {
