@@ -913,17 +913,36 @@ export async function destroyLabDir(dir: string, opts: { name?: string; skipPid?
       }
     }
   }
+  // A process leaves the namespace scan early in its exit (the kernel drops its namespaces before it is gone, and
+  // the last member of a host's mount namespace then unmounts that host's whole tree, which takes seconds on a
+  // busy machine): so every process signalled is also waited for by pid (and start time, against pid reuse) until
+  // it is gone or a zombie, and one that outlives SIGKILL by LAB_EXIT_WAIT_MS is named in an error.
+  const signalled = new Map<number, string | undefined>()
   let pids = inodes.size ? labPids() : []
   if (pids.length) {
+    for (const p of pids) signalled.set(p, startTime(p))
     signalAll(pids, 'SIGTERM')
     const end = Date.now() + 1000
     while ((pids = labPids()).length && Date.now() < end) await sleep(20)
     if (pids.length) {
+      for (const p of pids) if (!signalled.has(p)) signalled.set(p, startTime(p))
       signalAll(pids, 'SIGKILL')
       const end2 = Date.now() + 2000
-      while (labPids().length && Date.now() < end2) await sleep(20)
+      while ((pids = labPids()).length && Date.now() < end2) await sleep(20)
+      for (const p of pids) if (!signalled.has(p)) signalled.set(p, startTime(p))
+      signalAll(pids, 'SIGKILL')
     }
   }
+  const living = () => [...signalled].filter(([p, t]) => isAlive(p) && startTime(p) === t).map(([p]) => p)
+  const end3 = Date.now() + LAB_EXIT_WAIT_MS
+  while (living().length && Date.now() < end3) await sleep(20)
+  const survivors = living()
+  if (survivors.length)
+    throw new Error(
+      `lab ${name ?? dir}: ${survivors.length} process(es) still exist ${LAB_EXIT_WAIT_MS / 1000} s after SIGKILL ` +
+        `(uninterruptible?): ${survivors.map((p) => `${p} ${(cmdline(p) ?? '?').slice(0, 80)}`).join('; ')}; ` +
+        `run 'xenstack lab down --name ${name ?? '<name>'}' again once they are gone`,
+    )
   for (const n of namespaces) {
     const r = await run(['ip', 'netns', 'del', n])
     if (r.code !== 0 && existsSync(`/run/netns/${n}`))
@@ -943,6 +962,19 @@ export async function destroyLabDir(dir: string, opts: { name?: string; skipPid?
   }
   if (state) releaseSlot(join(dir, '..'), state.slot, state.name)
   rmSync(dir, { recursive: true, force: true })
+}
+
+/** How long `lab down` waits for killed processes to finish exiting before it names them in an error. */
+const LAB_EXIT_WAIT_MS = 30_000
+
+/** A process's start time (field 22 of /proc/<pid>/stat), which tells a pid's process from a later reuse. */
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+  } catch {
+    return undefined
+  }
 }
 
 /** Mount points in this process's mount namespace at or under `dir` (mountinfo's octal escapes decoded). */
