@@ -13,11 +13,13 @@
 // --floor adds two reference rows that are not clients: the same JSON-RPC VM.get_record through undici's Pool.dispatch
 // (the undici this client uses, nothing but the JSON encode and parse around it) and through a bare node:net keep-alive
 // socket with a minimal HTTP/1.1 reader (Content-Length answers only, no TLS, no timeouts). They show how much of the
-// client's cost per call is its HTTP layer's floor. --warmup sets the calls each client makes before measuring (300):
-// V8 is still optimising for the first few thousand calls, so short runs measure warm-up as much as the steady state.
+// client's cost per call is its HTTP layer's floor. --warmup sets the calls each client makes before measuring (3000,
+// XenAPI.py too): V8 is still optimising over the first few thousand calls (this client ~670 µs CPU/call over the
+// first 1,000 after 300, ~150 µs warm; xen-api ~510 -> ~250), so with a short warm-up a run measures the JIT as much
+// as the client. The figures are steady-state ones; --warmup 300 shows the cold picture.
 //
 // Usage: npx tsc -b packages/xenapi packages/xapi-sim && node bench/xenapi-client.mjs [--vms 1000] [--seq 1000]
-//        [--conc 2000] [--rounds 5] [--warmup 300] [--only ours,xen-api,python] [--floor]
+//        [--conc 2000] [--rounds 5] [--warmup 3000] [--only ours,xen-api,python] [--floor]
 import { spawn } from 'node:child_process'
 import { createRequire } from 'node:module'
 import net from 'node:net'
@@ -39,7 +41,7 @@ const CONC_CALLS = Number(arg('conc', 2000))
 const CONC = 32
 const ROUNDS = Number(arg('rounds', 5))
 const ONLY = arg('only', 'ours,xen-api,python').split(',')
-const WARMUP = Number(arg('warmup', 300))
+const WARMUP = Number(arg('warmup', 3000))
 const FLOOR = process.argv.includes('--floor')
 const PASSWORD = 'bench-pw'
 
@@ -202,9 +204,13 @@ async function netFloor(url) {
 
 /** XenAPI.py in a Python worker process that takes commands, so it can take turns with the Node clients. */
 async function pythonClient(url) {
-  const child = spawn('/usr/bin/python3', [join(here, 'xenapi-python.py'), url, PASSWORD, String(CONC)], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  })
+  const child = spawn(
+    '/usr/bin/python3',
+    [join(here, 'xenapi-python.py'), url, PASSWORD, String(CONC), String(WARMUP)],
+    {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    },
+  )
   const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]()
   const exited = new Promise((_, reject) =>
     child.once('exit', (c) => reject(new Error(`XenAPI.py worker exited (${c})`))),

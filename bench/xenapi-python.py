@@ -1,6 +1,6 @@
 """os-xenapi's XenAPI.py (Debian python3-os-xenapi, XML-RPC only) as a worker for bench/xenapi-client.mjs.
 
-Usage: /usr/bin/python3 bench/xenapi-python.py <url> <password> <concurrency>
+Usage: /usr/bin/python3 bench/xenapi-python.py <url> <password> <concurrency> [<warm-up calls, 300>]
 Logs in (one Session for sequential calls and one per thread, as os-xenapi's XenAPISession keeps a pool of
 `concurrent` sessions: a ServerProxy is not thread-safe), prints "ready", then answers one command per line so the
 benchmark can interleave it with the Node clients:
@@ -16,6 +16,7 @@ import time
 from os_xenapi.client import XenAPI
 
 url, password, conc = sys.argv[1], sys.argv[2], int(sys.argv[3])
+warmup = int(sys.argv[4]) if len(sys.argv) > 4 else 300
 
 
 def login():
@@ -27,7 +28,7 @@ def login():
 main = login()
 vms = main.xenapi.VM.get_all()
 sessions = [login() for _ in range(conc)]
-for i in range(300):  # warm-up
+for i in range(warmup):  # warm-up
     main.xenapi.VM.get_record(vms[i % len(vms)])
 
 
