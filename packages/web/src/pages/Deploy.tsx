@@ -7,6 +7,7 @@
  */
 import { useEffect, useRef, useState } from 'react'
 import { api, ApiError, errorText, eventStream } from '../api.js'
+import { ColumnHeads, ErrorAlert } from '../widgets.js'
 
 interface TaskRow {
   key: string
@@ -210,11 +211,7 @@ export function Deploy({ env }: { env: string }) {
         </button>
       </div>
       {busy && <p role="status">Working: {busy}…</p>}
-      {error && (
-        <p role="alert" className="error">
-          {error}
-        </p>
-      )}
+      <ErrorAlert error={error} />
       {dry && <DryRunView dry={dry} />}
       {summary && (
         <section aria-label="Deployment progress">
@@ -235,13 +232,7 @@ export function Deploy({ env }: { env: string }) {
                 {nodeProgress[n] ?? 0}%
               </progress>
               <table aria-label={`Tasks of ${n}`}>
-                <thead>
-                  <tr>
-                    <th scope="col">Task</th>
-                    <th scope="col">Status</th>
-                    <th scope="col">Reason</th>
-                  </tr>
-                </thead>
+                <ColumnHeads labels={['Task', 'Status', 'Reason']} />
                 <tbody>
                   {rows
                     .filter((t) => t.node === n)

@@ -2,6 +2,7 @@
 import { useEffect, useState } from 'react'
 import { api, errorText } from '../api.js'
 import { href } from '../route.js'
+import { ColumnHeads } from '../widgets.js'
 
 interface EnvSummary {
   name: string
@@ -29,15 +30,7 @@ export function Environments() {
       )}
       {envs && envs.length > 0 && (
         <table>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Release</th>
-              <th scope="col">Components</th>
-              <th scope="col">Nodes</th>
-              <th scope="col">Last deployment</th>
-            </tr>
-          </thead>
+          <ColumnHeads labels={['Name', 'Release', 'Components', 'Nodes', 'Last deployment']} />
           <tbody>
             {envs.map((e) => (
               <tr key={e.name}>

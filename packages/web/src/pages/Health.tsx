@@ -5,6 +5,7 @@
  */
 import { useEffect, useState } from 'react'
 import { api, errorText, eventStream } from '../api.js'
+import { ColumnHeads, ErrorAlert } from '../widgets.js'
 
 interface TestSet {
   id: string
@@ -103,11 +104,7 @@ export function Health({ env }: { env: string }) {
       <button type="button" onClick={start} disabled={busy || chosen.length === 0}>
         Run tests
       </button>
-      {error && (
-        <p role="alert" className="error">
-          {error}
-        </p>
-      )}
+      <ErrorAlert error={error} />
       {sets.map((s) => {
         const r = runs[s.id]
         const list = r ? r.tests : tests.filter((t) => t.testset === s.id)
@@ -122,13 +119,7 @@ export function Health({ env }: { env: string }) {
               </button>
             )}
             <table aria-label={`Tests of ${s.name}`}>
-              <thead>
-                <tr>
-                  <th scope="col">Test</th>
-                  <th scope="col">Status</th>
-                  <th scope="col">Time</th>
-                </tr>
-              </thead>
+              <ColumnHeads labels={['Test', 'Status', 'Time']} />
               <tbody>
                 {list.map((t) => (
                   <tr key={t.id} className={`status-${t.status}`}>

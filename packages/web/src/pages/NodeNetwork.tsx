@@ -6,6 +6,7 @@
  */
 import { useEffect, useRef, useState, type DragEvent, type FormEvent } from 'react'
 import { api, ApiError, errorText } from '../api.js'
+import { ErrorAlert } from '../widgets.js'
 
 interface HimnReport {
   applicable: boolean
@@ -204,11 +205,7 @@ export function Interfaces({ env, node, onClose }: { env: string; node: string; 
         </>
       )}
       {status && <p role="status">{status}</p>}
-      {error && (
-        <p role="alert" className="error">
-          {error}
-        </p>
-      )}
+      <ErrorAlert error={error} />
     </section>
   )
 }
@@ -268,11 +265,7 @@ export function VirtualIps({ env }: { env: string }) {
           )}
         </span>
       ))}
-      {invalid.form && (
-        <p role="alert" className="error">
-          {invalid.form}
-        </p>
-      )}
+      <ErrorAlert error={invalid.form} />
       {status && <p role="status">{status}</p>}
       <button type="submit">Save virtual IPs</button>
     </form>

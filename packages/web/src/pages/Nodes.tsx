@@ -11,6 +11,7 @@ import { checkRoleAssignment, type RoleMeta } from '@xenstack/restrictions'
 import { api, errorText } from '../api.js'
 import { clientModels } from '../models.js'
 import { HimnStatus, Interfaces, VirtualIps } from './NodeNetwork.js'
+import { ColumnHeads, ErrorAlert, PoolVmItems, type PoolVm } from '../widgets.js'
 
 interface NodeRow {
   name: string
@@ -30,7 +31,7 @@ interface PoolRow {
   error?: string
   inventory?: {
     hosts: { name: string; address: string }[]
-    vms: { uuid: string; name: string; powerState: string; host?: string }[]
+    vms: PoolVm[]
   } | null
 }
 
@@ -116,17 +117,7 @@ export function Nodes({ env }: { env: string }) {
       {nodes.length === 0 && <p>No nodes yet: add one below.</p>}
       {nodes.length > 0 && (
         <table aria-label="Nodes and roles">
-          <thead>
-            <tr>
-              <th scope="col">Node</th>
-              <th scope="col">Access</th>
-              <th scope="col">Roles</th>
-              <th scope="col">HIMN</th>
-              <th scope="col">
-                <span className="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
+          <ColumnHeads labels={['Node', 'Access', 'Roles', 'HIMN']} actions />
           <tbody>
             {nodes.map((n) => (
               <tr key={n.name}>
@@ -181,11 +172,7 @@ export function Nodes({ env }: { env: string }) {
         </table>
       )}
       {status && <p role="status">{status}</p>}
-      {error && (
-        <p role="alert" className="error">
-          {error}
-        </p>
-      )}
+      <ErrorAlert error={error} />
       {editing && <Interfaces env={env} node={editing} key={editing} onClose={() => setEditing('')} />}
       <VirtualIps env={env} />
       <AddNode env={env} pools={pools} ready={loaded} onAdded={() => load().catch((x) => setError(errorText(x)))} />
@@ -203,12 +190,7 @@ export function Nodes({ env }: { env: string }) {
           {p.error && <p className="error">{p.error}</p>}
           <p>Hosts: {p.inventory?.hosts.map((h) => `${h.name} (${h.address})`).join(', ') || 'none'}</p>
           <ul aria-label={`VMs of ${p.name}`}>
-            {p.inventory?.vms.map((v) => (
-              <li key={v.uuid}>
-                {v.name} — {v.powerState}
-                {v.host ? ` on ${v.host}` : ''}
-              </li>
-            ))}
+            <PoolVmItems vms={p.inventory?.vms} />
           </ul>
         </section>
       ))}
@@ -354,11 +336,7 @@ function AddNode(props: { env: string; pools: PoolRow[]; ready: boolean; onAdded
           />
         </>
       )}
-      {error && (
-        <p role="alert" className="error">
-          {error}
-        </p>
-      )}
+      <ErrorAlert error={error} />
       <button type="submit" disabled={!ready}>
         Add node
       </button>

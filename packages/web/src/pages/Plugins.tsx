@@ -1,6 +1,7 @@
 /** Plugins: installed plugins and versions, install from an archive file (sent as the request body), remove. */
 import { useEffect, useState, type FormEvent } from 'react'
 import { api, errorText } from '../api.js'
+import { ColumnHeads, ErrorAlert } from '../widgets.js'
 
 interface Plugin {
   name: string
@@ -55,17 +56,7 @@ export function Plugins() {
     <section aria-labelledby="plugins-title">
       <h1 id="plugins-title">Plugins</h1>
       <table aria-label="Installed plugins">
-        <thead>
-          <tr>
-            <th scope="col">Plugin</th>
-            <th scope="col">Version</th>
-            <th scope="col">Releases</th>
-            <th scope="col">Components</th>
-            <th scope="col">
-              <span className="sr-only">Actions</span>
-            </th>
-          </tr>
-        </thead>
+        <ColumnHeads labels={['Plugin', 'Version', 'Releases', 'Components']} actions />
         <tbody>
           {list.map((p) => (
             <tr key={`${p.name}-${p.version}`}>
@@ -97,11 +88,7 @@ export function Plugins() {
         </button>
       </form>
       {status && <p role="status">{status}</p>}
-      {error && (
-        <p role="alert" className="error">
-          {error}
-        </p>
-      )}
+      <ErrorAlert error={error} />
     </section>
   )
 }

@@ -1,6 +1,7 @@
 /** Pools: add one by its master's XAPI URL and credentials; what XAPI reports, kept current by its events. */
 import { useEffect, useState, type FormEvent } from 'react'
 import { api, errorText, eventStream } from '../api.js'
+import { ErrorAlert, PoolVmItems, type PoolVm } from '../widgets.js'
 
 interface Pool {
   name: string
@@ -10,7 +11,7 @@ interface Pool {
   error?: string
   inventory?: {
     hosts: { uuid: string; name: string; address: string; version?: string }[]
-    vms: { uuid: string; name: string; powerState: string; host?: string }[]
+    vms: PoolVm[]
     networks: { uuid: string; name: string; bridge: string }[]
     srs: { uuid: string; name: string; type: string; shared: boolean }[]
   } | null
@@ -44,11 +45,7 @@ export function Pools() {
   return (
     <section aria-labelledby="pools-title">
       <h1 id="pools-title">Pools</h1>
-      {error && (
-        <p role="alert" className="error">
-          {error}
-        </p>
-      )}
+      <ErrorAlert error={error} />
       {pools.map((p) => (
         <section key={p.name} aria-label={`Pool ${p.name}`}>
           <h2>
@@ -68,12 +65,7 @@ export function Pools() {
           </ul>
           <h3>VMs</h3>
           <ul>
-            {p.inventory?.vms.map((v) => (
-              <li key={v.uuid}>
-                {v.name} — {v.powerState}
-                {v.host ? ` on ${v.host}` : ''}
-              </li>
-            ))}
+            <PoolVmItems vms={p.inventory?.vms} />
           </ul>
           <h3>Networks and storage</h3>
           <p>{p.inventory?.networks.map((n) => `${n.name} (${n.bridge})`).join(', ')}</p>
@@ -129,11 +121,7 @@ function AddPool({ onAdded }: { onAdded: () => void }) {
         />
         <label htmlFor="pool-verify">Verify the TLS certificate</label>
       </span>
-      {error && (
-        <p role="alert" className="error">
-          {error}
-        </p>
-      )}
+      <ErrorAlert error={error} />
       <button type="submit">Add pool</button>
     </form>
   )
