@@ -148,6 +148,16 @@ paste.filter_factory = oslo_middleware:HTTPProxyToWSGI.factory
 /** Zed's publicize_image default is role:admin, which the anonymous context (roles=[]) never has. */
 export const GLANCE_POLICY = `"publicize_image": ""\n`
 
+/**
+ * The files of the configuration directory, each with its mode: glance-api.conf is 0600 (Keystone's service password
+ * lands in it), the others 0644.
+ */
+export const glanceConfigFiles = (l: GlanceServerLayout): { path: string; content: string; mode: number }[] => [
+  { path: `${l.confDir}/glance-api.conf`, content: glanceApiConf(l), mode: 0o600 },
+  { path: `${l.confDir}/glance-api-paste.ini`, content: glancePasteIni(l), mode: 0o644 },
+  { path: `${l.confDir}/policy.yaml`, content: GLANCE_POLICY, mode: 0o644 },
+]
+
 /** The directories Glance needs under its data dir before it starts. */
 export const glanceDataSubdirs = (l: GlanceServerLayout): string[] =>
   ['images', 'staging', 'tasks', 'lock'].map((d) => `${l.dataDir}/${d}`)

@@ -11,17 +11,15 @@ import { spawn } from 'node:child_process'
 import { mkdirSync, openSync, closeSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import {
-  GLANCE_POLICY,
   GLANCE_PYTHON,
   GLANCE_READY_TIMEOUT_MS,
   glanceApiArgv,
-  glanceApiConf,
+  glanceConfigFiles,
   glanceDataSubdirs,
   glanceHttpStatus,
   glanceInstalled,
   glanceLogTail,
   glanceManageArgv,
-  glancePasteIni,
   type GlanceServerLayout,
 } from './server-config.js'
 
@@ -63,9 +61,7 @@ export async function startStandaloneGlance(
     keystone: opts.keystone,
   }
   for (const d of glanceDataSubdirs(layout)) mkdirSync(d, { recursive: true })
-  writeFileSync(join(dir, 'glance-api.conf'), glanceApiConf(layout), { mode: 0o600 })
-  writeFileSync(join(dir, 'glance-api-paste.ini'), glancePasteIni(layout))
-  writeFileSync(join(dir, 'policy.yaml'), GLANCE_POLICY)
+  for (const f of glanceConfigFiles(layout)) writeFileSync(f.path, f.content, { mode: f.mode })
   const logFile = join(dir, 'glance-api.log')
 
   const sync = await new Promise<{ code: number | null; out: string }>((resolve, reject) => {

@@ -20,17 +20,15 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import {
   GLANCE_DEFAULT_PORT,
-  GLANCE_POLICY,
   GLANCE_PYTHON,
   GLANCE_READY_TIMEOUT_MS,
   glanceApiArgv,
-  glanceApiConf,
+  glanceConfigFiles,
   glanceDataSubdirs,
   glanceHttpStatus,
   glanceInstalled,
   glanceLogTail,
   glanceManageArgv,
-  glancePasteIni,
   type GlanceServerLayout,
 } from '../glance/server-config.js'
 import {
@@ -71,10 +69,9 @@ function parseOptions(spec: LabServiceSpec): Required<GlanceServiceOptions> {
 }
 
 /** Writes a file inside the host (through its mount namespace: writes into backing dirs are not reliably seen). */
-async function writeOnHost(ctx: LabServiceContext, path: string, content: string): Promise<void> {
-  await ctx.lab.execOk(ctx.host.name, ['sh', '-c', 'mkdir -p "$(dirname "$1")" && cat > "$1"', 'write', path], {
-    stdin: content,
-  })
+async function writeOnHost(ctx: LabServiceContext, path: string, content: string, mode: number): Promise<void> {
+  const script = 'mkdir -p "$(dirname "$1")" && cat > "$1" && chmod "$2" "$1"'
+  await ctx.lab.execOk(ctx.host.name, ['sh', '-c', script, 'write', path, mode.toString(8)], { stdin: content })
 }
 
 export async function startGlance(ctx: LabServiceContext, spec: LabServiceSpec): Promise<GlanceEndpoint> {
@@ -105,9 +102,7 @@ export async function startGlance(ctx: LabServiceContext, spec: LabServiceSpec):
     debug,
   }
   await ctx.lab.execOk(host, ['mkdir', '-p', ...glanceDataSubdirs(layout)])
-  await writeOnHost(ctx, `${layout.confDir}/glance-api.conf`, glanceApiConf(layout))
-  await writeOnHost(ctx, `${layout.confDir}/glance-api-paste.ini`, glancePasteIni(layout))
-  await writeOnHost(ctx, `${layout.confDir}/policy.yaml`, GLANCE_POLICY)
+  for (const f of glanceConfigFiles(layout)) await writeOnHost(ctx, f.path, f.content, f.mode)
 
   const sync = await ctx.lab.exec(host, glanceManageArgv(layout), { timeoutMs: readyTimeoutMs })
   writeFileSync(join(logDir, 'glance-db-sync.log'), sync.stdout + sync.stderr)
