@@ -14,11 +14,11 @@ import { fileURLToPath } from 'node:url'
 import { scratchDirs } from '@xenstack/testkit'
 import { StateStore } from '../../src/state/store.js'
 import { EngineStore } from '../../src/engine/store.js'
-import { startDeployment, resumeDeployment } from '../../src/engine/engine.js'
 import { createTaskRunner } from '../../src/engine/tasks.js'
 import { ARM_PHRASE, CRASH_FILE_ENV } from '../../src/state/crash-hook.js'
 import { synthPlan, type SynthTask } from '../engine/synthetic.js'
 import { TestLocalExecutor } from '../engine/local-exec.js'
+import { deployAndReport } from './deployment-child.js'
 
 const SELF = fileURLToPath(import.meta.url)
 const ENV = 'crash-hook'
@@ -38,12 +38,7 @@ async function child(mode: string): Promise<void> {
   try {
     const store = new EngineStore(state.db)
     const runner = createTaskRunner({ access: { executor: (node) => new TestLocalExecutor(node) } })
-    const summary =
-      mode === 'start'
-        ? await startDeployment(store, ENV, plan(), { runner })
-        : await resumeDeployment(store, store.latestDeployment(ENV)!.id, { runner })
-    process.stdout.write(JSON.stringify(summary) + '\n')
-    process.exitCode = summary.status === 'ready' ? 0 : 1
+    await deployAndReport(store, ENV, mode, plan, runner)
   } finally {
     state.close()
   }

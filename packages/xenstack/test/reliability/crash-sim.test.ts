@@ -17,11 +17,11 @@ import { scratchDirs } from '@xenstack/testkit'
 import { connect, type Xapi } from '@xenstack/xenapi'
 import { StateStore } from '../../src/state/store.js'
 import { EngineStore } from '../../src/engine/store.js'
-import { startDeployment, resumeDeployment } from '../../src/engine/engine.js'
 import { createTaskRunner, type NativeTask, type NativeTaskContext } from '../../src/engine/tasks.js'
 import { ARM_PHRASE, CRASH_FILE_ENV } from '../../src/state/crash-hook.js'
 import { synthPlan, type SynthTask } from '../engine/synthetic.js'
 import { TestLocalExecutor } from '../engine/local-exec.js'
+import { deployAndReport } from './deployment-child.js'
 
 const SELF = fileURLToPath(import.meta.url)
 const ARTIFACTS = fileURLToPath(new URL('../../../../../test-artifacts/reliability/', import.meta.url))
@@ -81,12 +81,7 @@ async function child(mode: string): Promise<void> {
     xapi: () => xapi,
   })
   try {
-    const summary =
-      mode === 'start'
-        ? await startDeployment(store, ENV, plan(), { runner })
-        : await resumeDeployment(store, store.latestDeployment(ENV)!.id, { runner })
-    process.stdout.write(JSON.stringify(summary) + '\n')
-    process.exitCode = summary.status === 'ready' ? 0 : 1
+    await deployAndReport(store, ENV, mode, plan, runner)
   } finally {
     state.close()
     await xapi.close().catch(() => {})
