@@ -77,7 +77,8 @@ export async function readTextState(
   return { text: st.content.toString('utf8'), stat: st.stat }
 }
 
-export interface WriteOptions {
+/** A file's or directory's mode and ownership; what is left out is left as it is (or the default on creation). */
+export interface FileAttributes {
   mode?: number
   owner?: string
   group?: string
@@ -95,7 +96,7 @@ export async function writeFileAtomic(
   exec: Executor,
   path: string,
   content: Buffer | MaybeSecret,
-  options: WriteOptions = {},
+  options: FileAttributes = {},
 ): Promise<void> {
   const p = shellQuote(path)
   const chown =
@@ -115,7 +116,7 @@ export async function rewriteText(
   path: string,
   content: MaybeSecret,
   existing: PathStat | undefined,
-  defaults: WriteOptions = {},
+  defaults: FileAttributes = {},
 ): Promise<void> {
   if (existing?.type === 'symlink') {
     // Edit the link's target in place so the link stays a link.

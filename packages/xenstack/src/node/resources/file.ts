@@ -1,6 +1,7 @@
 /** Resources on files: whole files, directories, symlinks, one line in a file, one ini setting. */
 import { shellQuote } from '../executor.js'
 import {
+  type FileAttributes,
   type PathStat,
   ensureTrailingNewline,
   inspectFile,
@@ -21,7 +22,7 @@ function inSync(current: string, desired: string): CheckResult {
   return { inSync: true, current, desired, diff: [] }
 }
 
-function attributeDiff(st: PathStat | undefined, want: { mode?: number; owner?: string; group?: string }): string[] {
+function attributeDiff(st: PathStat | undefined, want: FileAttributes): string[] {
   const d: string[] = []
   if (!st) return d
   if (want.mode !== undefined && st.mode !== want.mode) d.push(`~ mode ${octal(st.mode)} → ${octal(want.mode)}`)
@@ -30,23 +31,16 @@ function attributeDiff(st: PathStat | undefined, want: { mode?: number; owner?: 
   return d
 }
 
-async function fixAttributes(
-  ctx: NodeContext,
-  path: string,
-  want: { mode?: number; owner?: string; group?: string },
-): Promise<void> {
+async function fixAttributes(ctx: NodeContext, path: string, want: FileAttributes): Promise<void> {
   if (want.mode !== undefined) await ctx.exec.run(['chmod', octal(want.mode), path])
   if (want.owner !== undefined || want.group !== undefined)
     await ctx.exec.run(['chown', `${want.owner ?? ''}${want.group !== undefined ? ':' + want.group : ''}`, path])
 }
 
-export interface FileOptions {
+export interface FileOptions extends FileAttributes {
   path: string
   /** Desired content; a Secret is written as is and never shown. Omit to manage only mode/owner of an existing file. */
   content?: string | Buffer | Secret
-  mode?: number
-  owner?: string
-  group?: string
   ensure?: Ensure
 }
 
@@ -114,11 +108,8 @@ export class FileResource implements Resource {
   }
 }
 
-export interface DirectoryOptions {
+export interface DirectoryOptions extends FileAttributes {
   path: string
-  mode?: number
-  owner?: string
-  group?: string
 }
 
 export class DirectoryResource implements Resource {
