@@ -5,10 +5,10 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { requirePrerequisite } from '@xenstack/testkit'
-import { preflight } from '../../src/lab/index.js'
 import { StateStore } from '../../src/state/store.js'
 import { isAlive } from '../../src/lab/sys.js'
 import { storedStateText } from '../state/databases.js'
+import { labPrerequisite } from '../node/helpers.js'
 
 const execFileP = promisify(execFile)
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url))
@@ -21,9 +21,7 @@ const xenstack = (...args: string[]) =>
   )
 
 test('xenstack lab up --json / status / exec / down', async (t) => {
-  let missing: string | undefined
-  await preflight().catch((e: Error) => (missing = e.message))
-  if (!requirePrerequisite(t, missing ?? 'lab', () => missing === undefined)) return
+  if (!(await labPrerequisite(t))) return
   const name = `c${process.pid.toString(36)}`
   try {
     const up = await xenstack('lab', 'up', '--name', name, '--hosts', '2', '--json')

@@ -1,27 +1,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync, readFileSync, readlinkSync } from 'node:fs'
-import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
-import { requirePrerequisite } from '@xenstack/testkit'
-import { Lab, withLab, preflight, registerLabServiceKind } from '../../src/lab/index.js'
+import { Lab, withLab, registerLabServiceKind } from '../../src/lab/index.js'
 import { machineSnapshot, compareSnapshots } from '../../src/lab/snapshot.js'
 import { run, waitFor } from '../../src/lab/sys.js'
-
-const execFileP = promisify(execFile)
-
-async function labPrerequisite(t: import('node:test').TestContext): Promise<boolean> {
-  let missing: string | undefined
-  try {
-    await preflight()
-  } catch (e) {
-    missing = (e as Error).message
-  }
-  return requirePrerequisite(t, missing ?? 'lab', () => missing === undefined)
-}
-
-const ssh = (lab: Lab, host: string, cmd: string) =>
-  execFileP('ssh', ['-F', lab.sshConfigFile, host, cmd], { timeout: 20000 }).then((r) => r.stdout)
+import { labPrerequisite, sshWithLabConfig } from '../node/helpers.js'
 
 test('bring-up and teardown leave the machine unchanged; hosts are isolated and reachable by ssh and exec', async (t) => {
   if (!(await labPrerequisite(t))) return
@@ -102,14 +85,18 @@ test('bring-up and teardown leave the machine unchanged; hosts are isolated and 
       assert.equal(readFileSync(lab.backingPath('dom0-1', `${srPath}/images/disk.vhd`), 'utf8'), 'v\n')
       // ssh by key with xenstack's own known_hosts (StrictHostKeyChecking yes), for every host
       for (const h of lab.hosts) {
-        const out = await ssh(lab, h.name, 'hostname; echo x > /root/ssh.txt')
+        const out = await sshWithLabConfig(lab, h.name, 'hostname; echo x > /root/ssh.txt')
         assert.equal(out.trim(), h.name)
         assert.equal(readFileSync(lab.backingPath(h.name, '/root/ssh.txt'), 'utf8'), 'x\n')
       }
       const known = readFileSync(lab.host('dom0-1').ssh.knownHostsFile, 'utf8')
       assert.match(known, new RegExp(`^${lab.host('dom0-1').ssh.host.replace(/\./g, '\\.')} ssh-ed25519 `, 'm'))
       // a plugin file written over ssh lands in dom0's backing /etc/xapi.d/plugins
-      await ssh(lab, 'dom0-1', 'printf "#!/bin/sh\\n" > /etc/xapi.d/plugins/echo && chmod 755 /etc/xapi.d/plugins/echo')
+      await sshWithLabConfig(
+        lab,
+        'dom0-1',
+        'printf "#!/bin/sh\\n" > /etc/xapi.d/plugins/echo && chmod 755 /etc/xapi.d/plugins/echo',
+      )
       assert.ok(existsSync(lab.backingPath('dom0-1', '/etc/xapi.d/plugins/echo')))
       for (const h of lab.hosts) {
         const r = await run(['ip', 'netns', 'pids', h.netns])

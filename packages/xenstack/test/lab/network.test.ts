@@ -1,19 +1,12 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
-import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
 import { requirePrerequisite, hasExecutable } from '@xenstack/testkit'
-import { withLab, preflight, type Lab } from '../../src/lab/index.js'
-
-const execFileP = promisify(execFile)
-const ssh = (lab: Lab, host: string, cmd: string) =>
-  execFileP('ssh', ['-F', lab.sshConfigFile, host, cmd], { timeout: 20000 }).then((r) => r.stdout)
+import { withLab } from '../../src/lab/index.js'
+import { labPrerequisite, sshWithLabConfig } from '../node/helpers.js'
 
 test('dom0 reaches the controller only through routes and the compute VM NAT; the controller sees the compute address', async (t) => {
-  let missing: string | undefined
-  await preflight().catch((e: Error) => (missing = e.message))
-  if (!requirePrerequisite(t, missing ?? 'lab', () => missing === undefined)) return
+  if (!(await labPrerequisite(t))) return
   if (!requirePrerequisite(t, 'curl (Debian package curl)', () => hasExecutable('/usr/bin/curl'))) return
   const management = '172.20.64.0/20'
   const storage = '172.20.128.0/25'
@@ -49,7 +42,7 @@ test('dom0 reaches the controller only through routes and the compute VM NAT; th
       assert.notEqual(noRoute.code, 0, `expected no route from dom0, got ${noRoute.stdout}`)
 
       // the compute VM forwards from the HIMN (the plugin's FORWARD/INPUT rules), but no NAT yet
-      await ssh(
+      await sshWithLabConfig(
         lab,
         'compute-1',
         [
@@ -60,7 +53,7 @@ test('dom0 reaches the controller only through routes and the compute VM NAT; th
         ].join(' && '),
       )
       // 2. routes for the real CIDRs via the compute VM's HIMN address, over ssh like a deployment would
-      await ssh(
+      await sshWithLabConfig(
         lab,
         'dom0-1',
         `ip route add ${management} via ${himnIp} dev xenapi && ip route add ${storage} via ${himnIp} dev xenapi`,
@@ -69,7 +62,7 @@ test('dom0 reaches the controller only through routes and the compute VM NAT; th
       assert.notEqual(noNat.code, 0, `expected no answer without NAT, got ${noNat.stdout}`)
 
       // 3. MASQUERADE on the compute VM: reachable, and the controller sees the compute VM's management address
-      await ssh(lab, 'compute-1', 'iptables -t nat -A POSTROUTING -o eth0 -j MASQUERADE')
+      await sshWithLabConfig(lab, 'compute-1', 'iptables -t nat -A POSTROUTING -o eth0 -j MASQUERADE')
       const ok = await curl('dom0-1')
       assert.equal(ok.code, 0, ok.stderr)
       assert.deepEqual(JSON.parse(ok.stdout), { host: 'controller-1', client: computeMgmt })

@@ -1,19 +1,11 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync, readFileSync } from 'node:fs'
-import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
-import { requirePrerequisite } from '@xenstack/testkit'
-import { Lab, preflight } from '../../src/lab/index.js'
-
-const execFileP = promisify(execFile)
-const ssh = (lab: Lab, host: string, cmd: string) =>
-  execFileP('ssh', ['-F', lab.sshConfigFile, host, cmd], { timeout: 20000 }).then((r) => r.stdout)
+import { Lab } from '../../src/lab/index.js'
+import { labPrerequisite, sshWithLabConfig } from '../node/helpers.js'
 
 test('two labs run at once without interfering', async (t) => {
-  let missing: string | undefined
-  await preflight().catch((e: Error) => (missing = e.message))
-  if (!requirePrerequisite(t, missing ?? 'lab', () => missing === undefined)) return
+  if (!(await labPrerequisite(t))) return
   // same internal addresses on purpose: only the namespaces keep them apart
   const env = { hosts: 1, simulator: true, networks: { management: { cidr: '10.77.0.0/23' } } }
   const [a, b] = await Promise.all([Lab.up(env), Lab.up(env)])
@@ -24,9 +16,9 @@ test('two labs run at once without interfering', async (t) => {
     assert.equal(a.host('controller-1').addresses.management, b.host('controller-1').addresses.management)
 
     // each ssh endpoint leads to its own lab's host, with its own host keys
-    assert.equal((await ssh(a, 'dom0-1', 'echo a > /etc/xapi.d/plugins/mark; hostname')).trim(), 'dom0-1')
+    assert.equal((await sshWithLabConfig(a, 'dom0-1', 'echo a > /etc/xapi.d/plugins/mark; hostname')).trim(), 'dom0-1')
     assert.equal(
-      (await ssh(b, 'dom0-1', 'test -e /etc/xapi.d/plugins/mark && echo leaked || echo clean')).trim(),
+      (await sshWithLabConfig(b, 'dom0-1', 'test -e /etc/xapi.d/plugins/mark && echo leaked || echo clean')).trim(),
       'clean',
     )
     assert.equal(existsSync(b.backingPath('dom0-1', '/etc/xapi.d/plugins/mark')), false)
@@ -46,7 +38,7 @@ test('two labs run at once without interfering', async (t) => {
     // taking one down leaves the other working
     await a.down()
     assert.equal(existsSync(`/run/netns/xsl-${a.name}-dom0-1`), false)
-    assert.equal((await ssh(b, 'compute-1', 'hostname')).trim(), 'compute-1')
+    assert.equal((await sshWithLabConfig(b, 'compute-1', 'hostname')).trim(), 'compute-1')
     const rb = await b.execOk('compute-1', ['curl', '-sS', '--max-time', '3', b.httpProbeUrl()])
     assert.equal(JSON.parse(rb.stdout).host, 'controller-1')
   } finally {

@@ -1,14 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
 import { requirePrerequisite, hasExecutable } from '@xenstack/testkit'
 import { existsSync } from 'node:fs'
-import { withLab, preflight, type Lab } from '../../src/lab/index.js'
-
-const execFileP = promisify(execFile)
-const ssh = (lab: Lab, host: string, cmd: string) =>
-  execFileP('ssh', ['-F', lab.sshConfigFile, host, cmd], { timeout: 20000 }).then((r) => r.stdout)
+import { withLab } from '../../src/lab/index.js'
+import { labPrerequisite, sshWithLabConfig } from '../node/helpers.js'
 
 /** A raw JSON-RPC client (fetch), independent of xenstack's own XenAPI client. */
 function jsonRpc(url: string) {
@@ -36,9 +31,7 @@ if __name__ == "__main__":
 `
 
 test('the lab is one with the simulator: VIF hotplug on the HIMN, DHCP, plugins from dom0, xenstore_data', async (t) => {
-  let missing: string | undefined
-  await preflight().catch((e: Error) => (missing = e.message))
-  if (!requirePrerequisite(t, missing ?? 'lab', () => missing === undefined)) return
+  if (!(await labPrerequisite(t))) return
   await withLab({ hosts: 2, controllers: 1, simulator: true }, async (lab) => {
     const sim = lab.simulator!
     const call = jsonRpc(sim.url)
@@ -156,7 +149,7 @@ test('the lab is one with the simulator: VIF hotplug on the HIMN, DHCP, plugins 
     // xenstore_data set through XAPI is readable in the guest, as the HIMN tool's vm-data/himn_mac
     await call('VM.add_to_xenstore_data', session, vm, 'vm-data/himn_mac', mac)
     await sim.settled()
-    assert.equal((await ssh(lab, 'compute-1', 'xenstore-read vm-data/himn_mac')).trim(), mac)
+    assert.equal((await sshWithLabConfig(lab, 'compute-1', 'xenstore-read vm-data/himn_mac')).trim(), mac)
     await lab.execOk('compute-1', ['xenstore-write', 'data/updated', '1'])
     assert.equal((await lab.execOk('compute-1', ['xenstore-read', 'data/updated'])).stdout.trim(), '1')
     // what the guest agent publishes reaches XAPI's guest metrics, as XenServer reflects it
@@ -179,7 +172,7 @@ test('the lab is one with the simulator: VIF hotplug on the HIMN, DHCP, plugins 
 
     // a plugin written into dom0's /etc/xapi.d/plugins over ssh is callable through host.call_plugin
     const xs2 = Object.entries(hosts).find(([, h]) => h.name_label === 'xs2')![0]
-    await ssh(
+    await sshWithLabConfig(
       lab,
       'dom0-2',
       `cat > /etc/xapi.d/plugins/lab_echo <<'EOF'\n${PLUGIN}EOF\nchmod 755 /etc/xapi.d/plugins/lab_echo`,
@@ -187,7 +180,7 @@ test('the lab is one with the simulator: VIF hotplug on the HIMN, DHCP, plugins 
     const out = await call('host.call_plugin', session, xs2, 'lab_echo', 'echo', { x: 'hello' })
     assert.equal(out, 'echo:hello:dom0-2', 'the plugin ran inside dom0-2 (its /etc/hostname)')
     // a failing plugin maps to XENAPI_PLUGIN_FAILURE with its output
-    await ssh(
+    await sshWithLabConfig(
       lab,
       'dom0-2',
       `printf '#!/bin/sh\\necho broken >&2\\nexit 3\\n' > /etc/xapi.d/plugins/bad && chmod 755 /etc/xapi.d/plugins/bad`,

@@ -1,6 +1,8 @@
-/** Shared helpers for the node-access tests: lab prerequisite and SSH executors to lab hosts. */
+/** Shared helpers for the tests on lab hosts: the lab prerequisite, SSH executors and the ssh command to lab hosts. */
+import { execFile } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import type { TestContext } from 'node:test'
+import { promisify } from 'node:util'
 import { requirePrerequisite } from '@xenstack/testkit'
 import { type Lab, preflight } from '../../src/lab/index.js'
 import { FileKnownHostsStore, type KnownHostsStore, SshExecutor } from '../../src/node/index.js'
@@ -43,5 +45,11 @@ export function sshTo(
 /** Runs argv on a lab host through the lab's own path (nsenter), independent of the executor under test. */
 export async function onHost(lab: Lab, host: string, script: string): Promise<string> {
   const r = await lab.execOk(host, ['sh', '-c', script])
+  return r.stdout
+}
+
+/** `cmd` on a lab host through the system's ssh with the lab's ssh config (what an operator types); its stdout. */
+export async function sshWithLabConfig(lab: Lab, host: string, cmd: string): Promise<string> {
+  const r = await promisify(execFile)('ssh', ['-F', lab.sshConfigFile, host, cmd], { timeout: 20000 })
   return r.stdout
 }

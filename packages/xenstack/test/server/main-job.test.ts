@@ -10,8 +10,9 @@ import { existsSync, readdirSync, readFileSync, readlinkSync, statSync } from 'n
 import { join } from 'node:path'
 import { requirePrerequisite, scratchDirs } from '@xenstack/testkit'
 import { glanceInstalled } from '../../src/glance/server-config.js'
-import { labRoot, preflight } from '../../src/lab/index.js'
+import { labRoot } from '../../src/lab/index.js'
 import { spawnCliJob, startCliJob } from '../cli/job.js'
+import { labPrerequisite } from '../node/helpers.js'
 
 const tmp = scratchDirs()
 
@@ -121,9 +122,7 @@ test('npm start without the lab: the simulator alone; the URL, a token, and note
 })
 
 test('npm start with the lab: the demo environment deploys through the REST API to ready, its health checks pass, SIGTERM leaves nothing behind', async (t) => {
-  let missing: string | undefined
-  await preflight().catch((e: Error) => (missing = e.message))
-  if (!requirePrerequisite(t, missing ?? 'lab', () => missing === undefined)) return
+  if (!(await labPrerequisite(t))) return
   if (!requirePrerequisite(t, 'python3-glance (Glance on the lab controller)', () => glanceInstalled())) return
   const name = `mj${(process.pid % 100000).toString(36)}${Date.now().toString(36).slice(-3)}`
   const job = await startMainJob(t, { XENSTACK_LAB_NAME: name })
@@ -222,9 +221,7 @@ test('npm start with the lab: the demo environment deploys through the REST API 
 })
 
 test('npm start: SIGINT while the lab is coming up stops it once up, exit 0, and nothing of the lab is left', async (t) => {
-  let missing: string | undefined
-  await preflight().catch((e: Error) => (missing = e.message))
-  if (!requirePrerequisite(t, missing ?? 'lab', () => missing === undefined)) return
+  if (!(await labPrerequisite(t))) return
   const name = `mi${(process.pid % 100000).toString(36)}${Date.now().toString(36).slice(-3)}`
   const labDir = join(labRoot(), name)
   const home = tmp('xenstack-mainjob-int-')

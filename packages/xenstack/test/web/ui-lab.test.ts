@@ -14,13 +14,14 @@ import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { hasExecutable, requirePrerequisite, scratchDirs } from '@xenstack/testkit'
 import type { Locator, Page } from 'playwright-core'
-import { Lab, autoLabName, preflight } from '../../src/lab/index.js'
+import { Lab, autoLabName } from '../../src/lab/index.js'
 import '../../src/integration/lab-services.js'
 import { describeLab } from '../../src/lab/supervisor.js'
 import { glanceInstalled } from '../../src/glance/server-config.js'
 import { xenserverNatives } from '../../src/integration/index.js'
 import { startServer } from '../../src/server/index.js'
 import { DEFAULT_WEB_DIR } from '../../src/server/app.js'
+import { labPrerequisite } from '../node/helpers.js'
 
 const CHROMIUM = '/usr/bin/chromium'
 const ROOT = resolve(fileURLToPath(import.meta.url), '../../../../../..')
@@ -30,9 +31,7 @@ const ENV = 'labui'
 
 test('web UI on lab-backed nodes: wizard, settings, roles, HIMN, interfaces, dry run, deploy, health', async (t) => {
   if (!requirePrerequisite(t, `chromium (${CHROMIUM})`, () => hasExecutable(CHROMIUM))) return
-  let missing: string | undefined
-  await preflight().catch((e: Error) => (missing = e.message))
-  if (!requirePrerequisite(t, missing ?? 'lab', () => missing === undefined)) return
+  if (!(await labPrerequisite(t))) return
   if (!requirePrerequisite(t, 'python3-glance (Glance on the lab controller)', () => glanceInstalled())) return
   if (!requirePrerequisite(t, 'qemu-img (the TestVM image)', () => existsSync('/usr/bin/qemu-img'))) return
   assert.ok(
