@@ -9,10 +9,8 @@
 // to `ready` with live progress, and every health check set run to its end without a failure. One lab, one deploy; a screenshot of each page in test-artifacts/web/.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, mkdirSync } from 'node:fs'
-import { join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { hasExecutable, requirePrerequisite, scratchDirs } from '@xenstack/testkit'
+import { existsSync } from 'node:fs'
+import { requirePrerequisite, scratchDirs } from '@xenstack/testkit'
 import type { Locator, Page } from 'playwright-core'
 import { Lab, autoLabName } from '../../src/lab/index.js'
 import '../../src/integration/lab-services.js'
@@ -20,25 +18,18 @@ import { describeLab } from '../../src/lab/supervisor.js'
 import { glanceInstalled } from '../../src/glance/server-config.js'
 import { xenserverNatives } from '../../src/integration/index.js'
 import { startServer } from '../../src/server/index.js'
-import { DEFAULT_WEB_DIR } from '../../src/server/app.js'
 import { labPrerequisite } from '../node/helpers.js'
+import { assertUiBuilt, chromiumPrerequisite, openUiPage } from './browser.js'
 
-const CHROMIUM = '/usr/bin/chromium'
-const ROOT = resolve(fileURLToPath(import.meta.url), '../../../../../..')
-const ARTIFACTS = join(ROOT, 'test-artifacts', 'web')
 const tmp = scratchDirs()
 const ENV = 'labui'
 
 test('web UI on lab-backed nodes: wizard, settings, roles, HIMN, interfaces, dry run, deploy, health', async (t) => {
-  if (!requirePrerequisite(t, `chromium (${CHROMIUM})`, () => hasExecutable(CHROMIUM))) return
+  if (!chromiumPrerequisite(t)) return
   if (!(await labPrerequisite(t))) return
   if (!requirePrerequisite(t, 'python3-glance (Glance on the lab controller)', () => glanceInstalled())) return
   if (!requirePrerequisite(t, 'qemu-img (the TestVM image)', () => existsSync('/usr/bin/qemu-img'))) return
-  assert.ok(
-    existsSync(join(DEFAULT_WEB_DIR, 'index.html')),
-    `${DEFAULT_WEB_DIR}/index.html is missing: build the UI with "npm run build"`,
-  )
-  mkdirSync(ARTIFACTS, { recursive: true })
+  assertUiBuilt()
 
   const tUp = performance.now()
   const lab = await Lab.up({
@@ -64,14 +55,7 @@ test('web UI on lab-backed nodes: wizard, settings, roles, HIMN, interfaces, dry
   const token = server.newToken!
   const state = server.context.state
 
-  const { chromium } = await import('playwright-core')
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'], headless: true })
-  t.after(() => browser.close())
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
-  page.setDefaultTimeout(60_000)
-  const pageErrors: string[] = []
-  page.on('pageerror', (e) => pageErrors.push(e.message))
-  const shot = (name: string) => page.screenshot({ path: join(ARTIFACTS, `lab-${name}.png`), fullPage: true })
+  const { page, pageErrors, shot } = await openUiPage(t, { timeoutMs: 60_000, shotPrefix: 'lab-' })
   const nodesTable = () => page.getByRole('table', { name: 'Nodes and roles' })
   let failures = 0
   /** A subtest whose failure leaves a screenshot of the page as it was. */

@@ -7,31 +7,22 @@
 // under test-artifacts/web/.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { hasExecutable, requirePrerequisite, scratchDirs } from '@xenstack/testkit'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { scratchDirs } from '@xenstack/testkit'
 import type { Page } from 'playwright-core'
 import { startSimServer } from '@xenstack/xapi-sim'
 import { Xapi } from '@xenstack/xenapi'
 import { startServer } from '../../src/server/index.js'
-import { DEFAULT_WEB_DIR } from '../../src/server/app.js'
 import { recordTestRelease } from '../server/helpers.js'
+import { assertUiBuilt, chromiumPrerequisite, openUiPage } from './browser.js'
 
-const CHROMIUM = '/usr/bin/chromium'
-const ROOT = resolve(fileURLToPath(import.meta.url), '../../../../../..')
-const ARTIFACTS = join(ROOT, 'test-artifacts', 'web')
 const tmp = scratchDirs()
 const POOL_PASSWORD = 'Ui-Pool-S3cret'
 
 test('web UI: login, wizard, settings, nodes and roles, dry run, deploy, health, plugins, pools', async (t) => {
-  if (!requirePrerequisite(t, `chromium (${CHROMIUM})`, () => hasExecutable(CHROMIUM))) return
-  // The UI is built by `npm run build` (Vite); without it the server serves a placeholder and nothing here works.
-  assert.ok(
-    existsSync(join(DEFAULT_WEB_DIR, 'index.html')),
-    `${DEFAULT_WEB_DIR}/index.html is missing: build the UI with "npm run build"`,
-  )
-  mkdirSync(ARTIFACTS, { recursive: true })
+  if (!chromiumPrerequisite(t)) return
+  assertUiBuilt()
   const work = tmp('xenstack-web-work-')
   const server = await startServer({ dataDir: tmp('xenstack-web-data-'), databaseUrl: '', port: 0 })
   t.after(() => server.close())
@@ -56,14 +47,7 @@ test('web UI: login, wizard, settings, nodes and roles, dry run, deploy, health,
     { id: 'world', cmd: `echo world line; echo world >> ${work}/world.out`, requires: ['hello'] },
   ])
 
-  const { chromium } = await import('playwright-core')
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'], headless: true })
-  t.after(() => browser.close())
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } })
-  page.setDefaultTimeout(30_000)
-  const pageErrors: string[] = []
-  page.on('pageerror', (e) => pageErrors.push(e.message))
-  const shot = (name: string) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true })
+  const { page, pageErrors, shot } = await openUiPage(t, { timeoutMs: 30_000 })
 
   await t.test('login: a wrong token is refused, the printed one is accepted', async () => {
     await page.goto(server.url)
