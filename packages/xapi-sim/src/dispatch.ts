@@ -80,6 +80,8 @@ export type CallOutcome =
 interface Entry {
   spec: MessageSpec
   cls: ClassModel
+  /** The parameters after the session (all of them for messages without one). */
+  params: MessageSpec['params']
   required: number
   total: number
   impl?: MessageImpl
@@ -100,6 +102,7 @@ export class Dispatcher {
         const entry: Entry = {
           spec,
           cls,
+          params: ps,
           required: ps.filter((p) => !p.hasDefault).length,
           total: ps.length,
         }
@@ -262,7 +265,7 @@ export class Dispatcher {
       // logins on a member are redirected (§5); slave_local_login is the exception
       if (spec.wireName !== 'session.slave_local_login_with_password') this.sim.assertMaster(host, undefined)
     }
-    const ps = spec.takesSession ? spec.params.slice(1) : spec.params
+    const ps = e.params
     const args: unknown[] = new Array(ps.length)
     for (let i = 0; i < ps.length; i++) {
       const p = ps[i]

@@ -141,16 +141,34 @@ export function responseText(status: number, contentType: string, body: string, 
   return responseHead(status, contentType, Buffer.byteLength(body), close) + body
 }
 
+/**
+ * Answers are cut from 64 KiB slabs: Buffer.allocUnsafe's 8 KiB pool holds two or three answers, and making a pool
+ * costs as much as the rest of building an answer. A slab is released once the answers cut from it are written.
+ */
+const SLAB_BYTES = 64 * 1024
+let slab = Buffer.allocUnsafeSlow(0)
+let slabAt = 0
+
+function answerBuffer(n: number): Buffer {
+  if (n > SLAB_BYTES / 4) return Buffer.allocUnsafeSlow(n)
+  if (slabAt + n > slab.length) {
+    slab = Buffer.allocUnsafeSlow(SLAB_BYTES)
+    slabAt = 0
+  }
+  const b = slab.subarray(slabAt, slabAt + n)
+  slabAt += (n + 7) & ~7 // aligned, as Buffer's pool does
+  return b
+}
+
 /** responseText for an encoded body, as one buffer (head and texts encoded, the bytes copied). */
 export function responseBytes(status: number, contentType: string, body: EncodedBody, close: boolean): Buffer {
-  const beforeLength = Buffer.byteLength(body.before)
-  const length = beforeLength + body.bytes.length + Buffer.byteLength(body.after)
+  const length = Buffer.byteLength(body.before) + body.bytes.length + Buffer.byteLength(body.after)
   const head = responseHead(status, contentType, length, close)
-  const out = Buffer.allocUnsafe(head.length + length)
+  const out = answerBuffer(head.length + length)
   let at = out.write(head, 0, 'latin1')
   at += out.write(body.before, at, 'utf8')
-  at += body.bytes.copy(out, at)
-  out.write(body.after, at, 'utf8')
+  out.set(body.bytes, at)
+  out.write(body.after, at + body.bytes.length, 'utf8')
   return out
 }
 
