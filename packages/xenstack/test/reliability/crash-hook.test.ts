@@ -81,6 +81,33 @@ if (process.env.CRASH_HOOK_CHILD) {
     }
   }
 
+  /**
+   * A deployment killed by the hook at `point`'s second flush (flush 1 marks the first tasks running; flush 2 carries
+   * the first task's success): the task log up to the kill, and `resume()`, which resumes it with the hook logging only.
+   */
+  const killedAt = async (point: 'journal-write' | 'journal-commit') => {
+    const dir = tmp(`xenstack-crash-hook-${point}-`)
+    const home = join(dir, 'home')
+    const crashFile = join(dir, 'crash.json')
+    const log = join(dir, 'tasks.log')
+    writeFileSync(crashFile, JSON.stringify({ armed: ARM_PHRASE, log, point, at: 2 }))
+    const r = await run(home, 'start', crashFile)
+    assert.equal(r.signal, 'SIGKILL', r.out + r.err)
+    assert.match(r.err, /TEST CRASH HOOK ARMED/)
+    const lines = logLines(log)
+    assert.ok(
+      lines.some((l) => l.startsWith(`kill ${point} 2 `)),
+      lines.join('\n'),
+    )
+    const resume = async () => {
+      writeFileSync(crashFile, JSON.stringify({ armed: ARM_PHRASE, log }))
+      const resumed = await run(home, 'resume', crashFile)
+      assert.equal(resumed.code, 0, resumed.out + resumed.err)
+      return logLines(log).slice(lines.length)
+    }
+    return { home, lines, resume }
+  }
+
   test('a crash file without the exact phrase arms nothing: the deployment runs to its end and logs nothing', async () => {
     const dir = tmp('xenstack-crash-hook-unarmed-')
     const crashFile = join(dir, 'crash.json')
@@ -94,28 +121,12 @@ if (process.env.CRASH_HOOK_CHILD) {
   })
 
   test('journal-write: killed inside the transaction — the batch is not on disk and its ended task runs again', async () => {
-    const dir = tmp('xenstack-crash-hook-write-')
-    const home = join(dir, 'home')
-    const crashFile = join(dir, 'crash.json')
-    const log = join(dir, 'tasks.log')
-    // flush 1 marks the first tasks running; flush 2 carries the first task's success
-    writeFileSync(crashFile, JSON.stringify({ armed: ARM_PHRASE, log, point: 'journal-write', at: 2 }))
-    const r = await run(home, 'start', crashFile)
-    assert.equal(r.signal, 'SIGKILL', r.out + r.err)
-    assert.match(r.err, /TEST CRASH HOOK ARMED/)
-    const lines = logLines(log)
-    assert.ok(
-      lines.some((l) => l.startsWith('kill journal-write 2 ')),
-      lines.join('\n'),
-    )
+    const { home, lines, resume } = await killedAt('journal-write')
     const ended = lines.filter((l) => l.startsWith('end ')).map((l) => l.split(' ')[1])
     assert.ok(ended.length >= 1, 'a task ended before the kill')
     const statuses = taskStatuses(home)
     for (const key of ended) assert.equal(statuses.get(key), 'running', `${key}: its success was in the killed batch`)
-    writeFileSync(crashFile, JSON.stringify({ armed: ARM_PHRASE, log }))
-    const resumed = await run(home, 'resume', crashFile)
-    assert.equal(resumed.code, 0, resumed.out + resumed.err)
-    const after = logLines(log).slice(lines.length)
+    const after = await resume()
     for (const key of ended)
       assert.ok(
         after.some((l) => l.startsWith(`start ${key} `)),
@@ -125,29 +136,12 @@ if (process.env.CRASH_HOOK_CHILD) {
   })
 
   test('journal-commit: killed after the commit — the batch is on disk and its succeeded tasks never run again', async () => {
-    const dir = tmp('xenstack-crash-hook-commit-')
-    const home = join(dir, 'home')
-    const crashFile = join(dir, 'crash.json')
-    const log = join(dir, 'tasks.log')
-    writeFileSync(crashFile, JSON.stringify({ armed: ARM_PHRASE, log, point: 'journal-commit', at: 2 }))
-    const r = await run(home, 'start', crashFile)
-    assert.equal(r.signal, 'SIGKILL', r.out + r.err)
-    const lines = logLines(log)
-    assert.ok(
-      lines.some((l) => l.startsWith('kill journal-commit 2 ')),
-      lines.join('\n'),
-    )
+    const { home, lines, resume } = await killedAt('journal-commit')
     const statuses = taskStatuses(home)
     const succeeded = [...statuses].filter(([, s]) => s === 'succeeded').map(([k]) => k)
     const ended = lines.filter((l) => l.startsWith('end ')).map((l) => l.split(' ')[1])
     assert.ok(ended.length >= 1 && ended.every((k) => succeeded.includes(k)), `ended ${ended}, on disk ${succeeded}`)
-    writeFileSync(crashFile, JSON.stringify({ armed: ARM_PHRASE, log }))
-    const resumed = await run(home, 'resume', crashFile)
-    assert.equal(resumed.code, 0, resumed.out + resumed.err)
-    const starts = logLines(log)
-      .slice(lines.length)
-      .filter((l) => l.startsWith('start '))
-      .map((l) => l.split(' ')[1])
+    const starts = (await resume()).filter((l) => l.startsWith('start ')).map((l) => l.split(' ')[1])
     for (const key of succeeded) assert.ok(!starts.includes(key), `${key} succeeded before the kill and ran again`)
     assert.equal(starts.length + succeeded.filter((k) => !k.startsWith('_')).length, 8)
   })
