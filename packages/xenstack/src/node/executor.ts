@@ -165,32 +165,59 @@ export interface RawResult {
   stderr: Buffer
 }
 
-/** A command's standard input as bytes: a Secret is revealed here, on its way to the process, and nowhere else. */
-export function stdinBytes(stdin: RunOptions['stdin']): Buffer | undefined {
-  return stdin === undefined ? undefined : Buffer.from(stdin instanceof Secret ? stdin.reveal() : stdin)
-}
+const decoded = (raw: RawResult): RunResult => ({
+  code: raw.code,
+  stdout: raw.stdout.toString('utf8'),
+  stderr: raw.stderr.toString('utf8'),
+})
 
-/** A raw result as `run` returns it (UTF-8 text), before the exit-code check. */
-export function decodeResult(raw: RawResult): RunResult {
-  return { code: raw.code, stdout: raw.stdout.toString('utf8'), stderr: raw.stderr.toString('utf8') }
-}
+/**
+ * An executor over a transport that runs one `sh -c` line and hands back its raw output (a local process, an SSH
+ * channel). What `run`, `put` and `get` mean is the same on every such transport and lives here: a Secret stdin
+ * revealed only on its way to the process, UTF-8 output, the exit-code check with secrets scrubbed, the atomic
+ * write script. A subclass says how a line runs.
+ */
+export abstract class ShellLineExecutor implements Executor {
+  abstract readonly host: string
 
-/** How `put` shows in errors: the script it runs holds no content, only the path. */
-export const putShown = (path: string): string => `write ${shellQuote(path)}`
+  /** Runs a command's line for `run`: a small stdin, an optional timeout. */
+  protected abstract runLine(
+    line: string,
+    shown: string,
+    stdin: Buffer | undefined,
+    timeoutMs: number | undefined,
+  ): Promise<RawResult>
 
-/** The command `get` runs, also how it shows in errors. */
-export const getLine = (path: string): string => `cat ${shellQuote(path)}`
+  /** Runs a line whose input or output is file content (`put`, `get`): stdin may be a stream, output may be large. */
+  protected abstract transferLine(line: string, shown: string, stdin: Buffer | Readable | undefined): Promise<RawResult>
 
-/** Throws `CommandError` unless the atomic write of `path` (`atomicWriteScript`) exited 0. */
-export function checkPut(host: string, path: string, raw: RawResult): void {
-  checkExit(host, putShown(path), decodeResult(raw), {}, [])
-}
+  abstract close(): Promise<void>
 
-/** The file's bytes `getLine(path)` printed; `CommandError` (with its stderr, not the content) unless it exited 0. */
-export function checkGet(host: string, path: string, raw: RawResult): Buffer {
-  if (raw.code !== 0)
-    checkExit(host, getLine(path), { code: raw.code, stdout: '', stderr: raw.stderr.toString('utf8') }, {}, [])
-  return raw.stdout
+  async run(command: Command, options: RunOptions = {}): Promise<RunResult> {
+    const { line, shown } = renderCommand(command, options)
+    const stdin =
+      options.stdin === undefined
+        ? undefined
+        : Buffer.from(options.stdin instanceof Secret ? options.stdin.reveal() : options.stdin)
+    const raw = await this.runLine(line, shown, stdin, options.timeoutMs)
+    return checkExit(this.host, shown, decoded(raw), options, secretsOf(command, options))
+  }
+
+  async put(path: string, data: string | Buffer | Readable, options: PutOptions = {}): Promise<void> {
+    const shown = `write ${shellQuote(path)}`
+    const script = atomicWriteScript(path, options.mode ?? 0o644)
+    const raw = await this.transferLine(script, shown, typeof data === 'string' ? Buffer.from(data) : data)
+    checkExit(this.host, shown, decoded(raw), {}, [])
+  }
+
+  async get(path: string): Promise<Buffer> {
+    const line = `cat ${shellQuote(path)}`
+    const raw = await this.transferLine(line, line, undefined)
+    // On failure the error carries stderr only: stdout is (part of) the file's content.
+    if (raw.code !== 0)
+      checkExit(this.host, line, { code: raw.code, stdout: '', stderr: raw.stderr.toString('utf8') }, {}, [])
+    return raw.stdout
+  }
 }
 
 /** The shell script `put` runs on the node: write to a temporary file beside the target, then rename it. */

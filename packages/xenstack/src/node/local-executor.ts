@@ -4,25 +4,7 @@
  */
 import { spawn } from 'node:child_process'
 import { Readable } from 'node:stream'
-import {
-  type Command,
-  type Executor,
-  type PutOptions,
-  type RawResult,
-  type RunOptions,
-  type RunResult,
-  CommandTimeoutError,
-  atomicWriteScript,
-  checkExit,
-  checkGet,
-  checkPut,
-  decodeResult,
-  getLine,
-  putShown,
-  renderCommand,
-  secretsOf,
-  stdinBytes,
-} from './executor.js'
+import { type RawResult, CommandTimeoutError, ShellLineExecutor } from './executor.js'
 
 export interface LocalExecutorOptions {
   /** Name shown in errors and logs (default `local`). */
@@ -31,11 +13,12 @@ export interface LocalExecutorOptions {
   prefix?: readonly string[]
 }
 
-export class LocalExecutor implements Executor {
+export class LocalExecutor extends ShellLineExecutor {
   readonly host: string
   readonly #prefix: readonly string[]
 
   constructor(options: LocalExecutorOptions = {}) {
+    super()
     this.host = options.name ?? 'local'
     this.#prefix = options.prefix ?? []
   }
@@ -84,20 +67,12 @@ export class LocalExecutor implements Executor {
     })
   }
 
-  async run(command: Command, options: RunOptions = {}): Promise<RunResult> {
-    const { line, shown } = renderCommand(command, options)
-    const raw = await this.#spawn(line, shown, stdinBytes(options.stdin), options.timeoutMs)
-    return checkExit(this.host, shown, decodeResult(raw), options, secretsOf(command, options))
+  protected runLine(line: string, shown: string, stdin: Buffer | undefined, timeoutMs: number | undefined) {
+    return this.#spawn(line, shown, stdin, timeoutMs)
   }
 
-  async put(path: string, data: string | Buffer | Readable, options: PutOptions = {}): Promise<void> {
-    const script = atomicWriteScript(path, options.mode ?? 0o644)
-    const input = typeof data === 'string' ? Buffer.from(data) : data
-    checkPut(this.host, path, await this.#spawn(script, putShown(path), input, undefined))
-  }
-
-  async get(path: string): Promise<Buffer> {
-    return checkGet(this.host, path, await this.#spawn(getLine(path), getLine(path), undefined, undefined))
+  protected transferLine(line: string, shown: string, stdin: Buffer | Readable | undefined) {
+    return this.#spawn(line, shown, stdin, undefined)
   }
 
   async close(): Promise<void> {}

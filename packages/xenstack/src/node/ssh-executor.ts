@@ -9,26 +9,7 @@
  */
 import type { Readable } from 'node:stream'
 import { Client, type ClientChannel, type ConnectConfig } from 'ssh2'
-import {
-  type Command,
-  type Executor,
-  type PutOptions,
-  type RawResult,
-  type RunOptions,
-  type RunResult,
-  CommandTimeoutError,
-  atomicWriteScript,
-  checkExit,
-  checkGet,
-  checkPut,
-  decodeResult,
-  getLine,
-  putShown,
-  renderCommand,
-  secretsOf,
-  shellQuote,
-  stdinBytes,
-} from './executor.js'
+import { type RawResult, CommandTimeoutError, ShellLineExecutor, shellQuote } from './executor.js'
 import {
   type HostKey,
   type KnownHostsStore,
@@ -90,7 +71,7 @@ function algorithmsFor(type: string): string[] {
   return [type]
 }
 
-export class SshExecutor implements Executor {
+export class SshExecutor extends ShellLineExecutor {
   readonly host: string
   readonly #options: SshExecutorOptions
   readonly #port: number
@@ -102,6 +83,7 @@ export class SshExecutor implements Executor {
   readonly #shellWaiters: (() => void)[] = []
 
   constructor(options: SshExecutorOptions) {
+    super()
     if (!options.privateKey && !options.password) {
       throw new Error(`ssh ${options.host}: give a privateKey or a password`)
     }
@@ -390,24 +372,13 @@ export class SshExecutor implements Executor {
     }
   }
 
-  async run(command: Command, options: RunOptions = {}): Promise<RunResult> {
-    const { line, shown } = renderCommand(command, options)
-    const stdin = stdinBytes(options.stdin)
-    const raw =
-      (await this.#viaShell(line, shown, stdin, options.timeoutMs)) ??
-      (await this.#exec(line, shown, stdin, options.timeoutMs))
-    return checkExit(this.host, shown, decodeResult(raw), options, secretsOf(command, options))
+  protected async runLine(line: string, shown: string, stdin: Buffer | undefined, timeoutMs: number | undefined) {
+    return (await this.#viaShell(line, shown, stdin, timeoutMs)) ?? (await this.#exec(line, shown, stdin, timeoutMs))
   }
 
-  async put(path: string, data: string | Buffer | Readable, options: PutOptions = {}): Promise<void> {
-    const script = atomicWriteScript(path, options.mode ?? 0o644)
-    const input = typeof data === 'string' ? Buffer.from(data) : data
-    checkPut(this.host, path, await this.#exec(script, putShown(path), input))
-  }
-
-  async get(path: string): Promise<Buffer> {
-    // Its own channel: file content streams straight back, with no copy in the shell session's temp dir.
-    return checkGet(this.host, path, await this.#exec(getLine(path), getLine(path), undefined))
+  /** Its own exec channel: file content streams straight through, with no copy in a shell session's temp dir. */
+  protected transferLine(line: string, shown: string, stdin: Buffer | Readable | undefined) {
+    return this.#exec(line, shown, stdin)
   }
 
   async close(): Promise<void> {
