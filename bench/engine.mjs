@@ -7,16 +7,19 @@
 // lower bound max(critical path, total work / 50) — computed both from nominal durations and from the sleeps that
 // actually happened (timer overshoot is the executor's, not the scheduler's) — and the process CPU time of each run.
 // A third run repeats xenstack's scheduler with the SQLite journal (the state store's own openSqlite: WAL,
-// synchronous NORMAL, foreign keys on; the end-of-run write of digests and learned durations included).
+// synchronous NORMAL, foreign keys on): one engine_journal row committed per scheduler turn that starts tasks, the
+// folds of the journal into engine_tasks/engine_task_history/engine_nodes (every 250 ms and at the end) and the
+// end-of-run write of digests and learned durations included. Recording the plan (createDeployment) is not.
 // Engine CPU = the run's process CPU minus that of an "executor alone" run (the same 40,000 sleeps driven by 50
 // workers pulling from a counter, no engine): the sleeping executor's timers and promises are not the engine's.
 // Measure CPU, not wall time, on a loaded machine.
 // Targets (issue 8): planning < 500 ms, ratio <= 1.05, engine CPU < 2 s. Nothing here asserts.
 // Usage (after `npx tsc -b packages/xenstack`):
 //   node bench/engine.mjs [--scenario mesh|fuel] [--nodes 1000] [--tasks 40] [--unit-ms 3] [--busy 50] [--seed 1]
-//                         [--no-sqlite] [--journal-only]
+//                         [--no-sqlite] [--journal-only] [--fold-ms 250]
 // --journal-only runs the executor alone and the journal run (no plain scheduler, no baseline); the journal run also
 // prints how many transitions it wrote in how many commits (one commit per scheduler turn that starts tasks).
+// --fold-ms: how often the journal is folded into the task tables during the run (the engine's default: 250 ms).
 // Scenarios: `mesh` (throughput-bound: random same-node DAGs, 2% controllers the computes cross-depend on) and
 // `fuel` (critical-path-bound: a long controller chain the computes wait for; controllers last in node order).
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -265,7 +268,7 @@ if (!process.argv.includes('--no-sqlite'))
     const db = openSqlite(join(dir, 'state.db'))
     const store = new EngineStore(db)
     const id = store.createDeployment('bench', 'deploy', false, plan)
-    const journal = store.journal(id, 'bench', plan)
+    const journal = store.journal(id, 'bench', plan, { foldIntervalMs: arg('fold-ms', 250) })
     let commits = 0
     let transitions = 0
     const flush = journal.flush.bind(journal)

@@ -18,6 +18,7 @@ import { MIGRATIONS, type Migration } from './migrations.js'
 import { PoolRepository } from './pools.js'
 import { mapPasswords, redactPasswords, SecretBox } from './secrets.js'
 import { recordDefaultStoreOpen, testDatabaseFor } from './test-databases.js'
+import { foldEngineJournals } from '../engine/store.js'
 
 /** The driver interface (driver.ts): better-sqlite3, or PostgreSQL when DATABASE_URL is set. */
 export type SqliteDatabase = Database
@@ -530,6 +531,9 @@ export class StateStore {
     }
     try {
       store.migrate([...MIGRATIONS, ...(options.extraMigrations ?? [])])
+      // A killed deployment engine leaves its last journal batches unfolded (engine/store.ts, SqliteJournal):
+      // folded here, so whoever opens the store next reads task tables that include them.
+      foldEngineJournals(store.db)
     } catch (e) {
       store.close()
       throw e

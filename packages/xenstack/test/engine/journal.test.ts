@@ -46,10 +46,10 @@ test('a flushed transition is in the store before it is acted on; retries, histo
   // What a reader sees at once (the scheduler launches the task only after this flush).
   assert.equal(store.tasks(id)[idx('a')].status, 'running')
   assert.equal(store.tasks(id)[idx('a')].started_at, '2026-01-01T00:00:00.000Z')
-  // Another connection (as another process's) sees the same.
+  // Another connection (as another process's) sees the same through the store (which folds the journal first).
   const other = StateStore.open({ dataDir: dir })
   t.after(() => other.close())
-  assert.equal(rawRows(other.db, id)[idx('a')].status, 'running')
+  assert.equal(new EngineStore(other.db).tasks(id)[idx('a')].status, 'running')
 
   // A retry: attempt 1 fails, attempt 2 succeeds; then b is dep-less skipped-style terminal with a reason.
   const error = { node: 'n1', task: 'a', message: 'exit 1', exitCode: 1 }
@@ -130,9 +130,125 @@ test('the SQLite driver the journal commits through: WAL, synchronous NORMAL, ch
   assert.equal(journal.pending, 0)
   const other = openSqlite(join(dir, 'state.db'))
   try {
-    const row = other.prepare('SELECT status FROM engine_tasks WHERE deployment_id = ? AND idx = 0').get(id)
-    assert.deepEqual(row, { status: 'running' })
+    const batch = other.prepare('SELECT seq, batch FROM engine_journal WHERE deployment_id = ?').all(id) as {
+      seq: number
+      batch: string
+    }[]
+    assert.equal(batch.length, 1, 'one journal row per flush')
+    assert.equal((JSON.parse(batch[0].batch) as unknown[]).length, 1)
+    assert.equal(new EngineStore(other).tasks(id)[0].status, 'running')
   } finally {
     other.close()
   }
+  journal.finish()
+})
+
+test('the journal is folded into the task tables by the engine, by readers, and when a killed run is reopened', async (t) => {
+  const { db, dir, store, plan, id } = setup(t)
+  const idx = (task: string) => plan.tasks.findIndex((x) => x.id === task)
+  const journalRows = (d: Database) =>
+    (d.prepare('SELECT COUNT(*) AS c FROM engine_journal WHERE deployment_id = ?').get(id) as { c: number }).c
+  const t0 = Date.parse('2026-01-01T00:00:00Z')
+  const journal = store.journal(id, 'journal-env', plan)
+  // a starts and succeeds, b starts: one flush, one journal row.
+  journal.record({ kind: 'task', index: idx('a'), status: 'running', at: t0, attempt: 1 })
+  journal.record({ kind: 'node', node: 'n1', status: 'deploying', at: t0 })
+  journal.record({
+    kind: 'task',
+    index: idx('a'),
+    status: 'succeeded',
+    at: t0 + 1000,
+    attempt: 1,
+    outcome: { status: 'succeeded', outputTail: ['a done'], changes: [{ resource: 'file /x', result: 'changed' }] },
+  })
+  journal.record({ kind: 'task', index: idx('b'), status: 'running', at: t0 + 1000, attempt: 1 })
+  journal.flush()
+  assert.equal(journalRows(db), 1)
+  // The table lags the journal until a fold: raw SQL alone does not see the batch yet…
+  assert.equal(rawRows(db, id)[idx('a')].status, 'pending')
+  // …a reader through the store folds first, and the fold empties the journal.
+  const a = store.tasks(id)[idx('a')]
+  assert.equal(journalRows(db), 0)
+  assert.deepEqual(
+    [a.status, a.attempt, a.started_at, a.finished_at, a.output_tail, a.error_json],
+    ['succeeded', 1, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:01.000Z', 'a done', null],
+  )
+  assert.deepEqual(JSON.parse(a.changes_json ?? 'null'), [{ resource: 'file /x', result: 'changed' }])
+  assert.equal(store.tasks(id)[idx('b')].status, 'running')
+  assert.deepEqual(store.nodes(id), [{ name: 'n1', status: 'deploying' }])
+  assert.deepEqual(
+    db.prepare('SELECT seq, idx, status, started_at, at FROM engine_task_history WHERE deployment_id = ?').all(id),
+    [
+      {
+        seq: 1,
+        idx: idx('a'),
+        status: 'succeeded',
+        started_at: '2026-01-01T00:00:00.000Z',
+        at: '2026-01-01T00:00:01.000Z',
+      },
+    ],
+  )
+
+  // Another connection folds while this journal keeps writing: each entry is applied once, whoever folds.
+  journal.record({
+    kind: 'task',
+    index: idx('b'),
+    status: 'failed',
+    at: t0 + 2000,
+    attempt: 1,
+    outcome: { status: 'failed', error: { node: 'n1', task: 'b', message: 'exit 2', exitCode: 2 } },
+  })
+  journal.flush()
+  const other = StateStore.open({ dataDir: dir }) // opening the store folds every journal
+  t.after(() => other.close())
+  assert.equal(journalRows(other.db), 0)
+  assert.equal(rawRows(other.db, id)[idx('b')].status, 'failed')
+  journal.record({ kind: 'task', index: idx('c'), status: 'running', at: t0 + 3000, attempt: 1 })
+  journal.flush()
+  assert.equal(new EngineStore(other.db).fold(id), 1)
+  assert.equal(new EngineStore(other.db).fold(id), 0, 'a second fold finds nothing')
+
+  // The engine folds on its own (a timer, FOLD_INTERVAL_MS) with no reader asking.
+  journal.record({
+    kind: 'task',
+    index: idx('c'),
+    status: 'succeeded',
+    at: t0 + 4000,
+    attempt: 1,
+    outcome: { status: 'succeeded' },
+  })
+  journal.flush()
+  const deadline = Date.now() + 60_000 // a hang guard only: the loop ends as soon as the fold happened
+  while (journalRows(db) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+  assert.equal(rawRows(db, id)[idx('c')].status, 'succeeded', 'the timer folded the journal')
+
+  // A run killed after a flush (no finish): the next open of the store folds its last batch.
+  journal.record({ kind: 'node', node: 'n1', status: 'error', at: t0 + 5000 })
+  journal.flush()
+  const reopened = StateStore.open({ dataDir: dir })
+  t.after(() => reopened.close())
+  assert.deepEqual(reopened.db.prepare('SELECT status FROM engine_nodes WHERE deployment_id = ?').all(id), [
+    { status: 'error' },
+  ])
+  assert.deepEqual(
+    (
+      reopened.db
+        .prepare('SELECT seq, idx, status FROM engine_task_history WHERE deployment_id = ? ORDER BY seq')
+        .all(id) as { seq: number; idx: number; status: string }[]
+    ).map((h) => [h.seq, plan.tasks[h.idx].id, h.status]),
+    [
+      [1, 'a', 'succeeded'],
+      [2, 'b', 'failed'],
+      [3, 'c', 'succeeded'],
+    ],
+    'every ended attempt once, seqs contiguous',
+  )
+  journal.finish()
+  const digests = db
+    .prepare(`SELECT task, at FROM engine_task_digests WHERE environment = 'journal-env' ORDER BY task`)
+    .all()
+  assert.deepEqual(digests, [
+    { task: 'a', at: '2026-01-01T00:00:01.000Z' },
+    { task: 'c', at: '2026-01-01T00:00:04.000Z' },
+  ])
 })

@@ -30,6 +30,7 @@ function withEngine<T>(o: Opts, fn: (engine: EngineStore) => T): T {
 }
 
 export function deploymentHistory(engine: EngineStore, env: string) {
+  engine.fold() // the counts below are SQL over engine_tasks: a running engine's last transitions folded in first
   const rows = engine.db
     .prepare(
       `SELECT d.id, d.mode, d.force, d.status, d.reason, d.created_at, d.finished_at,
