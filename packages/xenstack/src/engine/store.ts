@@ -518,7 +518,8 @@ class Folder {
   private readonly remove: Database.Statement<[number, number]>
   private readonly insHist: Database.Statement
   private readonly updNode: Database.Statement
-  private readonly updates = new Map<string, Database.Statement>()
+  private readonly updates: Database.Statement[] = []
+  private readonly updateColumns: (typeof TASK_COLUMNS)[number][][] = []
   private readonly foldOne: (id: number) => number
 
   constructor(private readonly db: Database.Database) {
@@ -600,16 +601,23 @@ class Folder {
       }
     }
     for (const [idx, cols] of tasks) {
-      const names = TASK_COLUMNS.filter((c) => c in cols)
-      const key = names.join(',')
-      let upd = this.updates.get(key)
+      // Every transition sets status, finished_at and error_json; attempt, started_at and the end's columns vary:
+      // one prepared UPDATE per combination, looked up by a 3-bit mask (no per-task string building).
+      const mask = ('attempt' in cols ? 1 : 0) | ('started_at' in cols ? 2 : 0) | ('reason' in cols ? 4 : 0)
+      let upd = this.updates[mask]
       if (!upd) {
-        upd = this.db.prepare(
+        const names = TASK_COLUMNS.filter((c) => c in cols)
+        upd = this.updates[mask] = this.db.prepare(
           `UPDATE engine_tasks SET ${names.map((c) => `${c} = ?`).join(', ')} WHERE deployment_id = ? AND idx = ?`,
         )
-        this.updates.set(key, upd)
+        this.updateColumns[mask] = names
       }
-      upd.run(...names.map((c) => cols[c]), id, idx)
+      const names = this.updateColumns[mask]
+      const params: unknown[] = new Array(names.length + 2)
+      for (let k = 0; k < names.length; k++) params[k] = cols[names[k]]
+      params[names.length] = id
+      params[names.length + 1] = idx
+      upd.run(...params)
     }
     for (const [node, status] of nodes) this.updNode.run(status, id, node)
     this.remove.run(id, rows[rows.length - 1].seq)
