@@ -12,6 +12,8 @@
 // end-of-run write of digests and learned durations included. Recording the plan (createDeployment) is not.
 // Engine CPU = the run's process CPU minus that of an "executor alone" run (the same 40,000 sleeps driven by 50
 // workers pulling from a counter, no engine): the sleeping executor's timers and promises are not the engine's.
+// Each run also prints its event-loop delay (p99/max): how late the loop got to due timers, i.e. engine stalls (or,
+// on a loaded machine, the process waiting for a core) that the wall ratio pays for.
 // Measure CPU, not wall time, on a loaded machine.
 // Targets (issue 8): planning < 500 ms, ratio <= 1.05, engine CPU < 2 s. Nothing here asserts.
 // Usage (after `npx tsc -b packages/xenstack`):
