@@ -71,10 +71,16 @@ export function spawnCli(
     p.stdout.on('data', (b: Buffer) => (stdout += b.toString()))
     p.stderr.on('data', (b: Buffer) => (stderr += b.toString()))
     p.on('error', reject)
-    p.on('exit', (code) => {
+    // 'close' (the process exited and its stdout/stderr are drained), not 'exit', which can come before the last
+    // output is read; a grandchild that keeps the pipes open gets 5 s after the exit before what was read is taken
+    let graceTimer: NodeJS.Timeout | undefined
+    const done = (code: number | null) => {
       clearTimeout(timer)
+      clearTimeout(graceTimer)
       resolve({ code, stdout, stderr })
-    })
+    }
+    p.on('exit', (code) => (graceTimer = setTimeout(() => done(code), 5000)))
+    p.on('close', (code) => done(code))
     p.stdin.end(opts.input ?? '')
   })
 }
