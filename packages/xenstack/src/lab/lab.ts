@@ -82,6 +82,7 @@ import {
   CommandError,
   cmdline,
   isAlive,
+  procStat,
   run,
   runOk,
   sleep,
@@ -904,8 +905,14 @@ export async function destroyLabDir(dir: string, opts: { name?: string; skipPid?
     }
     return out
   }
+  // A process leaves the namespace scan early in its exit (the kernel drops its namespaces before it is gone, and
+  // the last member of a host's mount namespace then unmounts that host's whole tree, which takes seconds on a
+  // busy machine): so every process signalled is remembered by pid and start time (against pid reuse) and waited
+  // for until it is gone or a zombie; one that outlives SIGKILL by LAB_EXIT_WAIT_MS is named in an error.
+  const signalled = new Map<number, string | undefined>()
   const signalAll = (pids: number[], sig: NodeJS.Signals) => {
     for (const p of pids) {
+      if (!signalled.has(p)) signalled.set(p, procStat(p)?.startTime)
       try {
         process.kill(p, sig)
       } catch {
@@ -913,27 +920,25 @@ export async function destroyLabDir(dir: string, opts: { name?: string; skipPid?
       }
     }
   }
-  // A process leaves the namespace scan early in its exit (the kernel drops its namespaces before it is gone, and
-  // the last member of a host's mount namespace then unmounts that host's whole tree, which takes seconds on a
-  // busy machine): so every process signalled is also waited for by pid (and start time, against pid reuse) until
-  // it is gone or a zombie, and one that outlives SIGKILL by LAB_EXIT_WAIT_MS is named in an error.
-  const signalled = new Map<number, string | undefined>()
   let pids = inodes.size ? labPids() : []
   if (pids.length) {
-    for (const p of pids) signalled.set(p, startTime(p))
     signalAll(pids, 'SIGTERM')
     const end = Date.now() + 1000
     while ((pids = labPids()).length && Date.now() < end) await sleep(20)
     if (pids.length) {
-      for (const p of pids) if (!signalled.has(p)) signalled.set(p, startTime(p))
       signalAll(pids, 'SIGKILL')
       const end2 = Date.now() + 2000
       while ((pids = labPids()).length && Date.now() < end2) await sleep(20)
-      for (const p of pids) if (!signalled.has(p)) signalled.set(p, startTime(p))
-      signalAll(pids, 'SIGKILL')
+      signalAll(pids, 'SIGKILL') // what was started meanwhile
     }
   }
-  const living = () => [...signalled].filter(([p, t]) => isAlive(p) && startTime(p) === t).map(([p]) => p)
+  const living = () =>
+    [...signalled]
+      .filter(([p, start]) => {
+        const stat = procStat(p)
+        return stat !== undefined && stat.state !== 'Z' && stat.startTime === start
+      })
+      .map(([p]) => p)
   const end3 = Date.now() + LAB_EXIT_WAIT_MS
   while (living().length && Date.now() < end3) await sleep(20)
   const survivors = living()
@@ -966,16 +971,6 @@ export async function destroyLabDir(dir: string, opts: { name?: string; skipPid?
 
 /** How long `lab down` waits for killed processes to finish exiting before it names them in an error. */
 const LAB_EXIT_WAIT_MS = 30_000
-
-/** A process's start time (field 22 of /proc/<pid>/stat), which tells a pid's process from a later reuse. */
-function startTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
-  } catch {
-    return undefined
-  }
-}
 
 /** Mount points in this process's mount namespace at or under `dir` (mountinfo's octal escapes decoded). */
 function mountPointsUnder(dir: string): string[] {

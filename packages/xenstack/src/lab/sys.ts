@@ -130,11 +130,22 @@ export function isAlive(pid: number): boolean {
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM'
   }
+  const stat = procStat(pid)
+  return stat !== undefined && stat.state !== 'Z'
+}
+
+/**
+ * A process's state (field 3 of /proc/<pid>/stat: R, S, D, Z, …) and start time (field 22, clock ticks since boot,
+ * which tells a pid's process from a later one reusing the pid); undefined once the pid is gone.
+ */
+export function procStat(pid: number): { state: string; startTime: string } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+    // after the ")" closing the command name (which may itself hold spaces or parentheses): field 3 onwards
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return { state: fields[0]!, startTime: fields[19]! }
   } catch {
-    return false
+    return undefined
   }
 }
 

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict'
 import { requirePrerequisite, hasExecutable } from '@xenstack/testkit'
 import { existsSync } from 'node:fs'
 import { withLab } from '../../src/lab/index.js'
+import { newVifRecord } from '../../src/integration/vif-record.js'
 import { labPrerequisite, sshWithLabConfig } from '../node/helpers.js'
 
 /** A raw JSON-RPC client (fetch), independent of xenstack's own XenAPI client. */
@@ -70,16 +71,7 @@ test('the lab is one with the simulator: VIF hotplug on the HIMN, DHCP, plugins 
     const himn = Object.entries(networks).find(
       ([, n]) => n.other_config.is_host_internal_management_network === 'true',
     )![0]
-    const vif = await call('VIF.create', session, {
-      device: '9',
-      network: himn,
-      VM: vm,
-      MAC: '',
-      MTU: 1500,
-      other_config: {},
-      qos_algorithm_type: '',
-      qos_algorithm_params: {},
-    })
+    const vif = await call('VIF.create', session, newVifRecord(vm, himn, '9'))
     const mac = String(await call('VIF.get_MAC', session, vif)).toLowerCase()
     assert.equal((await lab.exec('compute-1', ['ip', 'link', 'show', 'eth9'])).code, 1, 'not there before plug')
     await call('VIF.plug', session, vif)
