@@ -79,6 +79,10 @@ export function Deploy({ env }: { env: string }) {
   // Task events newer than a load's request win over what that load answers (it may have been read before them).
   const eventCount = useRef(0)
   const lastEvent = useRef(new Map<string, number>())
+  // The 'deployment' events heard, numbered: a start's answer must not mark as running a deployment whose end was
+  // heard while the answer was on its way (a resume with little left can end before its POST is answered).
+  const deploymentEvents = useRef(0)
+  const lastDeploymentEvent = useRef(new Map<number, number>())
   const loadDeployment = async (id: number) => {
     const mine = ++generation.current
     const asked = eventCount.current
@@ -117,6 +121,7 @@ export function Deploy({ env }: { env: string }) {
     })
     es.addEventListener('deployment', (m) => {
       const d = JSON.parse((m as MessageEvent).data)
+      lastDeploymentEvent.current.set(d.deployment, ++deploymentEvents.current)
       if (d.status === 'running') {
         setDeploying(true)
         void loadDeployment(d.deployment).catch(() => {})
@@ -161,21 +166,22 @@ export function Deploy({ env }: { env: string }) {
     run('dry run', async () => {
       setDry(await api<DryRun>('POST', `/environments/${e}/deployments`, { dryRun: true }))
     })
+  /** Sends a start (deploy or resume); running until an event says otherwise, unless one already has. */
+  const start = async (send: () => Promise<{ deployment: number }>) => {
+    const asked = deploymentEvents.current
+    const r = await whenFree(send)
+    // Events heard since the request was sent (its 'running', maybe its end) already set `deploying` right.
+    if ((lastDeploymentEvent.current.get(r.deployment) ?? 0) <= asked) setDeploying(true)
+    await loadDeployment(r.deployment)
+  }
   const deploy = () =>
     run('deploy', async () => {
       setDry(null)
       setProgress(0)
-      const r = await whenFree(() => api('POST', `/environments/${e}/deployments`, {}))
-      setDeploying(true)
-      await loadDeployment(r.deployment)
+      await start(() => api('POST', `/environments/${e}/deployments`, {}))
     })
   const stop = () => run('stop', () => api('POST', `/environments/${e}/deployments/stop`))
-  const resume = () =>
-    run('resume', async () => {
-      const r = await whenFree(() => api('POST', `/environments/${e}/deployments/resume`))
-      setDeploying(true)
-      await loadDeployment(r.deployment)
-    })
+  const resume = () => run('resume', () => start(() => api('POST', `/environments/${e}/deployments/resume`)))
   const openLog = async (t: TaskRow) => {
     if (deploymentId === null) return
     try {

@@ -70,7 +70,16 @@ export function Health({ env }: { env: string }) {
         '/api/health/v1/testruns',
         chosen.map((testset) => ({ testset, metadata: { cluster_id: env } })),
       )
-      setRuns((rs) => ({ ...rs, ...Object.fromEntries(started.map((r) => [r.testset, r])) }))
+      // A short run can end, and its end be heard on the event stream, before this answer (the run as it started)
+      // arrives: an ended run heard is kept.
+      setRuns((rs) => {
+        const next = { ...rs }
+        for (const r of started) {
+          const heard = rs[r.testset]
+          if (!(heard && heard.id === r.id && heard.status !== 'running')) next[r.testset] = r
+        }
+        return next
+      })
     } catch (x) {
       setError(errorText(x))
     } finally {
