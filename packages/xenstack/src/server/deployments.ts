@@ -10,20 +10,10 @@ import { isOrphaned, stopDeployment, summarize, type DeploymentSummary, type Dry
 import { EnvironmentNotDeployableError, loadDeployableEnvironment } from '../engine/environment.js'
 import type { EngineStore, DeploymentRow } from '../engine/store.js'
 import type { NativeTask } from '../engine/tasks.js'
-import type { DeploymentStatus } from '../engine/types.js'
 import type { StateStore } from '../state/store.js'
 import type { EventHub } from './events.js'
 import { HttpError } from './errors.js'
-
-/** What the environment's status becomes after a deployment (nailgun's cluster statuses, as the CLI sets them). */
-export const ENV_STATUS: Record<DeploymentStatus, string> = {
-  pending: 'deployment',
-  running: 'deployment',
-  ready: 'operational',
-  error: 'error',
-  stopped: 'stopped',
-  partially_deployed: 'partially_deployed',
-}
+import { ENV_STATUS } from '../engine/environment-status.js'
 
 const LOG_LINES = 400
 

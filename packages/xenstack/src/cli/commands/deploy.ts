@@ -18,10 +18,11 @@ import { deployEnvironment, resumeEnvironment } from '../../engine/deployment.js
 import { isOrphaned, stopDeployment, summarize, type DeploymentSummary, type DryRunPlan } from '../../engine/engine.js'
 import { EnvironmentNotDeployableError, loadDeployableEnvironment } from '../../engine/environment.js'
 import { GraphBuildError } from '../../engine/graph.js'
-import { formatTaskError, type DeploymentStatus } from '../../engine/types.js'
+import { formatTaskError } from '../../engine/types.js'
 import type { SchedulerEvent } from '../../engine/scheduler.js'
 import { createDeployProgress, progressMode } from '../deploy-progress.js'
 import { register as registerRecords } from './deploy-records.js'
+import { ENV_STATUS } from '../../engine/environment-status.js'
 
 interface Opts {
   json?: boolean
@@ -31,16 +32,6 @@ interface Opts {
   maxBusyNodes?: string
   nodes?: string
   tasks?: string
-}
-
-/** What the environment's status becomes after a deployment (nailgun's cluster statuses). */
-const ENV_STATUS: Record<DeploymentStatus, string> = {
-  pending: 'deployment',
-  running: 'deployment',
-  ready: 'operational',
-  error: 'error',
-  stopped: 'stopped',
-  partially_deployed: 'partially_deployed',
 }
 
 function open(o: Opts): { state: StateStore; engine: EngineStore } {
