@@ -85,3 +85,4 @@ export function scratchDirs(): (prefix: string) => string {
   }
 }
 export * from './fuzz.js'
+export * from './tls.js'

@@ -3,13 +3,9 @@
  * tests: framing, fallback, timeouts, in-flight bounds and TLS. Behaviour tests of XAPI semantics run against
  * @xenstack/xapi-sim instead.
  */
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 
 export type Handler = (method: string, params: unknown[]) => unknown | Promise<unknown>
 
@@ -133,50 +129,4 @@ export function withSessions(rest: Handler, password = 'secret'): Handler {
     if (method === 'session.logout') return ''
     return rest(method, params)
   }
-}
-
-export interface SelfSignedCert {
-  key: string
-  cert: string
-  /** SHA-256 fingerprint as `AA:BB:…`. */
-  fingerprint: string
-  dispose(): void
-}
-
-/** A self-signed certificate for 127.0.0.1 generated with the openssl CLI. */
-export function makeSelfSignedCert(cn = '127.0.0.1'): SelfSignedCert {
-  const dir = mkdtempSync(join(tmpdir(), 'xenapi-tls-'))
-  const key = join(dir, 'key.pem')
-  const cert = join(dir, 'cert.pem')
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      key,
-      '-out',
-      cert,
-      '-days',
-      '2',
-      '-subj',
-      `/CN=${cn}`,
-      '-addext',
-      `subjectAltName=IP:${cn}`,
-    ],
-    { stdio: 'ignore' },
-  )
-  const fp = execFileSync('openssl', ['x509', '-in', cert, '-noout', '-fingerprint', '-sha256'], { encoding: 'utf8' })
-  const out = {
-    key: readFileSync(key, 'utf8'),
-    cert: readFileSync(cert, 'utf8'),
-    fingerprint: fp.trim().split('=')[1] ?? '',
-    dispose: () => rmSync(dir, { recursive: true, force: true }),
-  }
-  return out
 }

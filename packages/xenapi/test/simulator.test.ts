@@ -5,10 +5,8 @@
  * rejected) through a TLS terminator in front of the simulator.
  */
 import assert from 'node:assert/strict'
-import { createServer as createTlsServer } from 'node:tls'
-import { connect as netConnect, type AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
-import { hasExecutable, requirePrerequisite } from '@xenstack/testkit'
+import { hasExecutable, makeSelfSignedCert, requirePrerequisite, startTlsTerminator } from '@xenstack/testkit'
 import { XapiError, createSimulator, type Simulator } from '@xenstack/xapi-sim'
 import {
   CertificatePinError,
@@ -20,7 +18,6 @@ import {
   type Xapi,
   type XapiEvent,
 } from '../src/index.js'
-import { makeSelfSignedCert } from './fake-xapi.js'
 
 const PASSWORD = 'sim-Passw0rd'
 
@@ -421,15 +418,8 @@ describe('TLS in front of the simulator', () => {
   test('https through a TLS terminator with a self-signed certificate: pinned accepted, unknown rejected', async (t) => {
     if (!requirePrerequisite(t, 'openssl', () => hasExecutable('openssl'))) return
     const cert = makeSelfSignedCert()
-    // stunnel-like: TLS on one port, plain TCP to the simulator behind it
-    const proxy = createTlsServer({ key: cert.key, cert: cert.cert }, (client) => {
-      const upstream = netConnect(port, '127.0.0.1')
-      client.pipe(upstream).pipe(client)
-      client.on('error', () => upstream.destroy())
-      upstream.on('error', () => client.destroy())
-    })
-    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r))
-    const httpsUrl = `https://127.0.0.1:${(proxy.address() as AddressInfo).port}`
+    const proxy = await startTlsTerminator(cert, port)
+    const httpsUrl = proxy.url
     try {
       const xapi = await connect({ url: httpsUrl, password: PASSWORD, tls: { fingerprint: cert.fingerprint } })
       try {
@@ -444,7 +434,7 @@ describe('TLS in front of the simulator', () => {
       )
       await assert.rejects(connect({ url: httpsUrl, password: PASSWORD }), XapiTransportError)
     } finally {
-      await new Promise((r) => proxy.close(r))
+      await proxy.close()
       cert.dispose()
     }
   })

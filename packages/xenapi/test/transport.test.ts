@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { inspect } from 'node:util'
 import { after, describe, test } from 'node:test'
-import { hasExecutable, requirePrerequisite } from '@xenstack/testkit'
+import { hasExecutable, makeSelfSignedCert, requirePrerequisite } from '@xenstack/testkit'
 import {
   CertificatePinError,
   XapiTimeoutError,
@@ -14,7 +14,7 @@ import {
   connect,
   type Logger,
 } from '../src/index.js'
-import { XapiFailure, makeSelfSignedCert, startFakeXapi, withSessions, type FakeXapi } from './fake-xapi.js'
+import { XapiFailure, startFakeXapi, withSessions, type FakeXapi } from './fake-xapi.js'
 
 const servers: FakeXapi[] = []
 after(async () => {

@@ -4,71 +4,41 @@
  */
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
-import { connect as netConnect, type AddressInfo } from 'node:net'
-import { join } from 'node:path'
-import { createServer as createTlsServer, type Server } from 'node:tls'
 import { startSimServer, type SimServer } from '@xenstack/xapi-sim'
-import { hasExecutable, requirePrerequisite, scratchDirs } from '@xenstack/testkit'
+import {
+  hasExecutable,
+  makeSelfSignedCert,
+  requirePrerequisite,
+  scratchDirs,
+  startTlsTerminator,
+  type SelfSignedCert,
+  type TlsTerminator,
+} from '@xenstack/testkit'
 import { runCli } from './run.js'
 
 const PASSWORD = 'cli-tls-Secr3t!'
 const scratch = scratchDirs()
 const env = { XENSTACK_XAPI_PASSWORD: PASSWORD, XENSTACK_POOL: undefined }
 let sim: SimServer | undefined
-let proxy: Server | undefined
+let cert: SelfSignedCert | undefined
+let proxy: TlsTerminator | undefined
 let url = ''
 let caFile = ''
 let fingerprint = ''
 
 before(async () => {
   if (!hasExecutable('openssl')) return
-  const dir = scratch('xenstack-cli-tls-')
-  caFile = join(dir, 'cert.pem')
-  const keyFile = join(dir, 'key.pem')
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      keyFile,
-      '-out',
-      caFile,
-      '-days',
-      '2',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    { stdio: 'ignore' },
-  )
-  fingerprint = execFileSync('openssl', ['x509', '-in', caFile, '-noout', '-fingerprint', '-sha256'], {
-    encoding: 'utf8',
-  })
-    .trim()
-    .split('=')[1]
+  cert = makeSelfSignedCert()
+  caFile = cert.certFile
+  fingerprint = cert.fingerprint
   sim = await startSimServer({ hosts: 1, vms: 1, password: PASSWORD })
-  const port = Number(new URL(sim.url).port)
-  proxy = createTlsServer({ key: readFileSync(keyFile), cert: readFileSync(caFile) }, (client) => {
-    const upstream = netConnect(port, '127.0.0.1')
-    client.pipe(upstream).pipe(client)
-    client.on('error', () => upstream.destroy())
-    upstream.on('error', () => client.destroy())
-  })
-  await new Promise<void>((r) => proxy!.listen(0, '127.0.0.1', r))
-  url = `https://127.0.0.1:${(proxy.address() as AddressInfo).port}`
+  proxy = await startTlsTerminator(cert, Number(new URL(sim.url).port))
+  url = proxy.url
 })
 after(async () => {
-  await new Promise((r) => (proxy ? proxy.close(r) : r(undefined)))
+  await proxy?.close()
   await sim?.close()
+  cert?.dispose()
 })
 
 test('an untrusted certificate is refused by default (exit 4, a hint); --ca, --fingerprint and --insecure connect', async (t) => {

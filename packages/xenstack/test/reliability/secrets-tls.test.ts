@@ -7,13 +7,13 @@
 // errors, warnings or outputs.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
-import { X509Certificate } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import { connect as netConnect, type AddressInfo } from 'node:net'
-import { createServer as createTlsServer } from 'node:tls'
-import { join } from 'node:path'
-import { hasExecutable, requirePrerequisite, scratchDirs } from '@xenstack/testkit'
+import {
+  hasExecutable,
+  makeSelfSignedCert,
+  requirePrerequisite,
+  scratchDirs,
+  startTlsTerminator,
+} from '@xenstack/testkit'
 import { startSimServer } from '@xenstack/xapi-sim'
 import { connectPool } from '../../src/state/pools.js'
 import { openStore } from '../state/databases.js'
@@ -24,28 +24,15 @@ const PASSWORD = 'Tls-Sweep-S3cret-Pw'
 
 test('TLS to XAPI: verified by default, pinned or CA accepted, wrong pin refused, unverified only when asked and warned', async (t) => {
   if (!requirePrerequisite(t, 'openssl', () => hasExecutable('openssl'))) return
-  const dir = tmp('xenstack-tls-')
-  const key = join(dir, 'key.pem')
-  const certFile = join(dir, 'cert.pem')
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
-    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', certFile,
-  ], { stdio: 'ignore' }) // prettier-ignore
-  const cert = readFileSync(certFile, 'utf8')
-  const fingerprint = new X509Certificate(cert).fingerprint256
+  const tls = makeSelfSignedCert()
+  t.after(() => tls.dispose())
+  const { cert, fingerprint } = tls
   const sim = await startSimServer({ password: PASSWORD, listen: '127.0.0.1:0' })
   t.after(() => sim.close())
-  const simPort = Number(new URL(sim.url).port)
-  // stunnel-like: TLS on one port, plain TCP to the simulator behind it (XAPI's own port 443 is TLS the same way)
-  const proxy = createTlsServer({ key: readFileSync(key), cert }, (client) => {
-    const upstream = netConnect(simPort, '127.0.0.1')
-    client.pipe(upstream).pipe(client)
-    client.on('error', () => upstream.destroy())
-    upstream.on('error', () => client.destroy())
-  })
-  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r))
-  t.after(() => new Promise((r) => proxy.close(r)))
-  const url = `https://127.0.0.1:${(proxy.address() as AddressInfo).port}`
+  // TLS on one port, plain TCP to the simulator behind it (XAPI's own port 443 is TLS the same way)
+  const proxy = await startTlsTerminator(tls, Number(new URL(sim.url).port))
+  t.after(() => proxy.close())
+  const url = proxy.url
   const seen: string[] = []
   const noPassword = (text: string, where: string) => {
     seen.push(text)
