@@ -212,7 +212,7 @@ export class Dispatcher {
     }
     const entry = e
     const { args, session } = this.prepare(entry, method, params, host)
-    const impl = this.overrides.get(entry.spec.wireName) ?? entry.impl
+    const impl = (this.overrides.size > 0 ? this.overrides.get(entry.spec.wireName) : undefined) ?? entry.impl
     if (!impl) throw new XapiError('NOT_IMPLEMENTED', entry.spec.wireName)
     if (!isAsync) {
       const ctx = this.context(entry, session, host, transport, undefined)

@@ -235,6 +235,58 @@ test('pipelining: answers come in request order, also behind a call that blocks 
   }
 })
 
+test('answers to several connections at once (written together per turn) each go to their own client, in order', async () => {
+  const r = await sim()
+  const session = await r.login('batched')
+  const token = (await r.ok<{ token: string }>('event.from', ['pool'], '', 0)).token
+  const clients = Array.from({ length: 6 }, () => new RawClient(r.port))
+  try {
+    // Every client sends at the same moment, so the server reads several connections in one turn and their answers
+    // alternate between connections (the path that queues writes to the end of the turn). Client 0 starts with a
+    // blocking event.from whose answer comes turns later, with a call pipelined behind it; client 1 closes with
+    // Connection: close; client 2 half-closes after its requests; the rest pipeline three calls each.
+    await Promise.all(
+      clients.map((c, i) => {
+        if (i === 0)
+          return c.write(
+            jsonRequest('event.from', [session, ['pbd'], token, 0.3], 100) + jsonRequest('system.listMethods', [], 101),
+          )
+        if (i === 1)
+          return c.write(jsonRequest('session.get_this_host', [session, session], 110, 'Connection: close\r\n'))
+        return c.write(
+          jsonRequest('session.get_this_host', [session, session], i * 10) +
+            xmlRequest('session.get_this_host', [session, session]) +
+            jsonRequest('system.listMethods', [], i * 10 + 2),
+        )
+      }),
+    )
+    clients[2].end()
+    for (let i = 2; i < clients.length; i++) {
+      const rs = await clients[i].waitFor(3, `client ${i}`)
+      assert.equal(rs.length, 3)
+      assert.equal(JSON.parse(rs[0].body).id, i * 10)
+      assert.match(JSON.parse(rs[0].body).result as string, /^OpaqueRef:/)
+      assert.equal(rs[1].headers.get('content-type'), 'text/xml')
+      assert.match(rs[1].body, /<value>Success<\/value>.*OpaqueRef:/)
+      assert.equal(JSON.parse(rs[2].body).id, i * 10 + 2)
+    }
+    await clients[2].waitClosed('the half-closed client')
+    await clients[1].waitClosed('Connection: close')
+    assert.deepEqual(
+      clients[1].responses().map((x) => [x.headers.get('connection'), JSON.parse(x.body).id]),
+      [['close', 110]],
+    )
+    const rs0 = await clients[0].waitFor(2, 'event.from, then a call behind it')
+    assert.deepEqual(
+      rs0.map((x) => JSON.parse(x.body).id),
+      [100, 101],
+    )
+    assert.ok(Array.isArray(JSON.parse(rs0[0].body).result.events), rs0[0].body)
+  } finally {
+    for (const c of clients) c.destroy()
+  }
+})
+
 test('Connection: close is answered with Connection: close and the connection ends; nothing after it is read', async () => {
   const r = await sim()
   const c = new RawClient(r.port)
