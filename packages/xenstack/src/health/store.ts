@@ -143,11 +143,7 @@ export class HealthStore {
     const id = randomUUID()
     const key = activeKey(input.environment, input.testset)
     this.state.transaction(() => {
-      const active = this.db.prepare('SELECT * FROM health_runs WHERE active_key = ?').get(key) as RunRow | undefined
-      if (active) {
-        if (this.isOrphan(active)) this.closeOrphan(active)
-        else throw new ActiveRunError(this.hydrate(active))
-      }
+      this.claimSlot(key)
       this.db
         .prepare(
           `INSERT INTO health_runs (id, environment, testset, status, active_key, meta_json, pid, host, started_at, ended_at)
@@ -194,11 +190,7 @@ export class HealthStore {
     const r = this.row(id)
     const key = activeKey(r.environment, r.testset)
     this.state.transaction(() => {
-      const active = this.db.prepare('SELECT * FROM health_runs WHERE active_key = ?').get(key) as RunRow | undefined
-      if (active) {
-        if (this.isOrphan(active)) this.closeOrphan(active)
-        else throw new ActiveRunError(this.hydrate(active))
-      }
+      this.claimSlot(key)
       this.db
         .prepare(
           `UPDATE health_runs SET status = 'running', active_key = ?, pid = ?, host = ?, ended_at = NULL WHERE id = ?`,
@@ -278,14 +270,25 @@ export class HealthStore {
 
   /** The active run of a set on an environment, if any (a stale one is closed and not returned). */
   activeRun(environment: string, testset: string): RunRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM health_runs WHERE active_key = ?').get(activeKey(environment, testset)) as
-      RunRow | undefined
-    if (!r) return undefined
-    if (this.isOrphan(r)) {
-      this.closeOrphan(r)
-      return undefined
-    }
-    return this.hydrate(r)
+    const r = this.slotHolder(activeKey(environment, testset))
+    return r ? this.hydrate(r) : undefined
+  }
+
+  /**
+   * The run holding an environment's slot for a set, if any. A stale holder (a run of this machine whose process is
+   * gone) is closed as stopped and not returned.
+   */
+  private slotHolder(key: string): RunRow | undefined {
+    const r = this.db.prepare('SELECT * FROM health_runs WHERE active_key = ?').get(key) as RunRow | undefined
+    if (!r || !this.isOrphan(r)) return r
+    this.closeOrphan(r)
+    return undefined
+  }
+
+  /** Refuses while another run holds the slot. */
+  private claimSlot(key: string): void {
+    const holder = this.slotHolder(key)
+    if (holder) throw new ActiveRunError(this.hydrate(holder))
   }
 
   private isOrphan(r: RunRow): boolean {
