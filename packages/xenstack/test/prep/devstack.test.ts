@@ -6,7 +6,7 @@
  * with its three interfaces and the operator's key in xenstore; a second run changes nothing on the pool; a same-
  * named VM xenstack did not create is not taken over; the SR and version prerequisites refuse with their reasons.
  */
-import { after, before, test } from 'node:test'
+import { after, before, test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
@@ -88,6 +88,31 @@ const base = () => [
   keyFile,
   '--disk',
   '1',
+]
+
+/** A pool of the test's own (for changes the shared pool must not see), closed when the test ends. */
+async function ownPool(t: TestContext): Promise<{ url: string; x: Xapi }> {
+  const s = await startSimServer({ hosts: 1, vms: 0, password: PASSWORD })
+  const x = await connect({ url: s.url, username: 'root', password: PASSWORD }).catch(async (e: unknown) => {
+    await s.close()
+    throw e
+  })
+  t.after(async () => {
+    await x.close()
+    await s.close()
+  })
+  return { url: s.url, x }
+}
+
+/** `devstack install` of the DomU 127.0.0.1 on the pool at `url`, with a data dir of its own. */
+const install = (url: string, dataDirPrefix: string) => [
+  'devstack',
+  'install',
+  '127.0.0.1',
+  '--url',
+  url,
+  '--data-dir',
+  scratch(dataDirPrefix),
 ]
 
 test('devstack: --dry-run on an empty pool lists the steps and changes nothing', async () => {
@@ -194,31 +219,22 @@ test('devstack: an unreachable mirror stops after the recorded earlier steps; th
   assert.equal(await snapshot(xapi), converged, 'a second run changed the pool')
 })
 
-test('devstack: a same-named DomU xenstack did not create is not taken over', async () => {
-  const s = await startSimServer({ hosts: 1, vms: 0, password: PASSWORD })
-  const x = await connect({ url: s.url, username: 'root', password: PASSWORD })
-  try {
-    const other = (await x.call('VM.get_all_records')) as Record<string, any>
-    const tmpl = Object.entries(other).find(([, v]) => v.is_a_template && v.name_label === 'Other install media')![0]
-    await x.call('VM.clone', tmpl, 'jeos_template_for_ubuntu')
-    const vm = (await x.call('VM.clone', tmpl, 'DevStackOSDomU')) as string
-    await x.call('VM.set_is_a_template', vm, false)
-    const before = await snapshot(x)
-    const r = await runCli(
-      ['devstack', 'install', '127.0.0.1', '--url', s.url, '--data-dir', scratch('xenstack-devstack-'), '--no-wait'],
-      env,
-    )
-    assert.equal(r.code, 1, r.stderr)
-    assert.match(r.stderr, /VM DevStackOSDomU \(uuid [0-9a-f-]+\) exists but xenstack did not create it/)
-    assert.match(r.stderr, /other-config:xenstack_devstack=domu/)
-    const after = await snapshot(x)
-    // only the two networks of the earlier step were made
-    assert.notEqual(after, before)
-    assert.equal(((await x.call('VM.get_by_name_label', 'DevStackOSDomU')) as string[]).length, 1)
-  } finally {
-    await x.close()
-    await s.close()
-  }
+test('devstack: a same-named DomU xenstack did not create is not taken over', async (t) => {
+  const { url, x } = await ownPool(t)
+  const other = (await x.call('VM.get_all_records')) as Record<string, any>
+  const tmpl = Object.entries(other).find(([, v]) => v.is_a_template && v.name_label === 'Other install media')![0]
+  await x.call('VM.clone', tmpl, 'jeos_template_for_ubuntu')
+  const vm = (await x.call('VM.clone', tmpl, 'DevStackOSDomU')) as string
+  await x.call('VM.set_is_a_template', vm, false)
+  const before = await snapshot(x)
+  const r = await runCli([...install(url, 'xenstack-devstack-'), '--no-wait'], env)
+  assert.equal(r.code, 1, r.stderr)
+  assert.match(r.stderr, /VM DevStackOSDomU \(uuid [0-9a-f-]+\) exists but xenstack did not create it/)
+  assert.match(r.stderr, /other-config:xenstack_devstack=domu/)
+  const after = await snapshot(x)
+  // only the two networks of the earlier step were made
+  assert.notEqual(after, before)
+  assert.equal(((await x.call('VM.get_by_name_label', 'DevStackOSDomU')) as string[]).length, 1)
 })
 
 test('devstack: usage errors before anything is read', async () => {
@@ -233,71 +249,56 @@ test('devstack: usage errors before anything is read', async () => {
   assert.match(c.stderr, /--compute-only needs --controller-ip/)
 })
 
-test('devstack: a default SR that is not ext/nfs is refused; --force-sr-replace asks, --yes replaces it with ext on its device', async () => {
-  const s = await startSimServer({ hosts: 1, vms: 0, password: PASSWORD })
-  const x = await connect({ url: s.url, username: 'root', password: PASSWORD })
-  try {
-    const pool = ((await x.call('pool.get_all')) as string[])[0]
-    const host = (await x.call('pool.get_master', pool)) as string
-    const lvm = (await x.call(
-      'SR.create',
-      host,
-      { device: '/dev/sdc' },
-      0,
-      'Local LVM',
-      '',
-      'lvm',
-      'user',
-      false,
-      {},
-    )) as string
-    await x.call('pool.set_default_SR', pool, lvm)
-    const args = [
-      'devstack',
-      'install',
-      '127.0.0.1',
-      '--url',
-      s.url,
-      '--data-dir',
-      scratch('xenstack-devstack-sr-'),
-      '--no-wait',
-    ]
-    const before = await snapshot(x)
-    const refused = await runCli(args, env)
-    assert.equal(refused.code, 1)
-    assert.match(
-      refused.stderr,
-      /prerequisites: default SR Local LVM \(uuid [0-9a-f-]+\) is of type lvm; devstack needs ext or nfs/,
-    )
-    assert.match(refused.stderr, /--force-sr-replace replaces it/)
-    const unconfirmed = await runCli([...args, '--force-sr-replace'], env)
-    assert.equal(unconfirmed.code, 2, unconfirmed.stderr)
-    assert.match(
-      unconfirmed.stderr,
-      /--force-sr-replace destroys the default SR when it is not ext\/nfs, and stdin is not a terminal to confirm on/,
-    )
-    assert.match(unconfirmed.stderr, /hint: add --yes to confirm/)
-    const dry = await runCli([...args, '--force-sr-replace', '--dry-run', '--json'], env)
-    assert.equal(dry.code, 0, dry.stderr)
-    assert.match(
-      JSON.stringify(JSON.parse(dry.stdout).steps[0].changes),
-      /replace default SR Local LVM \(lvm, uuid [0-9a-f-]+\) with an ext SR on \/dev\/sdc/,
-    )
-    assert.equal(await snapshot(x), before, 'refusals and the dry run changed nothing')
+test('devstack: a default SR that is not ext/nfs is refused; --force-sr-replace asks, --yes replaces it with ext on its device', async (t) => {
+  const { url, x } = await ownPool(t)
+  const pool = ((await x.call('pool.get_all')) as string[])[0]
+  const host = (await x.call('pool.get_master', pool)) as string
+  const lvm = (await x.call(
+    'SR.create',
+    host,
+    { device: '/dev/sdc' },
+    0,
+    'Local LVM',
+    '',
+    'lvm',
+    'user',
+    false,
+    {},
+  )) as string
+  await x.call('pool.set_default_SR', pool, lvm)
+  const args = [...install(url, 'xenstack-devstack-sr-'), '--no-wait']
+  const before = await snapshot(x)
+  const refused = await runCli(args, env)
+  assert.equal(refused.code, 1)
+  assert.match(
+    refused.stderr,
+    /prerequisites: default SR Local LVM \(uuid [0-9a-f-]+\) is of type lvm; devstack needs ext or nfs/,
+  )
+  assert.match(refused.stderr, /--force-sr-replace replaces it/)
+  const unconfirmed = await runCli([...args, '--force-sr-replace'], env)
+  assert.equal(unconfirmed.code, 2, unconfirmed.stderr)
+  assert.match(
+    unconfirmed.stderr,
+    /--force-sr-replace destroys the default SR when it is not ext\/nfs, and stdin is not a terminal to confirm on/,
+  )
+  assert.match(unconfirmed.stderr, /hint: add --yes to confirm/)
+  const dry = await runCli([...args, '--force-sr-replace', '--dry-run', '--json'], env)
+  assert.equal(dry.code, 0, dry.stderr)
+  assert.match(
+    JSON.stringify(JSON.parse(dry.stdout).steps[0].changes),
+    /replace default SR Local LVM \(lvm, uuid [0-9a-f-]+\) with an ext SR on \/dev\/sdc/,
+  )
+  assert.equal(await snapshot(x), before, 'refusals and the dry run changed nothing')
 
-    const replaced = await runCli([...args, '--force-sr-replace', '--yes', '--json'], env)
-    assert.equal(JSON.parse(replaced.stdout).steps[0].state, 'changed', replaced.stderr)
-    const sr = (await x.call('pool.get_default_SR', pool)) as string
-    assert.notEqual(sr, lvm)
-    assert.equal(await x.call('SR.get_type', sr), 'ext')
-    assert.equal(await x.call('pool.get_suspend_image_SR', pool), sr)
-    const pbds = (await x.call('SR.get_PBDs', sr)) as string[]
-    assert.deepEqual(await x.call('PBD.get_device_config', pbds[0]), { device: '/dev/sdc' })
-    assert.ok(!((await x.call('SR.get_all')) as string[]).includes(lvm), 'the lvm SR is gone')
-  } finally {
-    await x.close()
-    await s.close()
-  }
+  const replaced = await runCli([...args, '--force-sr-replace', '--yes', '--json'], env)
+  assert.equal(JSON.parse(replaced.stdout).steps[0].state, 'changed', replaced.stderr)
+  const sr = (await x.call('pool.get_default_SR', pool)) as string
+  assert.notEqual(sr, lvm)
+  assert.equal(await x.call('SR.get_type', sr), 'ext')
+  assert.equal(await x.call('pool.get_suspend_image_SR', pool), sr)
+  const pbds = (await x.call('SR.get_PBDs', sr)) as string[]
+  assert.deepEqual(await x.call('PBD.get_device_config', pbds[0]), { device: '/dev/sdc' })
+  assert.ok(!((await x.call('SR.get_all')) as string[]).includes(lvm), 'the lvm SR is gone')
 })
 
 test('devstack: local.conf for a compute-only DomU points at the controller; overrides replace, add and append sections', () => {
@@ -345,83 +346,60 @@ test('devstack: local.conf for a compute-only DomU points at the controller; ove
   assert.match(preseed, /^d-i debian-installer\/exit\/poweroff boolean true$/m)
 })
 
-test('devstack: an installer still running at --install-timeout is blocked; the re-run waits for that same VM', async () => {
-  const s = await startSimServer({ hosts: 1, vms: 0, password: PASSWORD })
-  const x = await connect({ url: s.url, username: 'root', password: PASSWORD })
-  try {
-    const args = [
-      'devstack',
-      'install',
-      '127.0.0.1',
-      '--url',
-      s.url,
-      '--data-dir',
-      scratch('xenstack-devstack-wait-'),
-      '--mirror',
-      mirrorUrl,
-      '--preseed-url',
-      `${mirrorUrl}/preseed.cfg`,
-      '--disk',
-      '1',
-      '--install-timeout',
-      '1',
-      '--json',
-    ]
-    const first = await runCli(args, env)
-    assert.equal(first.code, 4, first.stderr)
-    assert.match(first.stderr, /template: the template installer VM \(uuid ([0-9a-f-]+)\) is still Running after 1 s/)
-    const uuid = /uuid ([0-9a-f-]+)\)/.exec(first.stderr)![1]
-    const progress = JSON.parse(readFileSync(JSON.parse(first.stdout).progressFile, 'utf8'))
-    assert.equal(progress.notes.installer, uuid)
-    assert.equal(progress.steps.template.status, 'blocked')
+test('devstack: an installer still running at --install-timeout is blocked; the re-run waits for that same VM', async (t) => {
+  const { url, x } = await ownPool(t)
+  const args = [
+    ...install(url, 'xenstack-devstack-wait-'),
+    '--mirror',
+    mirrorUrl,
+    '--preseed-url',
+    `${mirrorUrl}/preseed.cfg`,
+    '--disk',
+    '1',
+    '--install-timeout',
+    '1',
+    '--json',
+  ]
+  const first = await runCli(args, env)
+  assert.equal(first.code, 4, first.stderr)
+  assert.match(first.stderr, /template: the template installer VM \(uuid ([0-9a-f-]+)\) is still Running after 1 s/)
+  const uuid = /uuid ([0-9a-f-]+)\)/.exec(first.stderr)![1]
+  const progress = JSON.parse(readFileSync(JSON.parse(first.stdout).progressFile, 'utf8'))
+  assert.equal(progress.notes.installer, uuid)
+  assert.equal(progress.steps.template.status, 'blocked')
 
-    // the install finishes while nobody watches; the re-run picks the same VM up (no second installer)
-    await x.call('VM.clean_shutdown', await x.call('VM.get_by_uuid', uuid))
-    const again = await runCli(args, env)
-    const out = JSON.parse(again.stdout)
-    const template = out.steps.find((st: { id: string }) => st.id === 'template')
-    assert.equal(template.state, 'changed', JSON.stringify(template))
-    assert.match(template.changes[0], new RegExp(`continue with the template installer VM \\(uuid ${uuid}, Halted\\)`))
-    const tpl = (await x.call('VM.get_by_name_label', 'jeos_template_for_ubuntu')) as string[]
-    assert.deepEqual(
-      await Promise.all(tpl.map((r) => x.call('VM.get_uuid', r))),
-      [uuid],
-      'the installer VM became the template',
-    )
-    assert.equal(await x.call('VM.get_is_a_template', tpl[0]), true)
-  } finally {
-    await x.close()
-    await s.close()
-  }
+  // the install finishes while nobody watches; the re-run picks the same VM up (no second installer)
+  await x.call('VM.clean_shutdown', await x.call('VM.get_by_uuid', uuid))
+  const again = await runCli(args, env)
+  const out = JSON.parse(again.stdout)
+  const template = out.steps.find((st: { id: string }) => st.id === 'template')
+  assert.equal(template.state, 'changed', JSON.stringify(template))
+  assert.match(template.changes[0], new RegExp(`continue with the template installer VM \\(uuid ${uuid}, Halted\\)`))
+  const tpl = (await x.call('VM.get_by_name_label', 'jeos_template_for_ubuntu')) as string[]
+  assert.deepEqual(
+    await Promise.all(tpl.map((r) => x.call('VM.get_uuid', r))),
+    [uuid],
+    'the installer VM became the template',
+  )
+  assert.equal(await x.call('VM.get_is_a_template', tpl[0]), true)
 })
 
-test('devstack: no template that installs over http: refused before anything is cloned, naming the way out', async () => {
-  const s = await startSimServer({ hosts: 1, vms: 0, password: PASSWORD })
-  const x = await connect({ url: s.url, username: 'root', password: PASSWORD })
-  try {
-    for (const name of ['Ubuntu Xenial Xerus 16.04', 'Other install media'])
-      for (const ref of (await x.call('VM.get_by_name_label', name)) as string[]) {
-        await x.call('VM.remove_from_other_config', ref, 'install-methods')
-        await x.call('VM.add_to_other_config', ref, 'install-methods', 'cdrom')
-      }
-    const vmsBefore = ((await x.call('VM.get_all')) as string[]).length
-    const r = await runCli(
-      ['devstack', 'install', '127.0.0.1', '--url', s.url, '--data-dir', scratch('xenstack-devstack-im-')].concat([
-        '--mirror',
-        mirrorUrl,
-        '--preseed-url',
-        `${mirrorUrl}/preseed.cfg`,
-      ]),
-      env,
-    )
-    assert.equal(r.code, 1, r.stderr)
-    assert.match(
-      r.stderr,
-      /template: no template to netinstall Ubuntu xenial from: "Ubuntu Xenial Xerus 16\.04" installs from cdrom only .*Import one with --template-xva FILE/,
-    )
-    assert.equal(((await x.call('VM.get_all')) as string[]).length, vmsBefore, 'no installer VM was made')
-  } finally {
-    await x.close()
-    await s.close()
-  }
+test('devstack: no template that installs over http: refused before anything is cloned, naming the way out', async (t) => {
+  const { url, x } = await ownPool(t)
+  for (const name of ['Ubuntu Xenial Xerus 16.04', 'Other install media'])
+    for (const ref of (await x.call('VM.get_by_name_label', name)) as string[]) {
+      await x.call('VM.remove_from_other_config', ref, 'install-methods')
+      await x.call('VM.add_to_other_config', ref, 'install-methods', 'cdrom')
+    }
+  const vmsBefore = ((await x.call('VM.get_all')) as string[]).length
+  const r = await runCli(
+    [...install(url, 'xenstack-devstack-im-'), '--mirror', mirrorUrl, '--preseed-url', `${mirrorUrl}/preseed.cfg`],
+    env,
+  )
+  assert.equal(r.code, 1, r.stderr)
+  assert.match(
+    r.stderr,
+    /template: no template to netinstall Ubuntu xenial from: "Ubuntu Xenial Xerus 16\.04" installs from cdrom only .*Import one with --template-xva FILE/,
+  )
+  assert.equal(((await x.call('VM.get_all')) as string[]).length, vmsBefore, 'no installer VM was made')
 })
