@@ -94,6 +94,9 @@ export class Dispatcher {
   private readonly aliases = new Map<string, string>()
   private readonly overrides = new Map<string, MessageImpl>()
   private readonly hooks: CallHook[] = []
+  /** The last wire name looked up and its entry: clients call the same method again and again. */
+  private lastMethod = ''
+  private lastEntry: Entry | undefined
 
   constructor(private readonly sim: Simulator) {
     for (const cls of sim.model.classes) {
@@ -190,7 +193,11 @@ export class Dispatcher {
     host: string,
     transport: Transport,
   ): CallOutcome | Promise<CallOutcome> {
-    let e = this.entries.get(method)
+    let e = method === this.lastMethod ? this.lastEntry : this.entries.get(method)
+    if (e) {
+      this.lastMethod = method
+      this.lastEntry = e
+    }
     let isAsync = false
     if (!e) {
       if (method.startsWith('system.')) return this.system(method, params)
