@@ -5,7 +5,7 @@
  * node as their real value but shown as `***` in errors and logs. Implementations: `LocalExecutor` (this
  * machine, or a prefix such as `nsenter …`) and `SshExecutor` (one reused ssh2 connection per host).
  */
-import type { Readable } from 'node:stream'
+import type { Readable, Writable } from 'node:stream'
 import { type MaybeSecret, Secret, display, redact, reveal } from './secret.js'
 
 export type CommandArg = MaybeSecret
@@ -163,6 +163,61 @@ export interface RawResult {
   code: number
   stdout: Buffer
   stderr: Buffer
+}
+
+/** A started command as its transport shows it: a child process, an SSH channel. */
+export interface StartedCommand {
+  stdout: Readable
+  stderr: Readable
+  /** 'error': it could not run (or its transport broke); 'close': it ended, with its exit code or signal. */
+  on(event: 'error', listener: (e: Error) => void): unknown
+  on(event: 'close', listener: (code: number | null | undefined, signal?: string | null) => void): unknown
+}
+
+/**
+ * Collects a started command's output until it ends. Past `timeoutMs` it is killed (`kill` says how on this
+ * transport) and the promise rejects with a CommandTimeoutError; a transport error rejects with `failed(e)`. A
+ * command that ended without an exit code gets 128 when a signal ended it, else `noExitCode`.
+ */
+export function collectOutput(
+  cmd: StartedCommand,
+  host: string,
+  shown: string,
+  timeoutMs: number | undefined,
+  how: { kill(): void; failed(e: Error): Error; noExitCode: number },
+): Promise<RawResult> {
+  return new Promise((resolve, reject) => {
+    const out: Buffer[] = []
+    const err: Buffer[] = []
+    let timedOut = false
+    const timer =
+      timeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            timedOut = true
+            how.kill()
+            reject(new CommandTimeoutError(host, shown, timeoutMs))
+          }, timeoutMs)
+    cmd.stdout.on('data', (b: Buffer) => out.push(b))
+    cmd.stderr.on('data', (b: Buffer) => err.push(b))
+    cmd.on('error', (e) => {
+      if (timer) clearTimeout(timer)
+      reject(how.failed(e))
+    })
+    cmd.on('close', (code, signal) => {
+      if (timer) clearTimeout(timer)
+      if (timedOut) return
+      const c = typeof code === 'number' ? code : signal ? 128 : how.noExitCode
+      resolve({ code: c, stdout: Buffer.concat(out), stderr: Buffer.concat(err) })
+    })
+  })
+}
+
+/** Gives a command its input: a stream is piped, a buffer written, and the input ended either way. */
+export function feedStdin(input: Writable, stdin: Buffer | Readable | undefined): void {
+  if (stdin === undefined) input.end()
+  else if (Buffer.isBuffer(stdin)) input.end(stdin)
+  else stdin.pipe(input)
 }
 
 const decoded = (raw: RawResult): RunResult => ({

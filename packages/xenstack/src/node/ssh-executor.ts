@@ -9,7 +9,14 @@
  */
 import type { Readable } from 'node:stream'
 import { Client, type ClientChannel, type ConnectConfig } from 'ssh2'
-import { type RawResult, CommandTimeoutError, ShellLineExecutor, shellQuote } from './executor.js'
+import {
+  type RawResult,
+  CommandTimeoutError,
+  ShellLineExecutor,
+  collectOutput,
+  feedStdin,
+  shellQuote,
+} from './executor.js'
 import {
   type HostKey,
   type KnownHostsStore,
@@ -253,39 +260,26 @@ export class SshExecutor extends ShellLineExecutor {
           err ? reject(new Error(`${this.host}: cannot open a channel for ${shown}: ${err.message}`)) : resolve(s),
         ),
       )
-      return await new Promise<RawResult>((resolve, reject) => {
-        const out: Buffer[] = []
-        const err: Buffer[] = []
-        let timedOut = false
-        const timer =
-          timeoutMs === undefined
-            ? undefined
-            : setTimeout(() => {
-                timedOut = true
-                try {
-                  stream.signal('KILL')
-                } catch {
-                  /* the server may not support signals; closing the channel ends the session */
-                }
-                stream.close()
-                reject(new CommandTimeoutError(this.host, shown, timeoutMs))
-              }, timeoutMs)
-        stream.on('data', (b: Buffer) => out.push(b))
-        stream.stderr.on('data', (b: Buffer) => err.push(b))
-        stream.on('error', (e: Error) => {
-          if (timer) clearTimeout(timer)
-          reject(new Error(`${this.host}: channel error running ${shown}: ${e.message}`))
-        })
-        stream.on('close', (code: number | null | undefined, signal?: string) => {
-          if (timer) clearTimeout(timer)
-          if (timedOut) return
-          const c = typeof code === 'number' ? code : signal ? 128 : 255
-          resolve({ code: c, stdout: Buffer.concat(out), stderr: Buffer.concat(err) })
-        })
-        if (stdin === undefined) stream.end()
-        else if (Buffer.isBuffer(stdin)) stream.end(stdin)
-        else stdin.pipe(stream)
-      })
+      const done = collectOutput(
+        { stdout: stream, stderr: stream.stderr, on: stream.on.bind(stream) },
+        this.host,
+        shown,
+        timeoutMs,
+        {
+          kill: () => {
+            try {
+              stream.signal('KILL')
+            } catch {
+              /* the server may not support signals; closing the channel ends the session */
+            }
+            stream.close()
+          },
+          failed: (e) => new Error(`${this.host}: channel error running ${shown}: ${e.message}`),
+          noExitCode: 255,
+        },
+      )
+      feedStdin(stream, stdin)
+      return await done
     } finally {
       this.#release()
     }
