@@ -197,16 +197,12 @@ async function upload(file: string, flags: ImageFlags): Promise<void> {
       tags: [],
     })) as string
     const bar = progress(`uploading ${basename(file)}`, bytes, flags)
-    const t0 = performance.now()
-    try {
-      await xapi.importVdi(vdi, createReadStream(file), { format, size: bytes, onProgress: (n) => bar.update(n) })
-    } catch (e) {
-      bar.stop()
-      await xapi.call('VDI.destroy', vdi).catch(() => undefined)
-      throw e
-    }
-    bar.stop()
-    const rate = throughput(bytes, t0)
+    const rate = await transfer(
+      bar,
+      () => xapi.importVdi(vdi, createReadStream(file), { format, size: bytes, onProgress: (n) => bar.update(n) }),
+      () => xapi.call('VDI.destroy', vdi).catch(() => undefined),
+      () => bytes,
+    )
     const uuid = (await xapi.call('VDI.get_uuid', vdi)) as string
     const result = {
       vdi: { ref: vdi, uuid, name_label: flags.name ?? basename(file) },
@@ -226,12 +222,30 @@ async function upload(file: string, flags: ImageFlags): Promise<void> {
   })
 }
 
-/** The transfer's duration and rate as both commands report them. */
-function throughput(bytes: number, t0: number): { seconds: number; mib_per_second: number } {
+/**
+ * Runs a transfer behind its progress bar. On failure the bar stops, `undo` removes what the transfer left (the new
+ * VDI, the partial file) and the error goes on; on success, the duration and rate (of `bytes()`, the bytes moved) as
+ * both commands report them.
+ */
+async function transfer(
+  bar: { stop(): void },
+  work: () => Promise<unknown>,
+  undo: () => Promise<unknown>,
+  bytes: () => number,
+): Promise<{ seconds: number; mib_per_second: number }> {
+  const t0 = performance.now()
+  try {
+    await work()
+  } catch (e) {
+    bar.stop()
+    await undo()
+    throw e
+  }
+  bar.stop()
   const seconds = (performance.now() - t0) / 1000
   return {
     seconds: Number(seconds.toFixed(3)),
-    mib_per_second: Number((bytes / MiB / Math.max(seconds, 0.001)).toFixed(1)),
+    mib_per_second: Number((bytes() / MiB / Math.max(seconds, 0.001)).toFixed(1)),
   }
 }
 
@@ -250,18 +264,15 @@ async function exportImage(id: string, file: string, flags: ImageFlags): Promise
         cb(null, chunk)
       },
     })
-    const t0 = performance.now()
-    try {
-      const stream = await xapi.exportVdi(vdi.ref, { format })
-      await pipeline(stream, counter, createWriteStream(part))
-      await rename(part, file)
-    } catch (e) {
-      bar.stop()
-      await rm(part, { force: true })
-      throw e
-    }
-    bar.stop()
-    const rate = throughput(bytes, t0)
+    const rate = await transfer(
+      bar,
+      async () => {
+        await pipeline(await xapi.exportVdi(vdi.ref, { format }), counter, createWriteStream(part))
+        await rename(part, file)
+      },
+      () => rm(part, { force: true }),
+      () => bytes,
+    )
     const result = {
       vdi: { ref: vdi.ref, uuid: vdi.uuid, name_label: vdi.name_label },
       file,
