@@ -23,25 +23,17 @@ export function register(program: Command): void {
     .command('himn')
     .description('attach VMs to the host internal management network (the XenCenter HIMN tool, through XAPI)')
 
-  addConnectionOptions(
-    himn
-      .command('add')
-      .description('give each VM a VIF on the HIMN (hot-plug, or a shutdown/start cycle with --allow-restart)')
-      .argument('<vm...>', 'VM name label, uuid or OpaqueRef'),
-  )
-    .option('--allow-restart', 'consent to a clean shutdown/start of a running VM without PV drivers')
-    .option('--json', 'print the result as JSON')
-    .action((vms: string[], flags: HimnFlags) => change('add', vms, flags))
-
-  addConnectionOptions(
-    himn
-      .command('remove')
-      .description("remove each VM's HIMN VIF and its vm-data/himn_mac xenstore key")
-      .argument('<vm...>', 'VM name label, uuid or OpaqueRef'),
-  )
-    .option('--allow-restart', 'consent to a clean shutdown/start of a running VM without PV drivers')
-    .option('--json', 'print the result as JSON')
-    .action((vms: string[], flags: HimnFlags) => change('remove', vms, flags))
+  const changes = [
+    ['add', 'give each VM a VIF on the HIMN (hot-plug, or a shutdown/start cycle with --allow-restart)'],
+    ['remove', "remove each VM's HIMN VIF and its vm-data/himn_mac xenstore key"],
+  ] as const
+  for (const [op, description] of changes)
+    addConnectionOptions(
+      himn.command(op).description(description).argument('<vm...>', 'VM name label, uuid or OpaqueRef'),
+    )
+      .option('--allow-restart', 'consent to a clean shutdown/start of a running VM without PV drivers')
+      .option('--json', 'print the result as JSON')
+      .action((vms: string[], flags: HimnFlags) => change(op, vms, flags))
 
   addConnectionOptions(
     himn
