@@ -7,6 +7,16 @@
 // Targets on a 2-core machine: ≥ 20,000 calls/s JSON-RPC at 32 concurrency; pool up < 5 s and < 1 GiB RSS;
 // p99 event latency < 20 ms. The load generator shares the machine with the server: figures are end to end, so the
 // server's and the generator's CPU time per call are printed too (figures that depend much less on what else runs).
+// Two peers in the same child give the floors: a bare node:http server and a node:net server with a minimal reader,
+// both answering a canned record of the same size (the node:net one at 1 and 32 connections, answers written at once).
+//
+// Session 5 (2026-11-22; the machine was never quiet, load 2.6-14): the simulator now writes the answers of one
+// event-loop turn together when they go to several connections (packages/xapi-sim/README.md, Performance), so a
+// waiting client is woken once per batch. JSON-RPC get_record at 32 connections went from 43-49 to 31-38 µs of server
+// CPU per call (side by side with the session's starting build at load 12-14: 62 -> 36 µs); at 1 connection it is
+// unchanged within noise (47-61 µs; the node:net floor 34-36 µs). Best bench figure at 32: 19,228/s at load 9.1
+// (28 µs server / 24 µs generator CPU per call, level with the node:net floor's 19,333/s in the same run); a
+// 32-connection generator alone against the child reached 23,249/s at load 4.3.
 //
 // The load generator is wrk-style: N keep-alive HTTP/1.1 connections, one request in flight on each (no
 // pipelining), every request with the fields an undici client (xen-api, @xenstack/xenapi) sends — host, connection,
@@ -57,9 +67,34 @@ if (process.argv.includes('--child')) {
     })
   })
   await new Promise((r) => bare.listen(0, '127.0.0.1', r))
+  // The floor under any Node server here: node:net, a minimal reader (head end, Content-Length) and the same canned
+  // answer written at once for each request — no parsing, no dispatch, no stream of its own.
+  const { createServer: createNetServer } = await import('node:net')
+  const cannedAnswer = Buffer.from(
+    `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(canned)}\r\n\r\n${canned}`,
+  )
+  const raw = createNetServer({ noDelay: true }, (s) => {
+    let held
+    s.on('error', () => s.destroy())
+    s.on('data', (d) => {
+      let buf = held === undefined ? d : Buffer.concat([held, d])
+      held = undefined
+      for (;;) {
+        const he = buf.indexOf('\r\n\r\n')
+        if (he < 0) return void (held = buf)
+        const end = he + 4 + Number(/content-length: *(\d+)/i.exec(buf.toString('latin1', 0, he))[1])
+        if (buf.length < end) return void (held = buf)
+        s.write(cannedAnswer)
+        if (buf.length === end) return
+        buf = buf.subarray(end)
+      }
+    })
+  })
+  await new Promise((r) => raw.listen(0, '127.0.0.1', r))
   process.stdout.write(
     JSON.stringify({
       bareUrl: `http://127.0.0.1:${bare.address().port}`,
+      rawUrl: `http://127.0.0.1:${raw.address().port}`,
       url: server.url,
       upMs,
       processUpMs: performance.now() + performance.timeOrigin - Number(process.env.BENCH_SPAWNED_AT),
@@ -92,6 +127,7 @@ if (process.argv.includes('--child')) {
     }
     process.stdout.write(JSON.stringify({ rss: process.memoryUsage().rss, wire: sim.http.wireStats, cache }) + '\n')
     bare.close()
+    raw.close()
     await server.close()
     process.exit(0)
   })
@@ -389,6 +425,22 @@ if (process.argv.includes('--child')) {
     console.log(
       `    peer: bare node:http with a canned JSON record, 32: ${fmt(r.done / (r.ms / 1000))}` +
         ` (${perCall.toFixed(0)}/${(r.clientCpu / r.done).toFixed(0)} µs) — node:http's floor on this machine now`,
+    )
+  }
+  // Peer: the canned answer from node:net with a minimal reader (no node:http), at 1 and 32 connections.
+  {
+    const rawUrl = new URL(info.rawUrl)
+    const figures = []
+    for (const conc of [1, 32]) {
+      const cpu0 = await serverCpu()
+      const r = await leanLoad(rawUrl, conc, SECONDS, requests['json-rpc'](rawUrl), checks['json-rpc'])
+      const perCall = ((await serverCpu()) - cpu0) / Math.max(1, r.done)
+      figures.push(
+        `${conc}: ${fmt(r.done / (r.ms / 1000))} (${perCall.toFixed(0)}/${(r.clientCpu / Math.max(1, r.done)).toFixed(0)} µs)`,
+      )
+    }
+    console.log(
+      `    peer: node:net, canned answer written at once, ${figures.join('   ')} — a Node server's floor here`,
     )
   }
 
