@@ -8,9 +8,8 @@
 // statuses). Figures go to test-artifacts/reliability/crash.json and docs/reliability.md.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { scratchDirs } from '@xenstack/testkit'
 import { StateStore } from '../../src/state/store.js'
 import { ARM_PHRASE, CRASH_FILE_ENV, type CrashPoint } from '../../src/state/crash-hook.js'
@@ -22,9 +21,8 @@ import {
   upDeployLab,
   useSqliteOnly,
 } from '../lab-fixture/deploy-lab.js'
+import { writeFigures } from './figures.js'
 
-const ROOT = fileURLToPath(new URL('../../../../../', import.meta.url))
-const ARTIFACTS = join(ROOT, 'test-artifacts', 'reliability')
 const tmp = scratchDirs()
 
 /**
@@ -360,8 +358,7 @@ test('crashes: one lab deployment killed with SIGKILL at 20 points and resumed e
       forcedFullRunMs: cleanMs,
       wallMs: Math.round(performance.now() - started),
     }
-    mkdirSync(ARTIFACTS, { recursive: true })
-    writeFileSync(join(ARTIFACTS, 'crash.json'), JSON.stringify(figures, null, 2) + '\n')
+    writeFigures('crash', figures)
     t.diagnostic(`crash figures: ${JSON.stringify({ ...figures, kills: undefined })}`)
   } finally {
     removeHook()

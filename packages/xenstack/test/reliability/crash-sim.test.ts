@@ -9,7 +9,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -22,9 +22,9 @@ import { ARM_PHRASE, CRASH_FILE_ENV } from '../../src/state/crash-hook.js'
 import { synthPlan, type SynthTask } from '../engine/synthetic.js'
 import { TestLocalExecutor } from '../engine/local-exec.js'
 import { deployAndReport } from './deployment-child.js'
+import { writeFigures } from './figures.js'
 
 const SELF = fileURLToPath(import.meta.url)
-const ARTIFACTS = fileURLToPath(new URL('../../../../../test-artifacts/reliability/', import.meta.url))
 const SIM_BIN = fileURLToPath(new URL('../../../../xapi-sim/bin/xapi-sim.js', import.meta.url))
 const ENV = 'crash-sim'
 const VMS = 2
@@ -261,8 +261,7 @@ if (process.env.CRASH_SIM_CHILD) {
         poolStateEqualsCleanRun: true,
         wallMs: Math.round(performance.now() - started),
       }
-      mkdirSync(ARTIFACTS, { recursive: true })
-      writeFileSync(join(ARTIFACTS, 'crash-sim.json'), JSON.stringify(figures, null, 2) + '\n')
+      writeFigures('crash-sim', figures)
       t.diagnostic(`simulator restart figures: ${JSON.stringify(figures)}`)
     } finally {
       for (const x of Object.values(runs)) {

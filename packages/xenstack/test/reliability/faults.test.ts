@@ -17,9 +17,6 @@
 // to test-artifacts/reliability/faults.json and printed. FAULT_RATE and FAULT_SEED change the mix.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdirSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { scratchDirs } from '@xenstack/testkit'
 import type { FaultKind } from '@xenstack/xapi-sim'
 import { StateStore } from '../../src/state/store.js'
@@ -32,9 +29,8 @@ import {
   requireDeployLab,
   upDeployLab,
 } from '../lab-fixture/deploy-lab.js'
+import { writeFigures } from './figures.js'
 
-const ROOT = fileURLToPath(new URL('../../../../../', import.meta.url))
-const ARTIFACTS = join(ROOT, 'test-artifacts', 'reliability')
 const tmp = scratchDirs()
 
 const FAULT_RATE = Number(process.env.FAULT_RATE ?? '0.05')
@@ -169,8 +165,7 @@ test('XAPI faults: the lab environment deploys under injected faults with the en
       tasks: faulted.json?.tasks,
       changes: faulted.json?.changes,
     }
-    mkdirSync(ARTIFACTS, { recursive: true })
-    writeFileSync(join(ARTIFACTS, 'faults.json'), JSON.stringify(report, null, 2) + '\n')
+    writeFigures('faults', report)
     t.diagnostic(`faults report: ${JSON.stringify(report)}`)
   } finally {
     removeCounter()

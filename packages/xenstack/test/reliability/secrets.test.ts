@@ -22,10 +22,9 @@ import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile, execFileSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { scratchDirs } from '@xenstack/testkit'
 import { xenserverNatives } from '../../src/integration/index.js'
 import { startServer, type RunningServer } from '../../src/server/index.js'
@@ -33,9 +32,8 @@ import { ENCODINGS, needlesOf, Sweep, type Secret } from './secrets-sweep.js'
 import type { StateStore } from '../../src/state/store.js'
 import { xenstack as runCli, type CliRun } from '../lab-fixture/cli.js'
 import { requireDeployLab, upDeployLab, useSqliteOnly } from '../lab-fixture/deploy-lab.js'
+import { writeFigures } from './figures.js'
 
-const ROOT = resolve(fileURLToPath(import.meta.url), '../../../../../..')
-const ARTIFACT = join(ROOT, 'test-artifacts', 'reliability', 'secrets.json')
 const tmp = scratchDirs()
 
 /** The CLI on the SQLite store (as the test's server uses it), with a 5 min hang guard. */
@@ -500,8 +498,7 @@ test('secrets: no password or API token in logs, task output, errors, state rows
       hostKeyChange: { node, pinned: oldFp, presented: newFp, refused: true, error: keyError.slice(0, 500) },
       timingsMs: timings,
     }
-    mkdirSync(join(ROOT, 'test-artifacts', 'reliability'), { recursive: true })
-    writeFileSync(ARTIFACT, JSON.stringify(report, null, 2) + '\n')
+    writeFigures('secrets', report)
     t.diagnostic(
       `secrets: ${secrets.length} secrets x ${report.encodings.length} encodings in ${total} places ` +
         `(${Object.entries(sweep.places)
