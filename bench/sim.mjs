@@ -14,9 +14,9 @@
 // event-loop turn together when they go to several connections (packages/xapi-sim/README.md, Performance), so a
 // waiting client is woken once per batch. JSON-RPC get_record at 32 connections went from 43-49 to 31-38 µs of server
 // CPU per call (side by side with the session's starting build at load 12-14: 62 -> 36 µs); at 1 connection it is
-// unchanged within noise (47-61 µs; the node:net floor 34-36 µs). Best bench figure at 32: 19,228/s at load 9.1
-// (28 µs server / 24 µs generator CPU per call, level with the node:net floor's 19,333/s in the same run); a
-// 32-connection generator alone against the child reached 23,249/s at load 4.3.
+// unchanged within noise (47-61 µs; the node:net floor 34-45 µs). JSON-RPC at 32 in six runs: 23,791/s at load 2.4
+// (36/29 µs), 19,228/s at 9.1 (28/24 µs, level with the node:net floor's 19,333/s in the same run), 13,323-17,645/s
+// at 2.6-13; a 32-connection generator alone against the child reached 23,249/s at load 4.3.
 //
 // The load generator is wrk-style: N keep-alive HTTP/1.1 connections, one request in flight on each (no
 // pipelining), every request with the fields an undici client (xen-api, @xenstack/xenapi) sends — host, connection,
