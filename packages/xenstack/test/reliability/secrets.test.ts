@@ -262,8 +262,8 @@ test('secrets: no password or API token in logs, task output, errors, state rows
 
     // 3. A wrong XenServer password: the pool profile through the CLI (as an operator would), the setting through
     // the API; the deployment must fail, saying what is wrong without saying the password.
-    const replacePool = (password: string) =>
-      xenstack(
+    const usePassword = async (password: string) => {
+      const replaced = await xenstack(
         home,
         [
           'pool',
@@ -279,17 +279,12 @@ test('secrets: no password or API token in logs, task output, errors, state rows
         ],
         password + '\n',
       )
-    const wrong = await replacePool(wrongPassword)
-    cli.push(wrong)
-    assert.equal(wrong.code, 0, wrong.stderr)
-    assert.equal(
-      (
-        await api('PUT', `/api/v1/environments/${env}/settings`, {
-          changes: { 'xenserver.password.value': wrongPassword },
-        })
-      ).status,
-      200,
-    )
+      cli.push(replaced)
+      assert.equal(replaced.code, 0, replaced.stderr)
+      const put = { changes: { 'xenserver.password.value': password } }
+      assert.equal((await api('PUT', `/api/v1/environments/${env}/settings`, put)).status, 200)
+    }
+    await usePassword(wrongPassword)
     const failed = await deploy('deploy with a wrong XenServer password')
     assert.notEqual(failed.status, 'ready', 'a deploy with a wrong XenServer password must fail')
     const failedText = JSON.stringify(failed)
@@ -297,17 +292,7 @@ test('secrets: no password or API token in logs, task output, errors, state rows
     // the refused login is the reason given, not a missing VM (secrets-wrong-password.test.ts)
     assert.doesNotMatch(failedText, /no VM/, wrongPasswordError)
     assert.match(failedText, /SESSION_AUTHENTICATION_FAILED|authenticat|login|password/i, failedText.slice(0, 3000))
-    const right = await replacePool(xsPassword)
-    cli.push(right)
-    assert.equal(right.code, 0, right.stderr)
-    assert.equal(
-      (
-        await api('PUT', `/api/v1/environments/${env}/settings`, {
-          changes: { 'xenserver.password.value': xsPassword },
-        })
-      ).status,
-      200,
-    )
+    await usePassword(xsPassword)
 
     // 4. A lab host's SSH host key changes: the next deployment is refused, naming the host and the new fingerprint.
     const node = 'compute-1'

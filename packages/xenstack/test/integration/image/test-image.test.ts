@@ -49,6 +49,13 @@ async function runTask(lines: string[] = []) {
 
 const client = () => new GlanceClient({ endpoint: glance!.url })
 
+/** A TestVM as an older deployment left it: an OVF/VHD image of other content. */
+async function oldTestVm(c: GlanceClient) {
+  const img = await c.createImage({ name: 'TestVM', container_format: 'ovf', disk_format: 'vhd', vm_mode: 'hvm' })
+  await c.uploadImage(img.id, Buffer.from('an old cirros'))
+  return img
+}
+
 async function clear() {
   const c = client()
   for (const i of await c.listImages()) await c.deleteImage(i.id)
@@ -94,8 +101,7 @@ test('xenserver.test-image: a wrong TestVM and a second one are replaced by exac
   if (!ready(t)) return
   await clear()
   const c = client()
-  const a = await c.createImage({ name: 'TestVM', container_format: 'ovf', disk_format: 'vhd', vm_mode: 'hvm' })
-  await c.uploadImage(a.id, Buffer.from('an old cirros'))
+  const a = await oldTestVm(c)
   const b = await c.createImage({ name: 'TestVM', container_format: 'bare', disk_format: 'raw' })
   const keep = await c.createImage({ name: 'TestVM2' })
   const payload = await testImagePayload(await buildTestVm(process.env.XENSTACK_HOME!))
@@ -170,8 +176,7 @@ test('replaceTestImage: a failed upload removes the half-made image and leaves t
   if (!ready(t)) return
   await clear()
   const c = client()
-  const old = await c.createImage({ name: 'TestVM', container_format: 'ovf', disk_format: 'vhd', vm_mode: 'hvm' })
-  await c.uploadImage(old.id, Buffer.from('an old cirros'))
+  const old = await oldTestVm(c)
   const img = await buildTestVm(process.env.XENSTACK_HOME!)
   const payload = await testImagePayload(img)
   // the file vanishes under the upload: the stream fails mid-request
