@@ -10,11 +10,10 @@ import {
   type StandaloneGlance,
 } from '../../src/glance/index.js'
 import { Secret } from '../../src/node/secret.js'
-import type { NativeTaskContext } from '../../src/engine/tasks.js'
-import type { PlanTask } from '../../src/engine/types.js'
 import { natives } from '../../src/integration/image/index.js'
 import { LocalExecutor } from '../../src/node/index.js'
 import { keystoneInstalled, startKeystone, type KeystoneServer } from './keystone-server.js'
+import { handlerContext } from '../integration/task-context.js'
 
 // A real Keystone v3 and a Glance that validates tokens with it (keystonemiddleware authtoken); the image service
 // is registered in Keystone's catalog, so clients find Glance from the auth URL alone.
@@ -116,19 +115,18 @@ test('xenserver.test-image through Keystone (data.glance.authUrl + the access se
   if (!ready(t)) return
   if (!requirePrerequisite(t, 'qemu-img (qemu-utils)', () => hasExecutable('qemu-img'))) return
   const lines: string[] = []
-  const ctx = {
-    node: 'controller-1',
-    task: { id: 'xenserver-test-image' } as PlanTask,
-    exec: new LocalExecutor({ name: 'controller-1' }),
-    settings: {
-      access: { user: { value: 'admin' }, password: { value: ADMIN_PASSWORD }, tenant: { value: 'admin' } },
+  const ctx = handlerContext(
+    'controller-1',
+    'xenserver-test-image',
+    {
+      exec: new LocalExecutor({ name: 'controller-1' }),
+      settings: {
+        access: { user: { value: 'admin' }, password: { value: ADMIN_PASSWORD }, tenant: { value: 'admin' } },
+      },
+      nodeData: { glance: { authUrl: keystone!.authUrl } },
     },
-    facts: {},
-    nodeData: { glance: { authUrl: keystone!.authUrl } },
-    log: (l: string) => lines.push(l),
-    signal: new AbortController().signal,
-    dryRun: false,
-  } as unknown as NativeTaskContext
+    lines,
+  )
   const first = await natives['xenserver.test-image'].run!(ctx)
   assert.equal(first?.[0].result, 'changed')
   const second = await natives['xenserver.test-image'].run!(ctx)

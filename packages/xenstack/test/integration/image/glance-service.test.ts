@@ -11,10 +11,9 @@ import '../../../src/integration/lab-services.js'
 import type { GlanceEndpoint } from '../../../src/lab/glance-service.js'
 import { GlanceClient, glanceInstalled } from '../../../src/glance/index.js'
 import { nodeAccessFromRecords } from '../../../src/engine/node-access.js'
-import type { NativeTaskContext } from '../../../src/engine/tasks.js'
-import type { PlanTask } from '../../../src/engine/types.js'
 import { natives } from '../../../src/integration/image/index.js'
 import { StateStore } from '../../../src/state/store.js'
+import { handlerContext } from '../task-context.js'
 
 // One lab for the file: a controller with Glance (a /22 management network: the endpoint comes from the real
 // address, not a /24 guess), a XenServer host and the simulator (so the lab registers as an environment).
@@ -113,17 +112,7 @@ test('xenserver.test-image on the lab: Glance from the registered primary contro
     const exec = await access.executor('controller-1')
     const lines: string[] = []
     const ctx = (nodeData: Record<string, unknown>) =>
-      ({
-        node: 'controller-1',
-        task: { id: 'xenserver-test-image' } as PlanTask,
-        exec,
-        settings: {},
-        facts: {},
-        nodeData,
-        log: (l: string) => lines.push(l),
-        signal: new AbortController().signal,
-        dryRun: false,
-      }) as unknown as NativeTaskContext
+      handlerContext('controller-1', 'xenserver-test-image', { exec, nodeData }, lines)
     const task = natives['xenserver.test-image']
     const first = await task.run!(ctx(controller.data))
     assert.equal(first?.[0].result, 'changed')

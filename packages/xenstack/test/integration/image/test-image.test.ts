@@ -2,8 +2,6 @@ import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { hasExecutable, requirePrerequisite, scratchDirs } from '@xenstack/testkit'
-import type { NativeTaskContext } from '../../../src/engine/tasks.js'
-import type { PlanTask } from '../../../src/engine/types.js'
 import {
   GlanceClient,
   glanceInstalled,
@@ -16,6 +14,7 @@ import { parseOpenrc, targetFromOpenrc } from '../../../src/integration/image/gl
 import { buildTestVm } from '../../../src/integration/image/testvm.js'
 import { LocalExecutor } from '../../../src/node/index.js'
 import { Secret } from '../../../src/node/secret.js'
+import { handlerContext } from '../task-context.js'
 
 const tmp = scratchDirs()
 let glance: StandaloneGlance | undefined
@@ -33,17 +32,12 @@ function ready(t: import('node:test').TestContext): boolean {
 }
 
 async function runTask(lines: string[] = []) {
-  const ctx = {
-    node: 'controller-1',
-    task: { id: 'xenserver-test-image' } as PlanTask,
-    exec: new LocalExecutor({ name: 'controller-1' }),
-    settings: {},
-    facts: {},
-    nodeData: { glance: { url: glance!.url } },
-    log: (l: string) => lines.push(l),
-    signal: new AbortController().signal,
-    dryRun: false,
-  } as unknown as NativeTaskContext
+  const ctx = handlerContext(
+    'controller-1',
+    'xenserver-test-image',
+    { exec: new LocalExecutor({ name: 'controller-1' }), nodeData: { glance: { url: glance!.url } } },
+    lines,
+  )
   return (await natives['xenserver.test-image'].run!(ctx)) ?? []
 }
 
