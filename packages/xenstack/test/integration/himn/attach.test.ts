@@ -5,35 +5,23 @@
  */
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { startSimServer, validateScenario, type SimServer } from '@xenstack/xapi-sim'
+import type { SimServer } from '@xenstack/xapi-sim'
 import { connect, type Xapi } from '@xenstack/xenapi'
 import { HimnAttacher } from '../../../src/integration/himn/attach.js'
+import { startOneHostPool } from './one-host-pool.js'
 
 const PASSWORD = 'himn-attach-Secr3t!'
 let sim: SimServer
 let xapi: Xapi
 
 before(async () => {
-  const scenario = validateScenario(
-    {
-      name: 'himn-attach',
-      pools: [
-        {
-          name: 'himn-attach',
-          hosts: [{ name: 'xs1' }],
-          srs: [{ name: 'Local storage', type: 'ext', size: '100GiB', default: true }],
-          templates: 'none',
-          vms: [
-            { name: 'renamed-himn', host: 'xs1', power_state: 'Running', pv_drivers: true },
-            { name: 'stuck', host: 'xs1', power_state: 'Running', pv_drivers: false },
-            { name: 'unlucky', host: 'xs1', power_state: 'Running', pv_drivers: false },
-          ],
-        },
-      ],
-    },
-    'himn-attach',
-  )
-  sim = await startSimServer({ scenario, password: PASSWORD })
+  sim = await startOneHostPool('himn-attach', PASSWORD, {
+    vms: [
+      { name: 'renamed-himn', host: 'xs1', power_state: 'Running', pv_drivers: true },
+      { name: 'stuck', host: 'xs1', power_state: 'Running', pv_drivers: false },
+      { name: 'unlucky', host: 'xs1', power_state: 'Running', pv_drivers: false },
+    ],
+  })
   xapi = await connect({ url: sim.url, username: 'root', password: PASSWORD })
 })
 after(async () => {

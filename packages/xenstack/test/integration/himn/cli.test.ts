@@ -4,8 +4,9 @@
  */
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { startSimServer, validateScenario, type SimServer } from '@xenstack/xapi-sim'
+import type { SimServer } from '@xenstack/xapi-sim'
 import { runCli } from '../../cli/run.js'
+import { startOneHostPool } from './one-host-pool.js'
 
 const PASSWORD = 'himn-cli-Secr3t!'
 const env = { XENSTACK_XAPI_PASSWORD: PASSWORD, XENSTACK_POOL: undefined }
@@ -13,28 +14,15 @@ let sim: SimServer
 let conn: string[]
 
 before(async () => {
-  const scenario = validateScenario(
-    {
-      name: 'himn-cli',
-      pools: [
-        {
-          name: 'himn-cli',
-          version: '7.1.0',
-          hosts: [{ name: 'xs1' }],
-          srs: [{ name: 'Local storage', type: 'ext', size: '100GiB', default: true }],
-          networks: [{ name: 'Pool-wide network associated with eth0', bridge: 'xenbr0', pifs: 'management' }],
-          templates: 'none',
-          vms: [
-            { name: 'pv-vm', host: 'xs1', power_state: 'Running', pv_drivers: true },
-            { name: 'nopv-vm', host: 'xs1', power_state: 'Running', pv_drivers: false },
-            { name: 'halted-vm', power_state: 'Halted' },
-          ],
-        },
-      ],
-    },
-    'himn-cli',
-  )
-  sim = await startSimServer({ scenario, password: PASSWORD })
+  sim = await startOneHostPool('himn-cli', PASSWORD, {
+    version: '7.1.0',
+    networks: [{ name: 'Pool-wide network associated with eth0', bridge: 'xenbr0', pifs: 'management' }],
+    vms: [
+      { name: 'pv-vm', host: 'xs1', power_state: 'Running', pv_drivers: true },
+      { name: 'nopv-vm', host: 'xs1', power_state: 'Running', pv_drivers: false },
+      { name: 'halted-vm', power_state: 'Halted' },
+    ],
+  })
   conn = ['--url', sim.url, '--username', 'root']
 })
 after(() => sim?.close())

@@ -5,9 +5,10 @@
  */
 import { after, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { startSimServer, validateScenario, type SimServer } from '@xenstack/xapi-sim'
+import type { SimServer } from '@xenstack/xapi-sim'
 import { connect, type Xapi } from '@xenstack/xenapi'
 import { checkDefaultSr, checkPlatform } from '../../../src/integration/himn/pretest.js'
+import { startOneHostPool } from './one-host-pool.js'
 
 const PASSWORD = 'pretest-Secr3t!'
 const open: { sim: SimServer; xapi: Xapi }[] = []
@@ -19,22 +20,7 @@ after(async () => {
 })
 
 async function pool(p: Record<string, unknown>): Promise<{ xapi: Xapi; host: string }> {
-  const scenario = validateScenario(
-    {
-      name: 'pretest',
-      pools: [
-        {
-          name: 'pretest',
-          hosts: [{ name: 'xs1' }],
-          srs: [{ name: 'Local storage', type: 'ext', size: '100GiB', default: true }],
-          templates: 'none',
-          ...p,
-        },
-      ],
-    },
-    'pretest',
-  )
-  const sim = await startSimServer({ scenario, password: PASSWORD })
+  const sim = await startOneHostPool('pretest', PASSWORD, p)
   const xapi = await connect({ url: sim.url, username: 'root', password: PASSWORD })
   open.push({ sim, xapi })
   const [host] = (await xapi.call('host.get_by_name_label', 'xs1')) as string[]
