@@ -9,6 +9,7 @@
  * and by every reader of those tables before it reads (see SqliteJournal for why, and what readers must do).
  */
 import type * as Database from '../state/driver.js'
+import { dialectOf, type Backend } from '../state/driver.js'
 import { crashPoint } from '../state/crash-hook.js'
 import type { Journal, Transition } from './scheduler.js'
 import type {
@@ -21,10 +22,13 @@ import type {
   TaskStatus,
 } from './types.js'
 
-/** Same shape as the state store's migrations (src/state/migrations.ts): portable SQL, one statement per entry. */
+/**
+ * Same shape as the state store's migrations (src/state/migrations.ts): portable SQL, one statement per entry —
+ * or, where no portable SQL exists (a view that reads JSON), the statement for each backend.
+ */
 export interface Migration {
   id: string
-  statements: string[]
+  statements: (string | Record<Backend, string>)[]
 }
 
 /**
@@ -150,6 +154,56 @@ ENGINE_MIGRATIONS.push({
   ],
 })
 
+/**
+ * The history of a task attempt as the journal holds it (an "end" Entry, see below), as engine_task_history's
+ * columns, from one of the journal's two tables. Times are epoch milliseconds in the journal and ISO-8601 text
+ * (JavaScript's toISOString, to the millisecond) in the tables: SQLite's strftime from unixepoch and PostgreSQL's
+ * epoch + interval give the same text.
+ */
+const historyFrom: Record<Backend, (table: string) => string> = {
+  sqlite: (table) => `SELECT j.deployment_id, e.value ->> 4, e.value ->> 0, e.value ->> 1, e.value ->> 3,
+      strftime('%Y-%m-%dT%H:%M:%fZ', (e.value ->> 5) / 1000.0, 'unixepoch'),
+      strftime('%Y-%m-%dT%H:%M:%fZ', (e.value ->> 2) / 1000.0, 'unixepoch'),
+      e.value ->> 6, e.value ->> 7, e.value ->> 8, e.value ->> 9
+    FROM ${table} j, json_each(j.batch) e
+    WHERE e.value ->> 0 >= 0 AND e.value ->> 1 <> 'running'`,
+  postgresql: (table) => `SELECT j.deployment_id, (e ->> 4)::integer, (e ->> 0)::integer, e ->> 1, (e ->> 3)::integer,
+      to_char(TIMESTAMP '1970-01-01' + (e ->> 5)::bigint * INTERVAL '1 millisecond', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+      to_char(TIMESTAMP '1970-01-01' + (e ->> 2)::bigint * INTERVAL '1 millisecond', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+      e ->> 6, e ->> 7, e ->> 8, e ->> 9
+    FROM ${table} j CROSS JOIN LATERAL json_array_elements(j.batch::json) e
+    WHERE (e ->> 0)::integer >= 0 AND e ->> 1 <> 'running'`,
+}
+const HISTORY_COLUMNS =
+  'deployment_id, seq, idx, status, attempt, started_at, at, reason, error_json, output_tail, changes_json'
+const historyView = (dialect: Backend) => `CREATE VIEW engine_task_history (${HISTORY_COLUMNS}) AS
+  SELECT ${HISTORY_COLUMNS} FROM engine_task_notes
+  UNION ALL ${historyFrom[dialect]('engine_journal')}
+  UNION ALL ${historyFrom[dialect]('engine_journal_tail')}`
+
+ENGINE_MIGRATIONS.push({
+  id: '0104_engine_history_in_journal',
+  // The journal's rows are kept and ARE the task history. A flush appends to engine_journal_tail — no primary key,
+  // no index: its COMMIT writes ~1.4 WAL pages where engine_journal's (deployment_id, seq) key made it ~2.5 (table
+  // and index). A fold applies the tail to engine_tasks and engine_nodes (one UPDATE per task touched, where it
+  // also inserted a history row per ended attempt) and moves the rows it applied into engine_journal, in one
+  // statement. engine_task_history becomes a view: the rows written outside the journal (resume's "interrupted"
+  // notes, and the history folded before this migration) in engine_task_notes, plus every ended attempt in the
+  // journal, folded or not. Rows journalled before this migration were all unfolded (folds deleted them): they
+  // move to the tail.
+  statements: [
+    `CREATE TABLE engine_journal_tail (
+      deployment_id INTEGER NOT NULL REFERENCES engine_deployments (id) ON DELETE CASCADE,
+      seq INTEGER NOT NULL,
+      batch TEXT NOT NULL
+    )`,
+    `INSERT INTO engine_journal_tail (deployment_id, seq, batch) SELECT deployment_id, seq, batch FROM engine_journal`,
+    `DELETE FROM engine_journal`,
+    `ALTER TABLE engine_task_history RENAME TO engine_task_notes`,
+    { sqlite: historyView('sqlite'), postgresql: historyView('postgresql') },
+  ],
+})
+
 const iso = (ms: number) => new Date(ms).toISOString()
 
 /**
@@ -160,7 +214,8 @@ export function applyMigrations(db: Database.Database, migrations: Migration[]):
   db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (id TEXT PRIMARY KEY, applied_at TEXT NOT NULL)')
   const apply = db.transaction((m: Migration) => {
     if (db.prepare('SELECT 1 FROM schema_migrations WHERE id = ?').get(m.id)) return
-    for (const st of m.statements) db.exec(st)
+    const dialect = dialectOf(db)
+    for (const st of m.statements) db.exec(typeof st === 'string' ? st : st[dialect])
     db.prepare('INSERT INTO schema_migrations (id, applied_at) VALUES (?, ?)').run(m.id, new Date().toISOString())
   })
   for (const m of [...migrations].sort((a, b) => a.id.localeCompare(b.id))) apply.immediate(m)
@@ -258,7 +313,11 @@ export class EngineStore {
       plan.nodes.forEach((n, pos) => insNode.run(next, n, pos))
       return next
     })
-    return create.immediate()
+    const id = create.immediate()
+    // The plan is the largest write of a deployment (~4,000 WAL pages for 40,000 tasks): copied into the database
+    // file here, rather than by the run's first checkpoint, in the middle of scheduling.
+    if (dialectOf(this.db) === 'sqlite') this.db.pragma('wal_checkpoint(PASSIVE)')
+    return id
   }
 
   deployment(id: number): DeploymentRow | undefined {
@@ -306,8 +365,11 @@ export class EngineStore {
       .all(id)
   }
 
+  /**
+   * Ended attempts and notes, in seq order. engine_task_history is a view that reads the journal itself, so what a
+   * running engine journalled is there at once, folded or not.
+   */
   history(id: number): HistoryRow[] {
-    this.fold(id)
     return this.db
       .prepare<[number], HistoryRow>(
         'SELECT seq, idx, status, attempt, at, reason FROM engine_task_history WHERE deployment_id = ? ORDER BY seq',
@@ -317,24 +379,45 @@ export class EngineStore {
 
   /** Appends history rows outside the journal (e.g. "interrupted" notes on resume). */
   appendHistory(id: number, rows: { idx: number; status: TaskStatus; attempt: number; reason: string }[]): void {
-    this.fold(id)
     const next = this.nextSeq(id)
     const ins = this.db.prepare(
-      `INSERT INTO engine_task_history (deployment_id, seq, idx, status, attempt, at, reason) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO engine_task_notes (deployment_id, seq, idx, status, attempt, at, reason) VALUES (?, ?, ?, ?, ?, ?, ?)`,
     )
     const at = iso(Date.now())
     rows.forEach((r, k) => ins.run(id, next + k, r.idx, r.status, r.attempt, at, r.reason))
   }
 
-  /** The next history seq of deployment `id` (its journal folded first: unfolded entries hold seqs too). */
+  /**
+   * The next history seq of deployment `id`: after the notes' and the journal's. Journal entries carry increasing
+   * seqs, so the journal's last is in its newest row with an ended attempt (the tail's rows are newer than the
+   * folded ones) — read from the newest row back, without expanding the whole journal as the view would.
+   */
   nextSeq(id: number): number {
-    this.fold(id)
-    const r = this.db
-      .prepare<[number], { next: number }>(
-        'SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM engine_task_history WHERE deployment_id = ?',
+    const notes = this.db
+      .prepare<[number], { last: number | null }>(
+        'SELECT MAX(seq) AS last FROM engine_task_notes WHERE deployment_id = ?',
       )
       .get(id)
-    return r?.next ?? 1
+    const last = notes?.last ?? 0
+    for (const table of ['engine_journal_tail', 'engine_journal']) {
+      const page = this.db.prepare<[number, number], { seq: number; batch: string }>(
+        `SELECT seq, batch FROM ${table} WHERE deployment_id = ? AND seq < ? ORDER BY seq DESC LIMIT 16`,
+      )
+      let before = 2 ** 31 - 1 // above every seq (an INTEGER column on PostgreSQL: 32 bits)
+      for (;;) {
+        const rows = page.all(id, before)
+        for (const r of rows) {
+          const entries = JSON.parse(r.batch) as Entry[]
+          for (let k = entries.length - 1; k >= 0; k--) {
+            const e = entries[k]
+            if (e[0] >= 0 && e[1] !== 'running') return Math.max(last, e[4] as number) + 1
+          }
+        }
+        if (rows.length < 16) break
+        before = rows[rows.length - 1].seq
+      }
+    }
+    return last + 1
   }
 
   nodes(id: number): { name: string; status: NodeStatus }[] {
@@ -437,13 +520,16 @@ export class EngineStore {
     plan: ExecutionPlan,
     opts: { foldIntervalMs?: number } = {},
   ): SqliteJournal {
-    const seq = this.nextSeq(deploymentId) // folds what an earlier run of this deployment left in the journal
+    this.fold(deploymentId) // what an earlier run of this deployment left unfolded (a kill) goes in first
+    const seq = this.nextSeq(deploymentId)
     this.backfillDigests(deploymentId, plan)
     const r = this.db
-      .prepare<[number], { next: number }>(
-        'SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM engine_journal WHERE deployment_id = ?',
+      .prepare<[number, number], { next: number }>(
+        `SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM (
+           SELECT seq FROM engine_journal WHERE deployment_id = ? UNION ALL
+           SELECT seq FROM engine_journal_tail WHERE deployment_id = ?) s`,
       )
-      .get(deploymentId)
+      .get(deploymentId, deploymentId)
     return new SqliteJournal(
       this.db,
       deploymentId,
@@ -503,60 +589,91 @@ const TASK_COLUMNS = [
   'changes_json',
 ] as const
 
+/** Batches a journal committed and has not folded yet, the first of them journal row `firstSeq`. */
+interface LocalBatches {
+  firstSeq: number
+  batches: Entry[][]
+}
+
 /**
- * Folds journalled transitions into engine_tasks, engine_task_history and engine_nodes: every row of
- * engine_journal of the deployment, in order, in one immediate transaction that also deletes them — so a fold
- * applies each entry exactly once, whichever process runs it (the engine on its timer and at the end, a reader
- * before it reads, the next run after a kill), and concurrent folds queue on the writer lock.
+ * Folds journalled transitions into engine_tasks and engine_nodes: the deployment's rows of engine_journal_tail, in
+ * order, in one immediate transaction that also moves them into engine_journal — so a fold applies each entry
+ * exactly once, whichever process runs it (the engine on its timer and at the end, a reader before it reads, the
+ * next run after a kill), and concurrent folds queue on the writer lock. Rows are moved, not deleted: they are the
+ * history (the engine_task_history view reads both tables).
  * A task touched several times between folds gets one UPDATE with the union of the columns its transitions set,
  * in order (start then end of an attempt: status, attempt, both times, reason, error, tail, changes).
+ * The engine folds its own batches from memory (`local`): the same entries it committed, not read back and parsed.
  */
 class Folder {
   private readonly pendingIds: Database.Statement<[], { deployment_id: number }>
   private readonly hasRows: Database.Statement<[number], { one: number }>
+  private readonly firstSeq: Database.Statement<[number], { seq: number | null }>
   private readonly rows: Database.Statement<[number], { seq: number; batch: string }>
+  private readonly move: Database.Statement<[number, number]>
   private readonly remove: Database.Statement<[number, number]>
-  private readonly insHist: Database.Statement
   private readonly updNode: Database.Statement
   private readonly updates: Database.Statement[] = []
   private readonly updateColumns: (typeof TASK_COLUMNS)[number][][] = []
-  private readonly foldOne: (id: number) => number
+  private readonly foldOne: (id: number, local?: LocalBatches) => number
 
   constructor(private readonly db: Database.Database) {
-    this.pendingIds = db.prepare('SELECT DISTINCT deployment_id FROM engine_journal')
-    this.hasRows = db.prepare('SELECT 1 AS one FROM engine_journal WHERE deployment_id = ? LIMIT 1')
-    this.rows = db.prepare('SELECT seq, batch FROM engine_journal WHERE deployment_id = ? ORDER BY seq')
-    this.remove = db.prepare('DELETE FROM engine_journal WHERE deployment_id = ? AND seq <= ?')
-    this.insHist = db.prepare(
-      `INSERT INTO engine_task_history (deployment_id, seq, idx, status, attempt, started_at, at, reason, error_json,
-         output_tail, changes_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    this.pendingIds = db.prepare('SELECT DISTINCT deployment_id FROM engine_journal_tail')
+    this.hasRows = db.prepare('SELECT 1 AS one FROM engine_journal_tail WHERE deployment_id = ? LIMIT 1')
+    this.firstSeq = db.prepare('SELECT MIN(seq) AS seq FROM engine_journal_tail WHERE deployment_id = ?')
+    this.rows = db.prepare('SELECT seq, batch FROM engine_journal_tail WHERE deployment_id = ? ORDER BY seq')
+    this.move = db.prepare(
+      `INSERT INTO engine_journal (deployment_id, seq, batch)
+       SELECT deployment_id, seq, batch FROM engine_journal_tail WHERE deployment_id = ? AND seq <= ?`,
     )
+    this.remove = db.prepare('DELETE FROM engine_journal_tail WHERE deployment_id = ? AND seq <= ?')
     this.updNode = db.prepare('UPDATE engine_nodes SET status = ? WHERE deployment_id = ? AND node = ?')
-    const tx = db.transaction((id: number) => this.apply(id))
-    this.foldOne = (id) => tx.immediate(id)
+    const tx = db.transaction((id: number, local?: LocalBatches) => this.apply(id, local))
+    this.foldOne = (id, local) => tx.immediate(id, local)
   }
 
-  /** Folds deployment `id` (every deployment with journal rows when omitted); returns the transitions applied. */
-  fold(id?: number): number {
+  /** Folds deployment `id` (every deployment with unfolded rows when omitted); returns the transitions applied. */
+  fold(id?: number, local?: LocalBatches): number {
     if (id === undefined) {
       let n = 0
       for (const r of this.pendingIds.all()) n += this.fold(r.deployment_id)
       return n
     }
-    // The common case for readers: nothing to fold, and no writer lock taken to find that out.
-    if (!this.hasRows.get(id)) return 0
-    return this.foldOne(id)
+    if (local) {
+      // Everything this journal committed is in `local`, and only it appends to its deployment's journal.
+      if (local.batches.length === 0) return 0
+    } else if (!this.hasRows.get(id)) {
+      // The common case for readers: nothing to fold, and no writer lock taken to find that out.
+      return 0
+    }
+    return this.foldOne(id, local)
   }
 
-  private apply(id: number): number {
-    const rows = this.rows.all(id)
-    if (rows.length === 0) return 0
+  private apply(id: number, local?: LocalBatches): number {
+    let batches: Entry[][] | undefined
+    let last = 0
+    if (local) {
+      // The tail holds a suffix of what this journal committed: another process may have folded the rest (a reader).
+      const first = this.firstSeq.get(id)?.seq ?? null
+      if (first === null) return 0
+      const skip = first - local.firstSeq
+      if (skip >= 0 && skip < local.batches.length) {
+        batches = skip === 0 ? local.batches : local.batches.slice(skip)
+        last = local.firstSeq + local.batches.length - 1
+      }
+    }
+    if (!batches) {
+      const rows = this.rows.all(id)
+      if (rows.length === 0) return 0
+      batches = rows.map((r) => JSON.parse(r.batch) as Entry[])
+      last = rows[rows.length - 1].seq
+    }
     const tasks = new Map<number, TaskColumns>()
     const nodes = new Map<string, NodeStatus>()
     const iso = isoCache()
     let n = 0
-    for (const row of rows) {
-      for (const e of JSON.parse(row.batch) as Entry[]) {
+    for (const batch of batches) {
+      for (const e of batch) {
         n++
         if (e[0] === -1) {
           nodes.set(e[3] as string, e[1] as NodeStatus)
@@ -572,32 +689,14 @@ class Folder {
           cols.error_json = null
           continue
         }
-        const [idx, status, at, attempt, seq, started, reason, error, tail, changes] = e as Extract<
-          Entry,
-          { length: 10 }
-        >
-        const errorJson = error ? JSON.stringify(error) : null
-        const changesJson = changes ? JSON.stringify(changes) : null
+        const [, status, at, attempt, , , reason, error, tail, changes] = e as Extract<Entry, { length: 10 }>
         cols.status = status
         if (attempt !== null) cols.attempt = attempt
         cols.finished_at = iso(at)
         cols.reason = reason
-        cols.error_json = errorJson
+        cols.error_json = error ? JSON.stringify(error) : null
         cols.output_tail = tail
-        cols.changes_json = changesJson
-        this.insHist.run(
-          id,
-          seq,
-          idx,
-          status,
-          attempt,
-          started === null ? null : iso(started),
-          iso(at),
-          reason,
-          errorJson,
-          tail,
-          changesJson,
-        )
+        cols.changes_json = changes ? JSON.stringify(changes) : null
       }
     }
     for (const [idx, cols] of tasks) {
@@ -620,17 +719,20 @@ class Folder {
       upd.run(...params)
     }
     for (const [node, status] of nodes) this.updNode.run(status, id, node)
-    this.remove.run(id, rows[rows.length - 1].seq)
+    this.move.run(id, last)
+    this.remove.run(id, last)
     return n
   }
 }
 
 /**
- * Folds every deployment's journal if this database has one (migration 0102 applied); StateStore.open calls it,
- * so a killed engine's last batches are in the task tables before any reader of a newly opened store looks.
+ * Folds every deployment's journal if this database has one (migration 0102 applied; the engine's later
+ * migrations are applied first); StateStore.open calls it, so a killed engine's last batches are in the task
+ * tables before any reader of a newly opened store looks.
  */
 export function foldEngineJournals(db: Database.Database): number {
   if (!db.prepare(`SELECT 1 FROM schema_migrations WHERE id = '0102_engine_journal'`).get()) return 0
+  applyMigrations(db, ENGINE_MIGRATIONS)
   return new Folder(db).fold()
 }
 
@@ -649,46 +751,89 @@ function isoCache(): (ms: number) => string {
 
 /** How long a journalled transition may wait before the engine folds it into the task tables itself. */
 export const FOLD_INTERVAL_MS = 250
+/** How often a running journal's timer folds also checkpoint the WAL (see checkpointHolds). */
+const CHECKPOINT_INTERVAL_MS = 1000
+
+/**
+ * WAL checkpoints of a SQLite connection while a journal runs on it: automatic checkpoints off (one would land
+ * inside whichever journal COMMIT crosses the threshold — a 70–200 ms stall on the scheduling path in
+ * bench/engine.mjs), and a PASSIVE checkpoint after a timer fold at most every CHECKPOINT_INTERVAL_MS and at the
+ * end of the run instead.
+ * Durability is unchanged for what the journal promises: in WAL mode a COMMIT has written its frames to the WAL
+ * file before it returns, and with synchronous=NORMAL that is what survives a kill of the process (the kernel has
+ * the data; the next connection replays the WAL). A checkpoint copies the WAL into the database file and is the
+ * only point where NORMAL fsyncs the WAL, so it bounds what an OS crash or power cut may take back: here the
+ * commits of the last ~CHECKPOINT_INTERVAL_MS + FOLD_INTERVAL_MS, where automatic checkpoints allowed up to 10,000
+ * WAL pages (~5 s of this bench's journal). Neither can corrupt the file: the WAL's checksums cut a torn tail.
+ * Held per connection and counted, so two journals on one connection (the server's) give the setting back only
+ * when the last one ends.
+ */
+const checkpointHolds = new WeakMap<Database.Database, { users: number; saved: number }>()
+
+function holdCheckpoints(db: Database.Database): void {
+  const h = checkpointHolds.get(db)
+  if (h) h.users++
+  else {
+    checkpointHolds.set(db, { users: 1, saved: Number(db.pragma('wal_autocheckpoint', { simple: true })) })
+    db.pragma('wal_autocheckpoint = 0')
+  }
+}
+
+function releaseCheckpoints(db: Database.Database): void {
+  const h = checkpointHolds.get(db)
+  if (!h || --h.users > 0) return
+  checkpointHolds.delete(db)
+  db.pragma(`wal_autocheckpoint = ${h.saved}`)
+}
 
 /**
  * The scheduler's journal. `record()` buffers a transition; `flush()` — which the scheduler calls before it starts
  * any task — appends the buffer as ONE row of engine_journal and commits: a one-page append, however many tasks
- * the batch starts or ends. The task tables follow within FOLD_INTERVAL_MS: a timer folds the journal into them
- * (see Folder) off the scheduling path, and `finish()` folds the rest.
+ * the batch starts or ends. That row is the durable record of what is acted on, and stays as the history of the
+ * attempts that ended in it (the engine_task_history view). The task and node tables follow within
+ * FOLD_INTERVAL_MS: a timer folds the journal into them (see Folder) off the scheduling path, from the batches
+ * this journal still holds in memory, and `finish()` folds the rest.
  *
- * Why not update engine_tasks in the flush, as before: each transition touched its own page of engine_tasks (the
- * tasks of ~50 busy nodes, spread over the table), so a commit wrote ~10–15 pages to the WAL — ~230 µs a commit,
- * 2.2 s of 3.7 s engine CPU in bench/engine.mjs. A fold touches each page once per interval, and a task that starts
- * and ends in one interval is one UPDATE instead of two.
+ * Why not update engine_tasks in the flush, as before the journal: each transition touched its own page of
+ * engine_tasks (the tasks of ~50 busy nodes, spread over the table), so a commit wrote ~10–15 pages to the WAL —
+ * ~230 µs a commit, 2.2 s of 3.7 s engine CPU in bench/engine.mjs. A fold touches each page once per interval,
+ * and a task that starts and ends in one interval is one UPDATE instead of two.
  *
- * Readers: engine_tasks, engine_task_history and engine_nodes may lag the journal by one interval while an
- * engine runs, and a killed engine leaves its last rows unfolded. So every reader goes through EngineStore's
- * `tasks()`, `history()`, `nodes()` or `fold()`, which fold first; raw SQL on those tables after a kill must call
- * `fold()` before it reads. The durable record of what was acted on is the journal row, committed before the act.
+ * Readers: engine_tasks and engine_nodes may lag the journal by one interval while an engine runs, and a killed
+ * engine leaves its last rows unfolded. So every reader goes through EngineStore's `tasks()`, `nodes()` or
+ * `fold()`, which fold first; raw SQL on those tables after a kill must call `fold()` before it reads.
+ * engine_task_history never lags: it reads the journal.
  */
 export class SqliteJournal implements Journal {
   private buffer: Entry[] = []
+  /** Batches committed and not folded by this journal yet (another process may have folded some). */
+  private unfolded: Entry[][] = []
+  private unfoldedFrom: number
   private readonly append: (seq: number, batch: string) => void
   private readonly upDigests: Database.Statement
   private readonly upDuration: Database.Statement
   private readonly startedAt = new Map<number, number>()
   private readonly durations = new Map<string, { n: number; sum: number }>()
+  private readonly sqlite: boolean
   private foldTimer?: NodeJS.Timeout
   private foldError?: unknown
+  private closed = false
+  private checkpointedAt = Date.now()
 
   constructor(
     readonly db: Database.Database,
     readonly deploymentId: number,
     readonly environment: string,
     readonly plan: ExecutionPlan,
-    /** Next history seq (the fold writes the seqs the journal hands out). */
+    /** Next history seq (the seq an ended attempt's entry carries). */
     private seq: number,
     /** Next engine_journal seq of this deployment. */
     private journalSeq: number,
     private readonly folder: Folder,
     private readonly foldIntervalMs = FOLD_INTERVAL_MS,
   ) {
-    const ins = db.prepare('INSERT INTO engine_journal (deployment_id, seq, batch) VALUES (?, ?, ?)')
+    this.unfoldedFrom = journalSeq
+    const ins = db.prepare('INSERT INTO engine_journal_tail (deployment_id, seq, batch) VALUES (?, ?, ?)')
     this.append = db.transaction((seq: number, batch: string) => {
       ins.run(deploymentId, seq, batch)
       crashPoint('journal-write') // test-only (state/crash-hook.ts): killed with the batch written, uncommitted
@@ -708,6 +853,8 @@ export class SqliteJournal implements Journal {
          mean_ms = engine_durations.mean_ms + (excluded.mean_ms - engine_durations.mean_ms)
            / MIN(engine_durations.samples + 1, 20)`,
     )
+    this.sqlite = dialectOf(db) === 'sqlite'
+    if (this.sqlite) holdCheckpoints(db)
   }
 
   record(t: Transition): void {
@@ -755,13 +902,17 @@ export class SqliteJournal implements Journal {
     if (this.buffer.length === 0) return
     const batch = this.buffer
     this.buffer = []
-    this.append(this.journalSeq++, JSON.stringify(batch))
+    const seq = this.journalSeq
+    this.append(seq, JSON.stringify(batch))
+    this.journalSeq = seq + 1
+    this.unfolded.push(batch)
     crashPoint('journal-commit') // test-only: killed after the commit, before the scheduler acts on it
     // Unref'd: a pending fold never keeps the process alive (what it would fold is durable already).
     this.foldTimer ??= setTimeout(() => {
       this.foldTimer = undefined
       try {
-        this.folder.fold(this.deploymentId)
+        this.foldLocal()
+        this.checkpoint()
       } catch (e) {
         this.foldError ??= e // surfaces at the next flush or finish, on the scheduling path
       }
@@ -773,7 +924,7 @@ export class SqliteJournal implements Journal {
     this.flush()
     if (this.foldTimer) clearTimeout(this.foldTimer)
     this.foldTimer = undefined
-    this.folder.fold(this.deploymentId)
+    this.foldLocal()
   }
 
   /**
@@ -790,6 +941,31 @@ export class SqliteJournal implements Journal {
       this.upDigests.run(this.environment, this.deploymentId)
       for (const [task, d] of batch) this.upDuration.run(task, d.sum / d.n)
     })()
+    this.checkpoint(true)
+    this.close()
+  }
+
+  /** Stops the fold timer and gives the connection's automatic checkpoints back (finish() does it; idempotent). */
+  close(): void {
+    if (this.foldTimer) clearTimeout(this.foldTimer)
+    this.foldTimer = undefined
+    if (this.closed) return
+    this.closed = true
+    if (this.sqlite) releaseCheckpoints(this.db)
+  }
+
+  private foldLocal(): void {
+    this.folder.fold(this.deploymentId, { firstSeq: this.unfoldedFrom, batches: this.unfolded })
+    this.unfolded = []
+    this.unfoldedFrom = this.journalSeq
+  }
+
+  private checkpoint(force = false): void {
+    if (!this.sqlite) return
+    const now = Date.now()
+    if (!force && now - this.checkpointedAt < CHECKPOINT_INTERVAL_MS) return
+    this.checkpointedAt = now
+    this.db.pragma('wal_checkpoint(PASSIVE)')
   }
 
   private rethrowFoldError(): void {

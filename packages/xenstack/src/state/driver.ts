@@ -48,6 +48,11 @@ export interface Database {
 
 export type Backend = 'sqlite' | 'postgresql'
 
+/** Which backend a driver talks to (for the little SQL that cannot be portable, e.g. a view over JSON). */
+export function dialectOf(db: Database): Backend {
+  return db instanceof BetterSqlite3 ? 'sqlite' : 'postgresql'
+}
+
 /** SQLite in WAL mode with foreign keys on and a 10 s busy timeout (several processes share the file). */
 export function openSqlite(file: string): Database {
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 })

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { StateStore } from '../../src/state/store.js'
 import { openSqlite, type Database } from '../../src/state/driver.js'
 import { buildExecutionPlan } from '../../src/engine/graph.js'
-import { EngineStore, type TaskRow } from '../../src/engine/store.js'
+import { applyMigrations, ENGINE_MIGRATIONS, EngineStore, type TaskRow } from '../../src/engine/store.js'
 
 function setup(t: { after(fn: () => void): void }) {
   const dir = mkdtempSync(join(tmpdir(), 'xenstack-engine-journal-'))
@@ -104,7 +104,7 @@ test('a flushed transition is in the store before it is acted on; retries, histo
   assert.deepEqual(digest, [{ task: 'a' }])
 })
 
-test('the SQLite driver the journal commits through: WAL, synchronous NORMAL, checkpoints every 10,000 pages', (t) => {
+test('the SQLite driver the journal commits through: WAL, synchronous NORMAL, checkpoints every 10,000 pages but not while a journal runs', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'xenstack-engine-journal-pragmas-'))
   const db = openSqlite(join(dir, 'state.db'))
   t.after(() => {
@@ -124,13 +124,15 @@ test('the SQLite driver the journal commits through: WAL, synchronous NORMAL, ch
   })
   const id = store.createDeployment('pragma-env', 'deploy', false, plan)
   const journal = store.journal(id, 'pragma-env', plan)
+  // While a journal runs, its connection checkpoints after its folds, never inside a journal COMMIT.
+  assert.equal(pragma('wal_autocheckpoint'), 0)
   journal.record({ kind: 'task', index: 0, status: 'running', at: Date.now(), attempt: 1 })
   assert.equal(journal.pending, 1)
   journal.flush()
   assert.equal(journal.pending, 0)
   const other = openSqlite(join(dir, 'state.db'))
   try {
-    const batch = other.prepare('SELECT seq, batch FROM engine_journal WHERE deployment_id = ?').all(id) as {
+    const batch = other.prepare('SELECT seq, batch FROM engine_journal_tail WHERE deployment_id = ?').all(id) as {
       seq: number
       batch: string
     }[]
@@ -141,13 +143,18 @@ test('the SQLite driver the journal commits through: WAL, synchronous NORMAL, ch
     other.close()
   }
   journal.finish()
+  assert.equal(pragma('wal_autocheckpoint'), 10000, 'given back at the end of the run')
 })
 
 test('the journal is folded into the task tables by the engine, by readers, and when a killed run is reopened', async (t) => {
   const { db, dir, store, plan, id } = setup(t)
   const idx = (task: string) => plan.tasks.findIndex((x) => x.id === task)
-  const journalRows = (d: Database) =>
-    (d.prepare('SELECT COUNT(*) AS c FROM engine_journal WHERE deployment_id = ?').get(id) as { c: number }).c
+  // Journal rows stay (they are the history): a flush appends to engine_journal_tail, a fold moves them to
+  // engine_journal.
+  const count = (d: Database, table: string) =>
+    (d.prepare(`SELECT COUNT(*) AS c FROM ${table} WHERE deployment_id = ?`).get(id) as { c: number }).c
+  const journalRows = (d: Database) => count(d, 'engine_journal') + count(d, 'engine_journal_tail')
+  const unfoldedRows = (d: Database) => count(d, 'engine_journal_tail')
   const t0 = Date.parse('2026-01-01T00:00:00Z')
   const journal = store.journal(id, 'journal-env', plan)
   // a starts and succeeds, b starts: one flush, one journal row.
@@ -164,11 +171,18 @@ test('the journal is folded into the task tables by the engine, by readers, and 
   journal.record({ kind: 'task', index: idx('b'), status: 'running', at: t0 + 1000, attempt: 1 })
   journal.flush()
   assert.equal(journalRows(db), 1)
+  assert.equal(unfoldedRows(db), 1)
   // The table lags the journal until a fold: raw SQL alone does not see the batch yet…
   assert.equal(rawRows(db, id)[idx('a')].status, 'pending')
-  // …a reader through the store folds first, and the fold empties the journal.
+  // …but the history does at once: it is a view over the journal.
+  assert.deepEqual(
+    store.history(id).map((h) => [h.seq, plan.tasks[h.idx].id, h.status, h.at]),
+    [[1, 'a', 'succeeded', '2026-01-01T00:00:01.000Z']],
+  )
+  // A reader through the store folds first; the fold keeps the row (moved out of the tail).
   const a = store.tasks(id)[idx('a')]
-  assert.equal(journalRows(db), 0)
+  assert.equal(unfoldedRows(db), 0)
+  assert.equal(journalRows(db), 1)
   assert.deepEqual(
     [a.status, a.attempt, a.started_at, a.finished_at, a.output_tail, a.error_json],
     ['succeeded', 1, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:01.000Z', 'a done', null],
@@ -201,7 +215,7 @@ test('the journal is folded into the task tables by the engine, by readers, and 
   journal.flush()
   const other = StateStore.open({ dataDir: dir }) // opening the store folds every journal
   t.after(() => other.close())
-  assert.equal(journalRows(other.db), 0)
+  assert.equal(unfoldedRows(other.db), 0)
   assert.equal(rawRows(other.db, id)[idx('b')].status, 'failed')
   journal.record({ kind: 'task', index: idx('c'), status: 'running', at: t0 + 3000, attempt: 1 })
   journal.flush()
@@ -219,7 +233,7 @@ test('the journal is folded into the task tables by the engine, by readers, and 
   })
   journal.flush()
   const deadline = Date.now() + 60_000 // a hang guard only: the loop ends as soon as the fold happened
-  while (journalRows(db) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+  while (unfoldedRows(db) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
   assert.equal(rawRows(db, id)[idx('c')].status, 'succeeded', 'the timer folded the journal')
 
   // A run killed after a flush (no finish): the next open of the store folds its last batch.
@@ -244,6 +258,7 @@ test('the journal is folded into the task tables by the engine, by readers, and 
     'every ended attempt once, seqs contiguous',
   )
   journal.finish()
+  assert.equal(journalRows(db), 5, 'each of the five flushes is one journal row, kept')
   const digests = db
     .prepare(`SELECT task, at FROM engine_task_digests WHERE environment = 'journal-env' ORDER BY task`)
     .all()
@@ -251,4 +266,103 @@ test('the journal is folded into the task tables by the engine, by readers, and 
     { task: 'a', at: '2026-01-01T00:00:01.000Z' },
     { task: 'c', at: '2026-01-01T00:00:04.000Z' },
   ])
+})
+
+test('migration 0104 on a store the engine left before it: the folded history and an unfolded batch read as one history', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'xenstack-engine-journal-0104-'))
+  const state = StateStore.open({ dataDir: dir })
+  t.after(() => {
+    state.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const db = state.db
+  applyMigrations(
+    db,
+    ENGINE_MIGRATIONS.filter((m) => m.id < '0104'),
+  )
+  // What a killed engine left before 0104: a's end folded into engine_task_history (its journal row deleted by that
+  // fold), b's start and failure still in engine_journal.
+  const t0 = Date.parse('2026-01-01T00:00:00Z')
+  const error = { node: 'n1', task: 'b', message: 'exit 3', exitCode: 3, tail: ['line 1', 'line "2"'] }
+  db.prepare(
+    `INSERT INTO engine_deployments (id, environment, mode, force, status, reason, stop_requested, pid, plan_json,
+       created_at) VALUES (1, 'old-env', 'deploy', 0, 'running', NULL, 0, NULL, '{}', '2026-01-01T00:00:00.000Z')`,
+  ).run()
+  for (const [idx, task] of [
+    [0, 'a'],
+    [1, 'b'],
+  ] as const)
+    db.prepare(
+      `INSERT INTO engine_tasks (deployment_id, idx, key, node, task, status, attempt) VALUES (1, ?, ?, 'n1', ?, ?, 1)`,
+    ).run(idx, `n1/${task}`, task, idx === 0 ? 'succeeded' : 'pending')
+  db.prepare(`INSERT INTO engine_nodes (deployment_id, node, pos, status) VALUES (1, 'n1', 0, 'deploying')`).run()
+  db.prepare(
+    `INSERT INTO engine_task_history (deployment_id, seq, idx, status, attempt, started_at, at, reason)
+     VALUES (1, 1, 0, 'succeeded', 1, '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:01.000Z', NULL)`,
+  ).run()
+  const batch = [
+    [1, 'running', t0 + 1000, 1],
+    [1, 'failed', t0 + 2345, 1, 2, t0 + 1000, 'attempt 1 failed', error, 'line 1\nline "2"', null],
+  ]
+  db.prepare('INSERT INTO engine_journal (deployment_id, seq, batch) VALUES (1, 1, ?)').run(JSON.stringify(batch))
+
+  const store = new EngineStore(db) // applies 0104
+  assert.deepEqual(
+    db
+      .prepare(
+        `SELECT seq, idx, status, attempt, started_at, at, reason, error_json, output_tail, changes_json
+           FROM engine_task_history WHERE deployment_id = 1 ORDER BY seq`,
+      )
+      .all(),
+    [
+      {
+        seq: 1,
+        idx: 0,
+        status: 'succeeded',
+        attempt: 1,
+        started_at: '2026-01-01T00:00:00.000Z',
+        at: '2026-01-01T00:00:01.000Z',
+        reason: null,
+        error_json: null,
+        output_tail: null,
+        changes_json: null,
+      },
+      {
+        seq: 2,
+        idx: 1,
+        status: 'failed',
+        attempt: 1,
+        started_at: '2026-01-01T00:00:01.000Z',
+        at: '2026-01-01T00:00:02.345Z',
+        reason: 'attempt 1 failed',
+        error_json: JSON.stringify(error),
+        output_tail: 'line 1\nline "2"',
+        changes_json: null,
+      },
+    ],
+  )
+  // The unfolded batch folds into the task row; the next history seq follows both sources.
+  const b = store.tasks(1)[1]
+  assert.deepEqual(
+    [b.status, b.finished_at, b.error_json],
+    ['failed', '2026-01-01T00:00:02.345Z', JSON.stringify(error)],
+  )
+  assert.equal(store.nextSeq(1), 3)
+  store.appendHistory(1, [{ idx: 1, status: 'pending', attempt: 1, reason: 'interrupted: a note' }])
+  assert.deepEqual(
+    store.history(1).map((h) => [h.seq, h.idx, h.status]),
+    [
+      [1, 0, 'succeeded'],
+      [2, 1, 'failed'],
+      [3, 1, 'pending'],
+    ],
+  )
+  // A new run of it journals after them.
+  const journal = store.journal(1, 'old-env', { nodes: ['n1'], limiters: [], faultTolerance: [], tasks: [] })
+  journal.record({ kind: 'task', index: 1, status: 'skipped', at: t0 + 9000, reason: 'test' })
+  journal.finish()
+  assert.deepEqual(
+    store.history(1).map((h) => h.seq),
+    [1, 2, 3, 4],
+  )
 })

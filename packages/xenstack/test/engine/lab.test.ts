@@ -80,7 +80,13 @@ test('on lab hosts over SSH: dry run changes nothing, deploy converges, a second
     assert.ok(dry2.kind === 'dry-run' && dry2.plan.changes === 0)
 
     // Nothing in the engine's tables holds the password.
-    for (const table of ['engine_tasks', 'engine_task_history', 'engine_deployment_meta', 'engine_deployments']) {
+    for (const table of [
+      'engine_tasks',
+      'engine_task_history',
+      'engine_journal',
+      'engine_deployment_meta',
+      'engine_deployments',
+    ]) {
       const rows = db.prepare(`SELECT * FROM ${table}`).all()
       assert.ok(!JSON.stringify(rows).includes(password), `${table} contains the password`)
     }
