@@ -7,9 +7,11 @@
 // lower bound max(critical path, total work / 50) — computed both from nominal durations and from the sleeps that
 // actually happened (timer overshoot is the executor's, not the scheduler's) — and the process CPU time of each run.
 // A third run repeats xenstack's scheduler with the SQLite journal (the state store's own openSqlite: WAL,
-// synchronous NORMAL, foreign keys on): one engine_journal row committed per scheduler turn that starts tasks, the
-// folds of the journal into engine_tasks/engine_task_history/engine_nodes (every 250 ms and at the end) and the
-// end-of-run write of digests and learned durations included. Recording the plan (createDeployment) is not.
+// synchronous NORMAL, foreign keys on): one engine_journal_tail row committed per scheduler turn that starts tasks,
+// the folds of the journal into engine_tasks/engine_nodes (every 250 ms and at the end; each moves the rows it
+// applied to engine_journal, which with the tail is the task history), the WAL checkpoints the journal runs (after
+// a fold at most once a second, and at the end) and the end-of-run write of digests and learned durations included.
+// Recording the plan (createDeployment, which checkpoints what it wrote) is not.
 // Engine CPU = the run's process CPU minus that of an "executor alone" run (the same 40,000 sleeps driven by 50
 // workers pulling from a counter, no engine): the sleeping executor's timers and promises are not the engine's.
 // Each run also prints its event-loop delay (p99/max): how late the loop got to due timers, i.e. engine stalls (or,
