@@ -94,9 +94,6 @@ export class Dispatcher {
   private readonly aliases = new Map<string, string>()
   private readonly overrides = new Map<string, MessageImpl>()
   private readonly hooks: CallHook[] = []
-  /** The last wire name looked up and its entry: clients call the same method again and again. */
-  private lastMethod = ''
-  private lastEntry: Entry | undefined
 
   constructor(private readonly sim: Simulator) {
     for (const cls of sim.model.classes) {
@@ -193,11 +190,7 @@ export class Dispatcher {
     host: string,
     transport: Transport,
   ): CallOutcome | Promise<CallOutcome> {
-    let e = method === this.lastMethod ? this.lastEntry : this.entries.get(method)
-    if (e) {
-      this.lastMethod = method
-      this.lastEntry = e
-    }
+    let e = this.entries.get(method)
     let isAsync = false
     if (!e) {
       if (method.startsWith('system.')) return this.system(method, params)

@@ -173,17 +173,7 @@ export function responseBytes(status: number, contentType: string, body: Encoded
       : out.write(head, 0, 'latin1') + out.write(body.before, head.length, 'utf8')
   out.set(body.bytes, at)
   at += body.bytes.length
-  // `after` is a few characters (`,"id":7}`): copied here when ASCII, which costs less than a call to Buffer#write.
-  const after = body.after
-  const n = after.length
-  for (let i = 0; i < n; i++) {
-    const c = after.charCodeAt(i)
-    if (c > 0x7f) {
-      out.write(after.slice(i), at, 'utf8')
-      break
-    }
-    out[at++] = c
-  }
+  if (body.after.length > 0) out.write(body.after, at, 'utf8')
   return out
 }
 

@@ -32,11 +32,6 @@ export class SessionManager {
   private readonly byRef = new Map<string, Session>()
   private readonly byOriginator = new Map<string, Set<Session>>()
   private sweeper: NodeJS.Timeout | undefined
-  /**
-   * The session the last check found: a client sends the same session ref with every call, and comparing it costs
-   * less than hashing a fresh string for the Map (cleared when that session is destroyed).
-   */
-  private last: Session | undefined
 
   constructor(
     private readonly sim: Simulator,
@@ -49,12 +44,8 @@ export class SessionManager {
 
   /** Returns the live session for a ref or throws SESSION_INVALID [ref]. */
   check(ref: unknown): Session {
-    let s = this.last
-    if (s === undefined || s.ref !== ref) {
-      s = typeof ref === 'string' ? this.byRef.get(ref) : undefined
-      if (!s) throw new XapiError('SESSION_INVALID', ref)
-      this.last = s
-    }
+    const s = typeof ref === 'string' ? this.byRef.get(ref) : undefined
+    if (!s) throw new XapiError('SESSION_INVALID', ref)
     const now = Date.now()
     if (now - s.lastActive > this.limits.idleTimeoutMs) {
       this.destroy(s.ref)
@@ -108,7 +99,6 @@ export class SessionManager {
     const s = this.byRef.get(ref)
     if (!s) return
     this.byRef.delete(ref)
-    if (this.last === s) this.last = undefined
     const key = (s as Session & { key: string }).key
     const group = this.byOriginator.get(key)
     group?.delete(s)
