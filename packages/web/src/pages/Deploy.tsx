@@ -79,9 +79,9 @@ export function Deploy({ env }: { env: string }) {
   // Task events newer than a load's request win over what that load answers (it may have been read before them).
   const eventCount = useRef(0)
   const lastEvent = useRef(new Map<string, number>())
-  // The 'deployment' events heard, numbered: a start's answer must not mark as running a deployment whose end was
-  // heard while the answer was on its way (a resume with little left can end before its POST is answered).
-  const deploymentEvents = useRef(0)
+  // The same numbering for 'deployment' events, per deployment: a start's answer must not mark as running a
+  // deployment whose end was heard while the answer was on its way (a resume with little left can end before its
+  // POST is answered).
   const lastDeploymentEvent = useRef(new Map<number, number>())
   const loadDeployment = async (id: number) => {
     const mine = ++generation.current
@@ -121,7 +121,7 @@ export function Deploy({ env }: { env: string }) {
     })
     es.addEventListener('deployment', (m) => {
       const d = JSON.parse((m as MessageEvent).data)
-      lastDeploymentEvent.current.set(d.deployment, ++deploymentEvents.current)
+      lastDeploymentEvent.current.set(d.deployment, eventCount.current++)
       if (d.status === 'running') {
         setDeploying(true)
         void loadDeployment(d.deployment).catch(() => {})
@@ -168,10 +168,10 @@ export function Deploy({ env }: { env: string }) {
     })
   /** Sends a start (deploy or resume); running until an event says otherwise, unless one already has. */
   const start = async (send: () => Promise<{ deployment: number }>) => {
-    const asked = deploymentEvents.current
+    const asked = eventCount.current
     const r = await whenFree(send)
     // Events heard since the request was sent (its 'running', maybe its end) already set `deploying` right.
-    if ((lastDeploymentEvent.current.get(r.deployment) ?? 0) <= asked) setDeploying(true)
+    if ((lastDeploymentEvent.current.get(r.deployment) ?? -1) < asked) setDeploying(true)
     await loadDeployment(r.deployment)
   }
   const deploy = () =>
