@@ -1,7 +1,9 @@
 /**
  * The session layer and the client's public surface.
  *
- *   transport (transport.ts)  →  connection pool (http.ts, undici Pool)  →  session (this file)  →  API
+ *   API (xapi.ts, generated/)  →  session (this file)  →  transport (transport.ts: JSON-RPC, XML-RPC, auto)
+ *     →  RPC connection pool (http1.ts: keep-alive HTTP/1.1 sockets)
+ *   disk streaming (streaming.ts)  →  undici Pool (http.ts), made on first use
  *
  * The session layer logs in with `session.login_with_password(user, pwd, version, originator)`, prepends the
  * session to every call, bounds the calls in flight (Limiter), logs in again on SESSION_INVALID and retries,
@@ -15,6 +17,7 @@ import { fromWire, getMessage, type MessageSpec, type XapiType } from '@xenstack
 import { ErrorCode, Redactor, XapiTransportError, XenAPIError, defaultLogger, type Logger } from './errors.js'
 import { jsonConverter } from './convert.js'
 import { createPool, swapHost, type HttpOptions, type TlsOptions } from './http.js'
+import { Http1Pool } from './http1.js'
 import { Limiter } from './limiter.js'
 import { createTransport, type Transport, type TransportKind, type TransportOption } from './transport.js'
 import {
@@ -155,7 +158,10 @@ export class XapiSession implements XapiCore {
   // An ES private field: invisible to util.inspect, JSON.stringify and Object.keys (secrets never show in dumps).
   readonly #password: string
   private readonly options: ConnectOptions
-  private http: Pool
+  /** The RPC sockets. */
+  private rpc: Http1Pool
+  /** undici, for disk streaming and other HTTP handlers; made on first use. */
+  private http: Pool | undefined
   private transport: Transport
   private loginPromise: Promise<string> | undefined
   private readonly closing = new AbortController()
@@ -181,7 +187,7 @@ export class XapiSession implements XapiCore {
     this.logger = options.logger ?? defaultLogger
     this.limiter = new Limiter(options.maxConcurrentCalls ?? 16)
     this.defaultTimeout = options.timeout ?? 60_000
-    this.http = createPool(this.url, { ...options.http, tls: options.tls }, this.logger)
+    this.rpc = new Http1Pool(this.url, { ...options.http, tls: options.tls }, this.logger)
     this.transport = this.makeTransport(options.transport ?? 'auto')
   }
 
@@ -193,6 +199,7 @@ export class XapiSession implements XapiCore {
     return this.transport.kind
   }
   httpPool(): Pool {
+    this.http ??= createPool(this.url, { ...this.options.http, tls: this.options.tls }, this.logger)
     return this.http
   }
   tls(): TlsOptions | undefined {
@@ -200,7 +207,7 @@ export class XapiSession implements XapiCore {
   }
 
   private makeTransport(kind: TransportOption): Transport {
-    return createTransport(kind, this.http, this.url, (reason) =>
+    return createTransport(kind, this.rpc, this.url, (reason) =>
       this.logger.debug?.(`JSON-RPC not available at ${this.url}, using XML-RPC: ${this.redactor.text(reason)}`),
     )
   }
@@ -340,14 +347,17 @@ export class XapiSession implements XapiCore {
     const next = swapHost(this.url, master)
     if (next === this.url) return sleep(backoffDelay(attempt, policy.backoffMs ?? 100))
     this.logger.debug?.(`${this.url} is a pool member; the master is ${next}`)
-    const oldPool = this.http
+    const oldRpc = this.rpc
+    const oldHttp = this.http
     this.url = next
-    this.http = createPool(next, { ...this.options.http, tls: this.options.tls }, this.logger)
+    this.rpc = new Http1Pool(next, { ...this.options.http, tls: this.options.tls }, this.logger)
+    this.http = undefined
     // `auto` that has not fallen back yet may still fall back on the master.
     this.transport = this.makeTransport(
       (this.options.transport ?? 'auto') === 'auto' && from.kind === 'json-rpc' ? 'auto' : from.kind,
     )
-    void oldPool.close().catch(() => undefined)
+    void oldRpc.close().catch(() => undefined)
+    void oldHttp?.close().catch(() => undefined)
   }
 
   private async login(): Promise<string> {
@@ -414,7 +424,7 @@ export class XapiSession implements XapiCore {
         }
         this.sessionId = undefined
       }
-      await this.http.destroy().catch(() => undefined)
+      await Promise.all([this.rpc.destroy(), this.http?.destroy().catch(() => undefined)])
     })()
     return this.closedPromise
   }

@@ -1,6 +1,7 @@
 /**
- * The HTTP layer: one undici Pool (keep-alive sockets) per pool-master origin, with XAPI's TLS choices —
- * system CAs (default), a custom CA, a pinned SHA-256 certificate fingerprint, or `insecure: true` (warned once).
+ * The HTTP layer for XAPI's HTTP handlers (disk import/export, XVA transfer): one undici Pool (keep-alive sockets)
+ * per pool-master origin, with XAPI's TLS choices — system CAs (default), a custom CA, a pinned SHA-256 certificate
+ * fingerprint, or `insecure: true` (warned once). RPC calls go through http1.ts, which makes the same TLS choices.
  */
 import type { TLSSocket } from 'node:tls'
 import { Pool, buildConnector } from 'undici'
@@ -27,6 +28,13 @@ export interface HttpOptions {
 }
 
 const warnedInsecure = new Set<string>()
+
+/** `insecure: true` is said out loud, once per host for the life of the process. */
+export function warnInsecureOnce(host: string, logger: Logger): void {
+  if (warnedInsecure.has(host)) return
+  warnedInsecure.add(host)
+  logger.warn(`TLS certificate verification is DISABLED for ${host} (insecure: true)`)
+}
 
 export function normaliseFingerprint(fp: string): string {
   return fp
@@ -74,10 +82,7 @@ export function createPool(origin: string, options: HttpOptions, logger: Logger)
         })
       }
     } else if (tls.insecure) {
-      if (!warnedInsecure.has(url.host)) {
-        warnedInsecure.add(url.host)
-        logger.warn(`TLS certificate verification is DISABLED for ${url.host} (insecure: true)`)
-      }
+      warnInsecureOnce(url.host, logger)
       connect = { rejectUnauthorized: false }
     } else if (tls.ca) {
       connect = { ca: tls.ca, rejectUnauthorized: true }

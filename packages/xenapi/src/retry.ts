@@ -47,8 +47,8 @@ export function emptyRetryStats(): RetryStats {
 }
 
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED'])
-// undici's own codes for a socket the server closed or reset mid-request
-const UNDICI_RESET_CODES = new Set(['UND_ERR_SOCKET', 'UND_ERR_CLOSED'])
+// A socket the server closed before the whole answer: the RPC pool's own code (http1.ts) and undici's (streaming)
+const CLOSED_CODES = new Set(['ERR_XENAPI_SOCKET_CLOSED', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'])
 
 function codesOf(e: unknown): string[] {
   const out: string[] = []
@@ -71,7 +71,7 @@ export function transportFailureKind(e: unknown): 'reset' | 'http5xx' | 'refused
   }
   const codes = codesOf(e.cause)
   if (codes.includes('ECONNREFUSED')) return 'refused'
-  if (codes.some((c) => RESET_CODES.has(c) || UNDICI_RESET_CODES.has(c))) return 'reset'
+  if (codes.some((c) => RESET_CODES.has(c) || CLOSED_CODES.has(c))) return 'reset'
   return undefined
 }
 

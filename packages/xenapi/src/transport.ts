@@ -5,8 +5,6 @@
  * A transport returns the raw decoded result (ints may still be strings over XML-RPC); the session layer converts
  * it by the datamodel's result type. XAPI failures become XenAPIError, everything else XapiTransportError.
  */
-import type { IncomingHttpHeaders } from 'node:http'
-import type { Dispatcher, Pool } from 'undici'
 import {
   XmlRpcFault,
   decodeJsonRpcResponse,
@@ -17,6 +15,7 @@ import {
   type XapiType,
 } from '@xenstack/xapi-wire'
 import { XapiTimeoutError, XapiTransportError, XenAPIError } from './errors.js'
+import { Http1TimeoutError, type Http1Answer, type Http1Pool } from './http1.js'
 
 export type TransportKind = 'json-rpc' | 'xml-rpc'
 export type TransportOption = TransportKind | 'auto'
@@ -44,116 +43,24 @@ export class UnsupportedTransportError extends XapiTransportError {
   override readonly name = 'UnsupportedTransportError'
 }
 
-interface HttpAnswer {
-  status: number
-  contentType: string
-  body: string
-}
+const JSON_TYPE = 'application/json'
+const XML_TYPE = 'text/xml'
 
-/** The content-type request headers, as undici's flat [name, value] form (no object keys to walk per request). */
-const JSON_HEADERS = ['content-type', 'application/json']
-const XML_HEADERS = ['content-type', 'text/xml']
-
-/**
- * Collects one answer for `post`. A class rather than closures: one allocation per call, and the caller's abort
- * signal is listened to only when there is one.
- */
-class AnswerHandler implements Dispatcher.DispatchHandler {
-  private status = 0
-  private contentType = ''
-  private readonly chunks: Buffer[] = []
-  private controller: Dispatcher.DispatchController | undefined
-  private readonly onAbort: (() => void) | undefined
-
-  constructor(
-    private readonly resolve: (a: HttpAnswer) => void,
-    private readonly reject: (e: unknown) => void,
-    private readonly req: RpcRequest,
-    private readonly url: string,
-    private readonly path: string,
-  ) {
-    const signal = req.signal
-    if (signal) {
-      this.onAbort = () => this.controller?.abort(signal.reason ?? new Error('aborted'))
-      signal.addEventListener('abort', this.onAbort, { once: true })
-    }
-  }
-
-  private done(): void {
-    if (this.onAbort) this.req.signal?.removeEventListener('abort', this.onAbort)
-  }
-
-  onRequestStart(c: Dispatcher.DispatchController): void {
-    this.controller = c
-    const signal = this.req.signal
-    if (signal?.aborted) c.abort(signal.reason ?? new Error('aborted'))
-  }
-
-  onResponseStart(_c: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
-    this.status = statusCode
-    const ct = headers['content-type']
-    this.contentType = (Array.isArray(ct) ? ct[0] : ct) ?? ''
-  }
-
-  onResponseData(_c: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.chunks.push(chunk)
-  }
-
-  onResponseEnd(): void {
-    this.done()
-    const chunks = this.chunks
-    this.resolve({
-      status: this.status,
-      contentType: this.contentType,
-      body: chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8'),
-    })
-  }
-
-  onResponseError(_c: Dispatcher.DispatchController, e: Error): void {
-    this.done()
-    const req = this.req
-    const code = (e as { code?: string }).code
-    if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
-      this.reject(new XapiTimeoutError(req.method, this.url, req.timeout))
-    } else if (req.signal?.aborted) {
-      this.reject(req.signal.reason ?? e)
-    } else {
-      this.reject(
-        new XapiTransportError(
-          `${req.method}: request to ${this.url}${this.path} failed: ${e.message}`,
-          req.method,
-          this.url,
-          undefined,
-          { cause: e },
-        ),
-      )
-    }
-  }
-}
-
-/**
- * POSTs a body with a timeout and an optional caller signal; maps failures to transport errors.
- *
- * This is undici's `dispatch` with a handler that collects the body: no per-response Readable stream and no
- * AbortController/timer per call (the timeout is undici's own headers/body timers; XAPI sends its headers once the
- * call is done), which keeps the client's CPU per call near undici's floor.
- */
-function post(
-  pool: Pool,
-  url: string,
-  path: string,
-  body: string,
-  headers: string[],
-  req: RpcRequest,
-): Promise<HttpAnswer> {
-  const signal = req.signal
-  if (signal?.aborted) return Promise.reject(signal.reason ?? new Error('aborted'))
-  return new Promise<HttpAnswer>((resolve, reject) => {
-    pool.dispatch(
-      { path, method: 'POST', body, headers, headersTimeout: req.timeout, bodyTimeout: req.timeout },
-      new AnswerHandler(resolve, reject, req, url, path),
+/** POSTs a body within the call's deadline and signal; maps connection failures to transport errors. */
+async function post(pool: Http1Pool, url: string, path: string, body: string, type: string, req: RpcRequest) {
+  try {
+    return await pool.post(path, type, body, req.timeout, req.signal)
+  } catch (e) {
+    if (e instanceof Http1TimeoutError) throw new XapiTimeoutError(req.method, url, req.timeout)
+    if (req.signal?.aborted) throw e
+    throw new XapiTransportError(
+      `${req.method}: request to ${url}${path} failed: ${(e as Error).message}`,
+      req.method,
+      url,
+      undefined,
+      { cause: e },
     )
-  })
+  }
 }
 
 /** JSON-RPC params: the caller's array as it is when every value is already JSON (the usual strings and numbers). */
@@ -170,7 +77,7 @@ function jsonParams(params: unknown[], types: (XapiType | undefined)[] | undefin
   return out ?? params
 }
 
-function statusError(a: HttpAnswer, req: RpcRequest, url: string, path: string, Cls = XapiTransportError): Error {
+function statusError(a: Http1Answer, req: RpcRequest, url: string, path: string, Cls = XapiTransportError): Error {
   const snippet = a.body.slice(0, 200).replace(/\s+/g, ' ')
   return new Cls(
     `${req.method}: ${url}${path} answered HTTP ${a.status} (${a.contentType || 'no content type'}): ${snippet}`,
@@ -184,7 +91,7 @@ export class JsonRpcTransport implements Transport {
   readonly kind = 'json-rpc'
   private nextId = 0
   constructor(
-    private readonly pool: Pool,
+    private readonly pool: Http1Pool,
     readonly url: string,
   ) {}
 
@@ -192,7 +99,7 @@ export class JsonRpcTransport implements Transport {
     const id = ++this.nextId
     const params = jsonParams(req.params, req.paramTypes)
     const body = JSON.stringify({ jsonrpc: '2.0', method: req.method, params, id })
-    const a = await post(this.pool, this.url, '/jsonrpc', body, JSON_HEADERS, req)
+    const a = await post(this.pool, this.url, '/jsonrpc', body, JSON_TYPE, req)
     const isJson = a.contentType.startsWith('application/json') || /^application\/json\b/i.test(a.contentType)
     if (a.status !== 200 || !isJson) {
       // 404/405: no handler; a non-JSON body: something else (an old XAPI or a proxy) answered.
@@ -220,13 +127,13 @@ export class JsonRpcTransport implements Transport {
 export class XmlRpcTransport implements Transport {
   readonly kind = 'xml-rpc'
   constructor(
-    private readonly pool: Pool,
+    private readonly pool: Http1Pool,
     readonly url: string,
   ) {}
 
   async call(req: RpcRequest): Promise<unknown> {
     const body = encodeMethodCall(req.method, req.params, req.paramTypes)
-    const a = await post(this.pool, this.url, '/', body, XML_HEADERS, req)
+    const a = await post(this.pool, this.url, '/', body, XML_TYPE, req)
     if (a.status !== 200) throw statusError(a, req, this.url, '/')
     let value
     try {
@@ -296,7 +203,7 @@ export class AutoTransport implements Transport {
 
 export function createTransport(
   kind: TransportOption,
-  pool: Pool,
+  pool: Http1Pool,
   url: string,
   onFallback?: (reason: string) => void,
 ): Transport {
