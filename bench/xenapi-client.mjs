@@ -11,9 +11,10 @@
 // that takes its turns the same way (it speaks XML-RPC only).
 //
 // --floor adds two reference rows that are not clients: the same JSON-RPC VM.get_record through undici's Pool.dispatch
-// (the undici this client uses, nothing but the JSON encode and parse around it) and through a bare node:net keep-alive
-// socket with a minimal HTTP/1.1 reader (Content-Length answers only, no TLS, no timeouts). They show how much of the
-// client's cost per call is its HTTP layer's floor. --warmup sets the calls each client makes before measuring (3000,
+// (what this client's calls went through until it got its own HTTP/1.1 pool, http1.ts; disk streaming still does;
+// nothing but the JSON encode and parse around it) and through a bare node:net keep-alive socket with a minimal
+// HTTP/1.1 reader (Content-Length answers only, no TLS, no timeouts). They show how much of the client's cost per call
+// is its HTTP layer's floor. --warmup sets the calls each client makes before measuring (3000,
 // XenAPI.py too): V8 is still optimising over the first few thousand calls (this client ~670 µs CPU/call over the
 // first 1,000 after 300, ~150 µs warm; xen-api ~510 -> ~250), so with a short warm-up a run measures the JIT as much
 // as the client. The figures are steady-state ones; --warmup 300 shows the cold picture.
