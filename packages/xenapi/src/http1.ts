@@ -38,6 +38,8 @@ export interface Http1PoolOptions {
   maxHeaderSize?: number
 }
 
+const MAX_TIMER_MS = 2 ** 31 - 1
+
 /** A connection that closed (or was closed) before the whole answer arrived. */
 export class SocketClosedError extends Error {
   override readonly name = 'SocketClosedError'
@@ -276,7 +278,10 @@ export class Http1Pool {
     }
   }
 
-  /** POSTs `body` to `path`; resolves with the answer whatever its status, rejects on connection failures. */
+  /**
+   * POSTs `body` to `path`; resolves with the answer whatever its status, rejects on connection failures. `timeout`
+   * is the call's deadline in ms (0 or Infinity: none).
+   */
   post(path: string, contentType: string, body: string, timeout: number, signal?: AbortSignal): Promise<Http1Answer> {
     if (this.destroyed || this.closing) {
       return Promise.reject(new SocketClosedError(`connection pool to ${this.origin} is closed`))
@@ -287,7 +292,10 @@ export class Http1Pool {
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`
     return new Promise<Http1Answer>((resolve, reject) => {
       const x = new Exchange(request, signal, resolve, reject)
-      x.timer = setTimeout(() => this.abandon(x, new Http1TimeoutError(`no answer within ${timeout} ms`)), timeout)
+      // 0 or an infinite timeout: no deadline (setTimeout would turn anything past 2^31-1 ms into 1 ms).
+      if (timeout > 0 && timeout <= MAX_TIMER_MS) {
+        x.timer = setTimeout(() => this.abandon(x, new Http1TimeoutError(`no answer within ${timeout} ms`)), timeout)
+      }
       if (signal) {
         x.onAbort = () => this.abandon(x, signal.reason ?? new Error('aborted'))
         signal.addEventListener('abort', x.onAbort, { once: true })
