@@ -367,7 +367,16 @@ export class Scheduler {
 
   private record(i: number, status: S, extra: { attempt?: number; outcome?: TaskOutcome; reason?: string } = {}): void {
     const t = this.tasks[i]
-    this.journal?.record({ kind: 'task', index: i, status: STATUS_NAMES[status], at: Date.now(), ...extra })
+    // One object shape for every transition (no spread: it copied `extra` property by property on every record).
+    this.journal?.record({
+      kind: 'task',
+      index: i,
+      status: STATUS_NAMES[status],
+      at: Date.now(),
+      attempt: extra.attempt,
+      outcome: extra.outcome,
+      reason: extra.reason,
+    })
     if (this.onEvent)
       this.emit({
         type: 'task',
