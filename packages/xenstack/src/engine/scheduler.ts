@@ -191,6 +191,13 @@ class LazyAbort {
   }
 }
 
+/** A task attempt's context for its runner: the attempt number and a signal made on first use. */
+class TaskAttempt extends LazyAbort implements RunContext {
+  constructor(readonly attempt: number) {
+    super()
+  }
+}
+
 interface AnyGroup {
   target: number
   size: number
@@ -548,7 +555,7 @@ export class Scheduler {
       }
     }
     this.journal?.flush()
-    for (const i of launch) void this.execute(i, 1)
+    for (const i of launch) this.execute(i, 1)
     if (this.runningTasks === 0) this.complete()
   }
 
@@ -574,42 +581,45 @@ export class Scheduler {
     return -1
   }
 
-  private async execute(i: number, attempt: number): Promise<void> {
+  /**
+   * Runs one attempt. Not an async function: the runner's promise is settled with one then() (an async wrapper
+   * added its own promise and microtask hops to each of a deployment's tasks), and the task's context is the
+   * attempt's LazyAbort itself (a prototype getter, not a fresh accessor object per task).
+   */
+  private execute(i: number, attempt: number): void {
     const t = this.tasks[i]
-    const ctl = new LazyAbort()
+    const ctl = new TaskAttempt(attempt)
     this.controllers.set(i, ctl)
     let timer: NodeJS.Timeout | undefined
-    let outcome: TaskOutcome
+    const failed = (e: unknown): TaskOutcome => ({
+      status: 'failed',
+      error: { node: t.node, task: t.id, message: (e as Error)?.message ?? String(e) },
+    })
+    let run: Promise<TaskOutcome>
     try {
-      const run = this.runner(t, {
-        get signal() {
-          return ctl.signal
-        },
-        attempt,
-      })
-      if (t.timeoutMs !== undefined && t.timeoutMs > 0) {
-        const timeoutMs = t.timeoutMs
-        const timedOut = new Promise<TaskOutcome>((resolve) => {
-          timer = setTimeout(() => {
-            ctl.abort(new Error(`timed out after ${timeoutMs / 1000} s`))
-            resolve({
-              status: 'failed',
-              error: { node: t.node, task: t.id, message: `timed out after ${timeoutMs / 1000} s` },
-            })
-          }, timeoutMs)
-        })
-        outcome = await Promise.race([run, timedOut])
-      } else outcome = await run
+      run = this.runner(t, ctl)
     } catch (e) {
-      outcome = {
-        status: 'failed',
-        error: { node: t.node, task: t.id, message: (e as Error)?.message ?? String(e) },
-      }
-    } finally {
+      run = Promise.resolve(failed(e))
+    }
+    if (t.timeoutMs !== undefined && t.timeoutMs > 0) {
+      const timeoutMs = t.timeoutMs
+      const timedOut = new Promise<TaskOutcome>((resolve) => {
+        timer = setTimeout(() => {
+          ctl.abort(new Error(`timed out after ${timeoutMs / 1000} s`))
+          resolve({
+            status: 'failed',
+            error: { node: t.node, task: t.id, message: `timed out after ${timeoutMs / 1000} s` },
+          })
+        }, timeoutMs)
+      })
+      run = Promise.race([run, timedOut])
+    }
+    const settle = (outcome: TaskOutcome) => {
       if (timer) clearTimeout(timer)
       this.controllers.delete(i)
+      this.afterRun(i, attempt, outcome, ctl.aborted && this.stopping === 'cancel')
     }
-    this.afterRun(i, attempt, outcome, ctl.aborted && this.stopping === 'cancel')
+    void run.then(settle, (e: unknown) => settle(failed(e)))
   }
 
   private afterRun(i: number, attempt: number, outcome: TaskOutcome, cancelled: boolean): void {
@@ -621,7 +631,7 @@ export class Scheduler {
       this.record(i, S.running, { attempt: attempt + 1 })
       setTimeout(() => {
         this.journal?.flush()
-        void this.execute(i, attempt + 1)
+        this.execute(i, attempt + 1)
       }, t.retryIntervalMs)
       return
     }

@@ -905,7 +905,9 @@ function releaseCheckpoints(db: Database.Database): void {
  * FOLD_INTERVAL_MS: a timer folds the journal into them (see Folder) off the scheduling path, from the columns
  * this journal gathered as its batches committed (a FoldSet: flat arrays per task, no entry kept), and `finish()`
  * folds the rest. Against keeping each batch's entries as arrays for the fold (and JSON.stringify-ing them in the
- * flush), this took ~0.25 s of engine CPU off bench/engine.mjs's journal run (2.21–2.38 s -> 1.96–2.01 s).
+ * flush), bench/engine.mjs's journal run measured 1.96–2.01 s of engine CPU against 2.21–2.38 s at load 2.6–5, and
+ * no difference on a quiet machine (2.38–2.48 s against 2.17–2.56 s): it allocates less, which counts when the
+ * machine is busy.
  *
  * Why not update engine_tasks in the flush, as before the journal: each transition touched its own page of
  * engine_tasks (the tasks of ~50 busy nodes, spread over the table), so a commit wrote ~10–15 pages to the WAL —
