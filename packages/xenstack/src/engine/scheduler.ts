@@ -597,7 +597,8 @@ export class Scheduler {
     })
     let run: Promise<TaskOutcome>
     try {
-      run = this.runner(t, ctl)
+      // Promise.resolve: a runner that answers synchronously (not declared async) still settles the attempt.
+      run = Promise.resolve(this.runner(t, ctl))
     } catch (e) {
       run = Promise.resolve(failed(e))
     }
