@@ -187,7 +187,7 @@ export class XapiSession implements XapiCore {
     this.logger = options.logger ?? defaultLogger
     this.limiter = new Limiter(options.maxConcurrentCalls ?? 16)
     this.defaultTimeout = options.timeout ?? 60_000
-    this.rpc = new Http1Pool(this.url, { ...options.http, tls: options.tls }, this.logger)
+    this.rpc = new Http1Pool(this.url, this.poolOptions(), this.logger)
     this.transport = this.makeTransport(options.transport ?? 'auto')
   }
 
@@ -199,11 +199,15 @@ export class XapiSession implements XapiCore {
     return this.transport.kind
   }
   httpPool(): Pool {
-    this.http ??= createPool(this.url, { ...this.options.http, tls: this.options.tls }, this.logger)
+    this.http ??= createPool(this.url, this.poolOptions(), this.logger)
     return this.http
   }
   tls(): TlsOptions | undefined {
     return this.options.tls
+  }
+  /** What both connection pools (RPC and streaming) are built with. */
+  private poolOptions(): HttpOptions {
+    return { ...this.options.http, tls: this.options.tls }
   }
 
   private makeTransport(kind: TransportOption): Transport {
@@ -350,7 +354,7 @@ export class XapiSession implements XapiCore {
     const oldRpc = this.rpc
     const oldHttp = this.http
     this.url = next
-    this.rpc = new Http1Pool(next, { ...this.options.http, tls: this.options.tls }, this.logger)
+    this.rpc = new Http1Pool(next, this.poolOptions(), this.logger)
     this.http = undefined
     // `auto` that has not fallen back yet may still fall back on the master.
     this.transport = this.makeTransport(

@@ -56,38 +56,58 @@ export class CertificatePinError extends Error {
   }
 }
 
+/**
+ * The TLS choice for one https origin, made the same way for both HTTP stacks: the node:tls options, and the
+ * normalised pin when the certificate is pinned (the pin replaces the CA chain, so the chain is not verified).
+ */
+export interface TlsChoice {
+  options: { rejectUnauthorized: boolean; ca?: TlsOptions['ca'] }
+  pin?: string
+}
+
+export function tlsChoice(host: string, tls: TlsOptions, logger: Logger): TlsChoice {
+  if (tls.fingerprint) {
+    const pin = normaliseFingerprint(tls.fingerprint)
+    if (pin.length !== 64) {
+      throw new Error(`tls.fingerprint: expected a SHA-256 fingerprint (64 hex digits), got ${tls.fingerprint}`)
+    }
+    return { options: { rejectUnauthorized: false }, pin }
+  }
+  if (tls.insecure) {
+    warnInsecureOnce(host, logger)
+    return { options: { rejectUnauthorized: false } }
+  }
+  return { options: tls.ca ? { ca: tls.ca, rejectUnauthorized: true } : { rejectUnauthorized: true } }
+}
+
+/** The error for a peer whose certificate is not the pinned one; undefined when it is. */
+export function pinMismatch(host: string, pin: string, socket: TLSSocket): CertificatePinError | undefined {
+  const actual = normaliseFingerprint(socket.getPeerCertificate?.()?.fingerprint256 ?? '')
+  return actual === pin ? undefined : new CertificatePinError(host, pin, actual || '(none)')
+}
+
 /** Builds the undici Pool for one origin (`http://host:port` or `https://…`). */
 export function createPool(origin: string, options: HttpOptions, logger: Logger): Pool {
   const url = new URL(origin)
-  const tls = options.tls ?? {}
   let connect: buildConnector.connector | buildConnector.BuildOptions | undefined
   if (url.protocol === 'https:') {
-    if (tls.fingerprint) {
-      const expected = normaliseFingerprint(tls.fingerprint)
-      if (expected.length !== 64) {
-        throw new Error(`tls.fingerprint: expected a SHA-256 fingerprint (64 hex digits), got ${tls.fingerprint}`)
-      }
+    const { options: tlsOptions, pin } = tlsChoice(url.host, options.tls ?? {}, logger)
+    if (pin !== undefined) {
       // No TLS session resumption: a resumed session presents no certificate to check.
-      const base = buildConnector({ rejectUnauthorized: false, maxCachedSessions: 0 })
+      const base = buildConnector({ ...tlsOptions, maxCachedSessions: 0 })
       connect = (opts, callback) => {
         base(opts, (err, socket) => {
           if (err || !socket) return callback(err ?? new Error('TLS connect failed'), null)
-          const cert = (socket as TLSSocket).getPeerCertificate?.()
-          const actual = normaliseFingerprint(cert?.fingerprint256 ?? '')
-          if (actual !== expected) {
+          const mismatch = pinMismatch(url.host, pin, socket as TLSSocket)
+          if (mismatch) {
             socket.destroy()
-            return callback(new CertificatePinError(url.host, expected, actual || '(none)'), null)
+            return callback(mismatch, null)
           }
           callback(null, socket)
         })
       }
-    } else if (tls.insecure) {
-      warnInsecureOnce(url.host, logger)
-      connect = { rejectUnauthorized: false }
-    } else if (tls.ca) {
-      connect = { ca: tls.ca, rejectUnauthorized: true }
     } else {
-      connect = { rejectUnauthorized: true }
+      connect = tlsOptions
     }
   }
   return new Pool(url.origin, {

@@ -95,12 +95,14 @@ export class ResponseParser {
         case State.Head:
           i = this.readHead(data, i)
           break
-        case State.LengthBody: {
+        case State.LengthBody:
+        case State.ChunkData: {
+          // `left` bytes of a Content-Length body or of one chunk
           const n = Math.min(this.left, data.length - i)
           this.take(data, i, i + n)
           i += n
           this.left -= n
-          if (this.left === 0) this.state = State.Done
+          if (this.left === 0) this.state = this.state === State.LengthBody ? State.Done : State.ChunkDataEnd
           break
         }
         case State.ChunkSize:
@@ -108,14 +110,6 @@ export class ResponseParser {
         case State.Trailer:
           i = this.readLine(data, i)
           break
-        case State.ChunkData: {
-          const n = Math.min(this.left, data.length - i)
-          this.take(data, i, i + n)
-          i += n
-          this.left -= n
-          if (this.left === 0) this.state = State.ChunkDataEnd
-          break
-        }
         case State.UntilClose:
           this.take(data, i, data.length)
           i = data.length

@@ -17,7 +17,7 @@
 import net from 'node:net'
 import tls from 'node:tls'
 import type { Logger } from './errors.js'
-import { CertificatePinError, normaliseFingerprint, warnInsecureOnce, type TlsOptions } from './http.js'
+import { pinMismatch, tlsChoice, type TlsOptions } from './http.js'
 import { Http1ProtocolError, ResponseParser } from './http1-parser.js'
 
 export { Http1ProtocolError }
@@ -85,7 +85,6 @@ class Http1Connection {
   exchange: Exchange | undefined
   /** Connected (and, over TLS, the certificate accepted): requests may be written. */
   private ready = false
-  private closed = false
   private error: Error | undefined
   private readonly parser: ResponseParser
   private idleTimer: NodeJS.Timeout | undefined
@@ -115,7 +114,7 @@ class Http1Connection {
       return
     }
     this.ready = true
-    if (this.exchange) this.write(this.exchange)
+    if (this.exchange) this.socket.write(this.exchange.request)
   }
 
   /** Resolves once the socket's 'close' has been handled (and the pool has forgotten this connection). */
@@ -125,7 +124,7 @@ class Http1Connection {
   }
 
   get usable(): boolean {
-    return !this.closed && !this.socket.destroyed && this.socket.readable
+    return !this.socket.destroyed && this.socket.readable
   }
 
   send(x: Exchange): void {
@@ -135,11 +134,7 @@ class Http1Connection {
       this.unrefd = false
       this.socket.ref()
     }
-    if (this.ready) this.write(x)
-  }
-
-  private write(x: Exchange): void {
-    this.socket.write(x.request)
+    if (this.ready) this.socket.write(x.request)
   }
 
   /** Closes the socket; the exchange on it (if any) fails with `e`. */
@@ -197,7 +192,6 @@ class Http1Connection {
     if (reusable) {
       this.pool.release(this, hint)
     } else {
-      this.closed = true
       this.socket.destroy()
       this.pool.remove(this)
     }
@@ -207,8 +201,6 @@ class Http1Connection {
   private onClose(): void {
     this.gone = true
     if (this.idleTimer) clearTimeout(this.idleTimer)
-    const wasClosed = this.closed
-    this.closed = true
     const x = this.exchange
     this.exchange = undefined
     if (x) {
@@ -223,7 +215,7 @@ class Http1Connection {
         )
       x.reject(e)
     }
-    if (!wasClosed) this.pool.remove(this)
+    this.pool.remove(this) // a no-op when complete() already removed it
   }
 }
 
@@ -260,21 +252,11 @@ export class Http1Pool {
     this.keepAliveMs = options.keepAliveTimeout ?? 30_000
     this.maxHeaderSize = options.maxHeaderSize ?? 64 * 1024
     if (this.https) {
-      const t = options.tls ?? {}
-      if (t.fingerprint) {
-        this.pinned = normaliseFingerprint(t.fingerprint)
-        if (this.pinned.length !== 64) {
-          throw new Error(`tls.fingerprint: expected a SHA-256 fingerprint (64 hex digits), got ${t.fingerprint}`)
-        }
-        // The pin replaces the CA chain; a fresh handshake every connection (no session resumption, which would
-        // present no certificate to check).
-        this.tlsOptions = { rejectUnauthorized: false }
-      } else if (t.insecure) {
-        warnInsecureOnce(url.host, logger)
-        this.tlsOptions = { rejectUnauthorized: false }
-      } else {
-        this.tlsOptions = { rejectUnauthorized: true, ...(t.ca ? { ca: t.ca } : {}) }
-      }
+      // A pinned certificate: a fresh handshake every connection (node:tls resumes no session it is not given,
+      // and a resumed session would present no certificate to check).
+      const choice = tlsChoice(url.host, options.tls ?? {}, logger)
+      this.tlsOptions = choice.options
+      this.pinned = choice.pin
     }
   }
 
@@ -426,10 +408,6 @@ export class Http1Pool {
   }
 
   private checkPin(socket: tls.TLSSocket): Error | undefined {
-    if (this.pinned === undefined) return undefined
-    const actual = normaliseFingerprint(socket.getPeerCertificate()?.fingerprint256 ?? '')
-    return actual === this.pinned
-      ? undefined
-      : new CertificatePinError(this.hostHeader, this.pinned, actual || '(none)')
+    return this.pinned === undefined ? undefined : pinMismatch(this.hostHeader, this.pinned, socket)
   }
 }
