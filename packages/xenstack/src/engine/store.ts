@@ -651,7 +651,8 @@ class FoldSet {
     else if (e[1] === 'running') this.start(e[0], e[2], e[3] as number)
     else {
       const [idx, status, at, attempt, , , reason, error, tail, changes] = e as Extract<Entry, { length: 10 }>
-      this.end(idx, status, at, attempt, endColumns(reason, error ? JSON.stringify(error) : null, tail, changes))
+      const errorJson = error ? JSON.stringify(error) : null
+      this.end(idx, status, at, attempt, endColumns(reason, errorJson, tail, changes ? JSON.stringify(changes) : null))
     }
   }
 
@@ -717,14 +718,15 @@ interface EndColumns {
   changes: string | null
 }
 
+/** An end's columns as stored, or null when it sets none of them (the common success). */
 function endColumns(
   reason: string | null,
   error: string | null,
   tail: string | null,
-  changes: ResourceChange[] | null,
+  changes: string | null,
 ): EndColumns | null {
   if (reason === null && error === null && tail === null && changes === null) return null
-  return { reason, error, tail, changes: changes ? JSON.stringify(changes) : null }
+  return { reason, error, tail, changes }
 }
 
 /** What a journal committed and has not folded yet: its rows firstSeq..lastSeq, gathered. */
@@ -1015,16 +1017,7 @@ export class SqliteJournal implements Journal {
     this.buffer +=
       `${sep}[${t.index},"${t.status}",${t.at},${t.attempt ?? null},${this.seq++},${started},` +
       `${reason === null ? null : JSON.stringify(reason)},${error},${tail === null ? null : JSON.stringify(tail)},${changesJson}]`
-    this.queued.push(
-      Q_END,
-      t.index,
-      t.status,
-      t.at,
-      t.attempt ?? null,
-      reason === null && error === null && tail === null && changesJson === null
-        ? null
-        : { reason, error, tail, changes: changesJson },
-    )
+    this.queued.push(Q_END, t.index, t.status, t.at, t.attempt ?? null, endColumns(reason, error, tail, changesJson))
     if (t.status === 'succeeded' && start === start) {
       // Durations are statistics: aggregated here, written once by finish().
       const task = this.plan.tasks[t.index]
